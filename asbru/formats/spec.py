@@ -1,0 +1,302 @@
+"""Building blocks that a format file uses to describe itself.
+
+A format is one module in ``asbru.formats`` (or a third-party module registered under
+the ``asbru.formats`` entry-point group).  It declares, with the names below:
+
+``NAME``            the format's name (``"chips"``).
+``HEADER``          a :class:`Header`: field table (name, offset, wire type, bit fields);
+                    ``HEADER.dtype`` is the equivalent numpy structured dtype.
+``parse(fmt, role)``  -> :class:`FormatParams` from a format string such as ``"chips_132"``;
+                    ``role`` is ``"capture"`` (UDP / sniffer), ``"disk"`` (DiskReader) or
+                    ``"write"`` (DiskWriter / UDPTransmit).  Raise :class:`FormatError`
+                    with a one-line message for a string it does not accept.
+``capture_config(params, nsrc, src0)`` -> int64 array handed to ``decode`` as ``cfg``
+                    (``cfg[CFG_NSRC]`` and ``cfg[CFG_SRC0]`` always first).
+``decode(pkt, cfg, state, d)``  compiled: fill descriptor ``d`` from packet ``pkt``
+                    (a uint8 array of exactly the packet's bytes); return VALID, INVALID
+                    or HOLD.  ``state`` is an int64 scratch array (``NSTATE`` long, zeroed at
+                    capture start) for formats that learn parameters from the stream.
+``place(payload, d, slot, nsrc)``  compiled: copy ``payload`` into the ring time slot
+                    ``slot`` (uint8, ``nsrc * P`` bytes, P = the sequence's payload size)
+                    at the position of source ``d[SRC]``.  Must never write outside
+                    ``slot``.  Called with an all-zero payload to zero-fill a missing slot.
+``CHANGE``          descriptor fields whose change starts a new sequence.
+``CALLBACK_FAMILY`` ``"pointer"`` (callback writes ``time_tag_ptr``) or ``"value"``.
+``callback_args(seq0, d, nsrc)``  -> tuple of the sequence callback's leading arguments
+                    (Bifrost's order, without ``time_tag_ptr``/``hdr_ptr``/``hdr_size_ptr``).
+``time_tag_of(seq, d)``  -> the time tag of time index ``seq`` (value-family formats).
+``write_config(params)`` -> int64 array handed to ``fill`` as ``wcfg`` (writable formats).
+``fill(hdr, info, wcfg, seq, src, framecount)``  compiled: write one header into ``hdr``
+                    (uint8, ``HEADER.size`` bytes) from HeaderInfo array ``info``.
+
+Compiled functions are plain Python functions decorated with :func:`kernel`; they may only
+use numba-compatible code and the byte helpers below.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numba
+import numpy as np
+
+# ---------------------------------------------------------------------------------------
+# decode() results
+VALID = 0
+INVALID = 1
+HOLD = 2  # not decodable yet: the format is still learning a parameter from the stream
+
+# ---------------------------------------------------------------------------------------
+# Descriptor layout: one int64 row per packet.  -1 in a CHANGE field means "this packet
+# does not say" (e.g. a DRX packet of tuning 1 says nothing about tuning 2).
+DESCRIPTOR_FIELDS = (
+    "seq", "src", "nsrc", "nchan", "chan0", "tuning", "tuning1", "decimation",
+    "time_tag", "gain", "beam", "sync", "payload_offset", "payload_size",
+    "nbit", "complex", "epoch", "sample_rate", "navg", "x0", "x1", "x2", "x3", "x4",
+)
+NDESC = len(DESCRIPTOR_FIELDS)
+(SEQ, SRC, NSRC, NCHAN, CHAN0, TUNING, TUNING1, DECIMATION, TIME_TAG, GAIN, BEAM, SYNC,
+ PAYLOAD_OFFSET, PAYLOAD_SIZE, NBIT, COMPLEX, EPOCH, SAMPLE_RATE, NAVG,
+ X0, X1, X2, X3, X4) = range(NDESC)
+DESC_INDEX = {name: i for i, name in enumerate(DESCRIPTOR_FIELDS)}
+
+# capture config (cfg) common leading entries
+CFG_NSRC = 0
+CFG_SRC0 = 1
+NCFG = 16  # capture_config arrays are this long (format-specific entries from index 2)
+
+NSTATE = 64  # decode state scratch length
+
+# HeaderInfo array layout (writers)
+HEADERINFO_FIELDS = ("nsrc", "nchan", "chan0", "tuning", "gain", "decimation", "tuning1", "beam")
+NINFO = len(HEADERINFO_FIELDS)
+(H_NSRC, H_NCHAN, H_CHAN0, H_TUNING, H_GAIN, H_DECIMATION, H_TUNING1, H_BEAM) = range(NINFO)
+
+
+class FormatError(ValueError):
+    """A format string or format argument that cannot be used (one-line message)."""
+
+
+def kernel(func):
+    """Compile a format function with numba: no GIL, cached on disk, inlined by callers."""
+    return numba.njit(cache=True, nogil=True)(func)
+
+
+# ---------------------------------------------------------------------------------------
+# Header description
+
+_WIRE_TYPES = {
+    # name: (nbytes, numpy dtype string)
+    "u8": (1, "u1"), "i8": (1, "i1"),
+    "u16be": (2, ">u2"), "u16le": (2, "<u2"), "i16be": (2, ">i2"),
+    "u24be": (3, None),
+    "u32be": (4, ">u4"), "u32le": (4, "<u4"), "i32be": (4, ">i4"),
+    "u64be": (8, ">u8"), "u64le": (8, "<u8"),
+    "f64be": (8, ">f8"), "bytes": (None, None),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BitField:
+    """Bits ``[lsb, lsb + width)`` of the enclosing field's integer value."""
+    name: str
+    lsb: int
+    width: int
+    doc: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    name: str
+    offset: int
+    wire: str  # one of _WIRE_TYPES
+    doc: str = ""
+    bits: tuple[BitField, ...] = ()
+    size: int | None = None  # for wire == "bytes"
+
+    @property
+    def nbytes(self) -> int:
+        n = _WIRE_TYPES[self.wire][0]
+        return self.size if n is None else n
+
+
+class Header:
+    """An ordered table of header fields; ``dtype`` is the numpy structured equivalent."""
+
+    def __init__(self, fields: Sequence[Field], size: int | None = None):
+        for f in fields:
+            if f.wire not in _WIRE_TYPES:
+                raise FormatError(f"field {f.name!r}: unknown wire type {f.wire!r}")
+        self.fields = tuple(fields)
+        end = max((f.offset + f.nbytes for f in self.fields), default=0)
+        self.size = end if size is None else size
+        if self.size < end:
+            raise FormatError(f"header size {self.size} is smaller than its fields ({end} bytes)")
+        names, formats, offsets = [], [], []
+        for f in self.fields:
+            np_type = _WIRE_TYPES[f.wire][1]
+            names.append(f.name)
+            formats.append(np_type if np_type is not None else f"V{f.nbytes}")
+            offsets.append(f.offset)
+        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                               "itemsize": self.size})
+
+    def table(self) -> list[dict[str, Any]]:
+        """Rows for tools: name, offset, size, wire type, doc, bit fields."""
+        rows = []
+        for f in self.fields:
+            rows.append({"name": f.name, "offset": f.offset, "size": f.nbytes, "type": f.wire,
+                         "doc": f.doc,
+                         "bits": [{"name": b.name, "lsb": b.lsb, "width": b.width, "doc": b.doc}
+                                  for b in f.bits]})
+        return rows
+
+    def unpack(self, raw: bytes | np.ndarray) -> dict[str, int]:
+        """Decode one header (Python, for tools and tests; not a hot path)."""
+        buf = np.frombuffer(bytes(raw[: self.size]), dtype=np.uint8)
+        if buf.size < self.size:
+            raise FormatError(f"header needs {self.size} bytes, got {buf.size}")
+        out: dict[str, int] = {}
+        for f in self.fields:
+            chunk = bytes(buf[f.offset: f.offset + f.nbytes])
+            if f.wire == "bytes":
+                out[f.name] = chunk  # type: ignore[assignment]
+                continue
+            if f.wire == "f64be":
+                out[f.name] = float(np.frombuffer(chunk, ">f8")[0])  # type: ignore[assignment]
+                continue
+            order = "little" if f.wire.endswith("le") else "big"
+            value = int.from_bytes(chunk, order, signed=f.wire.startswith("i"))
+            out[f.name] = value
+            for b in f.bits:
+                out[b.name] = (value >> b.lsb) & ((1 << b.width) - 1)
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# Parsed format string
+
+@dataclasses.dataclass
+class FormatParams:
+    """What a format string means for one role."""
+    name: str                 # the format's NAME
+    fmt: str                  # the string as given
+    role: str                 # "capture", "disk" or "write"
+    header_size: int
+    payload_size: int | None  # fixed payload bytes per packet, None if variable
+    record_size: int | None = None        # bytes per packet in a file (DiskReader)
+    fixed_packet_size: int | None = None  # capture: the only accepted packet size
+    samples_per_packet: int | None = None  # writer: last axis of send() data
+    write_dtype: str | None = None         # writer: required asbru dtype name
+    extra: dict[str, int] = dataclasses.field(default_factory=dict)  # nchan, nbeam, ...
+
+
+def parse_int_suffix(fmt: str, prefix: str, what: str = "N") -> int:
+    """``parse_int_suffix("chips_132", "chips_") -> 132`` with a one-line error otherwise."""
+    tail = fmt[len(prefix):]
+    if not fmt.startswith(prefix) or not tail.isdigit():
+        raise FormatError(f"format {fmt!r}: expected '{prefix}{what}' with {what} a positive integer")
+    value = int(tail)
+    if value <= 0:
+        raise FormatError(f"format {fmt!r}: {what} must be > 0")
+    return value
+
+
+# ---------------------------------------------------------------------------------------
+# Byte helpers usable inside compiled format functions.  Callers check lengths first.
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def rd_u8(b, off):
+    return np.int64(b[off])
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def rd_be16(b, off):
+    return (np.int64(b[off]) << 8) | np.int64(b[off + 1])
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def rd_be24(b, off):
+    return (np.int64(b[off]) << 16) | (np.int64(b[off + 1]) << 8) | np.int64(b[off + 2])
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def rd_be32(b, off):
+    return ((np.int64(b[off]) << 24) | (np.int64(b[off + 1]) << 16)
+            | (np.int64(b[off + 2]) << 8) | np.int64(b[off + 3]))
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def rd_le32(b, off):
+    return ((np.int64(b[off + 3]) << 24) | (np.int64(b[off + 2]) << 16)
+            | (np.int64(b[off + 1]) << 8) | np.int64(b[off]))
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def rd_be64(b, off):
+    """Big-endian u64 returned as int64 (values >= 2**63 come back negative)."""
+    v = np.uint64(0)
+    for i in range(8):
+        v = (v << np.uint64(8)) | np.uint64(b[off + i])
+    return np.int64(v)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def wr_u8(b, off, v):
+    b[off] = np.uint8(v & 0xFF)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def wr_be16(b, off, v):
+    b[off] = np.uint8((v >> 8) & 0xFF)
+    b[off + 1] = np.uint8(v & 0xFF)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def wr_be24(b, off, v):
+    b[off] = np.uint8((v >> 16) & 0xFF)
+    b[off + 1] = np.uint8((v >> 8) & 0xFF)
+    b[off + 2] = np.uint8(v & 0xFF)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def wr_be32(b, off, v):
+    b[off] = np.uint8((v >> 24) & 0xFF)
+    b[off + 1] = np.uint8((v >> 16) & 0xFF)
+    b[off + 2] = np.uint8((v >> 8) & 0xFF)
+    b[off + 3] = np.uint8(v & 0xFF)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def wr_le32(b, off, v):
+    b[off + 3] = np.uint8((v >> 24) & 0xFF)
+    b[off + 2] = np.uint8((v >> 16) & 0xFF)
+    b[off + 1] = np.uint8((v >> 8) & 0xFF)
+    b[off] = np.uint8(v & 0xFF)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def wr_be64(b, off, v):
+    u = np.uint64(v)
+    for i in range(8):
+        b[off + 7 - i] = np.uint8(u & np.uint64(0xFF))
+        u = u >> np.uint64(8)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def copy_bytes(dst, dst_off, src, src_off, n):
+    """Copy ``n`` bytes, clipped to both arrays' bounds; returns the number copied."""
+    if dst_off < 0 or src_off < 0:
+        return 0
+    m = n
+    if dst_off + m > dst.size:
+        m = dst.size - dst_off
+    if src_off + m > src.size:
+        m = src.size - src_off
+    if m <= 0:
+        return 0
+    d = dst[dst_off: dst_off + m]
+    s = src[src_off: src_off + m]
+    for i in range(m):
+        d[i] = s[i]
+    return m
