@@ -1,0 +1,137 @@
+"""``chips``: LEDA/ADP "CHIPS" F-engine packets, 32 ci4 inputs x nchan channels.
+
+Wire format identical to Bifrost's (FORMATS.md §4).  Deliberate differences:
+
+* ``DiskReader('chips_N')`` reads records of 16 + 32*N bytes (what the writer emits);
+  Bifrost reads 16 + 4*N (FORMATS.md §14.3), so Bifrost users wrote ``chips_<8N>`` as a
+  workaround.  asbru accepts that string too, and reads it the asbru way, i.e. records of
+  16 + 32*8N bytes: pass the real channel count (``chips_N``).
+* The header seq is 1-based: ``seq = header - 1`` as in Bifrost, but a header seq of 0
+  is INVALID instead of wrapping to 2**64 - 1 (FORMATS.md §14.6).  The writer writes the
+  seq it is given, unchanged, as Bifrost does (a round trip shifts seq by -1).
+* The payload must be exactly 32 * nchan bytes and nchan > 0 (FORMATS.md §14.18); a
+  fixed-size capture (``chips_N``) also requires nchan == N.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
+                   PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, Field, FormatError, FormatParams,
+                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, copy_bytes, kernel, parse_int_suffix, rd_be16,
+                   rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+
+NAME = "chips"
+HEADER = Header([
+    Field("roach", 0, "u8", "source (board) number, 1-based"),
+    Field("gbe", 1, "u8", "GbE link / tuning; not decoded"),
+    Field("nchan", 2, "u8", "channels in this packet"),
+    Field("nsubband", 3, "u8", "not decoded (writer: 1)"),
+    Field("subband", 4, "u8", "not decoded (writer: 0)"),
+    Field("nroach", 5, "u8", "not decoded (writer: nsrc)"),
+    Field("chan0", 6, "u16be", "first channel in this packet"),
+    Field("seq", 8, "u64be", "spectrum counter, 1-based"),
+])
+HSIZE = 16
+NINPUT = 32  # bytes per channel: 16 stands x 2 pols x ci4
+WRITE_DTYPE = "ci4"
+
+CFG_NCHAN = 2  # expected nchan (0 = any)
+
+CHANGE = ("chan0", "nchan")
+CALLBACK_FAMILY = "pointer"
+CALLBACK_ARGS = ("seq0", "chan0", "nchan", "nsrc")
+
+
+def matches(fmt: str) -> bool:
+    return fmt.startswith("chips")
+
+
+def parse(fmt: str, role: str) -> FormatParams:
+    if fmt == "chips":
+        if role != "capture":
+            raise FormatError(f"format {fmt!r}: the {role} role needs 'chips_N' (N channels per packet)")
+        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None)
+    nchan = _parse_nchan(fmt)
+    p = NINPUT * nchan
+    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
+                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
+                        samples_per_packet=p, write_dtype=WRITE_DTYPE, extra={"nchan": nchan})
+
+
+def _parse_nchan(fmt: str) -> int:
+    nchan = parse_int_suffix(fmt, "chips_", "N")
+    if nchan > 255:
+        raise FormatError(f"format {fmt!r}: N (channels per packet) must be 1..255 (the header nchan is one byte)")
+    return nchan
+
+
+def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
+    cfg = np.zeros(NCFG, dtype=np.int64)
+    cfg[CFG_NSRC] = nsrc
+    cfg[CFG_SRC0] = src0
+    cfg[CFG_NCHAN] = params.extra.get("nchan", 0)
+    return cfg
+
+
+@kernel
+def decode(pkt, cfg, state, d):
+    if pkt.size < HSIZE:
+        return INVALID
+    nchan = rd_u8(pkt, 2)
+    if nchan == 0 or (cfg[CFG_NCHAN] != 0 and nchan != cfg[CFG_NCHAN]):
+        return INVALID
+    if pkt.size != HSIZE + NINPUT * nchan:
+        return INVALID
+    hseq = rd_be64(pkt, 8)
+    if hseq <= 0:  # 0 would wrap; >= 2**63 reads negative
+        return INVALID
+    src = rd_u8(pkt, 0) - 1 - cfg[CFG_SRC0]
+    if src < 0 or src >= cfg[CFG_NSRC]:
+        return INVALID
+    d[SEQ] = hseq - 1
+    d[SRC] = src
+    d[NSRC] = cfg[CFG_NSRC]
+    d[NCHAN] = nchan
+    d[CHAN0] = rd_be16(pkt, 6)
+    d[TUNING] = rd_u8(pkt, 1)
+    d[PAYLOAD_OFFSET] = HSIZE
+    d[PAYLOAD_SIZE] = NINPUT * nchan
+    return VALID
+
+
+@kernel
+def place(payload, d, slot, nsrc):
+    # layout [chan][src][32 inputs]: channel c of source s at (c*nsrc + s)*32
+    src = d[SRC]
+    nchan = d[NCHAN]
+    if src < 0 or src >= nsrc or nchan <= 0:
+        return
+    for c in range(nchan):
+        copy_bytes(slot, (c * nsrc + src) * NINPUT, payload, c * NINPUT, NINPUT)
+
+
+def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
+    return (int(seq0), int(d[CHAN0]), int(d[NCHAN]), int(nsrc))
+
+
+def time_tag_of(seq: int, d: np.ndarray) -> int:
+    return int(seq)  # pointer family: the callback decides; default seq0
+
+
+def write_config(params: FormatParams) -> np.ndarray:
+    return np.array([params.extra["nchan"]], dtype=np.int64)
+
+
+@kernel
+def fill(hdr, info, wcfg, seq, src, framecount):
+    if hdr.size < HSIZE:
+        return
+    wr_u8(hdr, 0, src + 1)
+    wr_u8(hdr, 1, info[H_TUNING])
+    wr_u8(hdr, 2, info[H_NCHAN])
+    wr_u8(hdr, 3, 1)
+    wr_u8(hdr, 4, 0)
+    wr_u8(hdr, 5, info[H_NSRC])
+    wr_be16(hdr, 6, info[H_CHAN0])
+    wr_be64(hdr, 8, seq)

@@ -1,0 +1,152 @@
+"""``ibeamB`` (B = 1..4 beams): integrated/voltage beam packets, cf32 [chan][beam][pol].
+
+Wire format identical to Bifrost's (FORMATS.md §5).  Strings: ``ibeamB`` (capture, any
+nchan), ``ibeamB_N`` (N channels per packet; required to read files and to write).
+Deliberate differences:
+
+* The header seq is 1-based (``seq = header - 1``) as in Bifrost, but header seq 0 is
+  INVALID instead of wrapping; the writer writes the seq it is given (Bifrost's asymmetry,
+  FORMATS.md §14.6).
+* The payload must be exactly 16 * B * nchan bytes, nchan > 0, and with ``ibeamB_N``
+  nchan == N (FORMATS.md §14.18).
+* chan0 is normalised as Bifrost does (header chan0 - nchan * src: server k is assumed to
+  carry channels chan0 + k*nchan) and reported to the callback.  But only packets of
+  source 0 vote on a chan0 change (descriptor ``x0``): Bifrost's own writer puts the same
+  chan0 in every source's header, so the normalised chan0 differs between sources, and
+  comparing every packet (asbru's engine tests every packet, Bifrost only one per gulp)
+  would start a new sequence at each source.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
+                   PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, X0, Field, FormatError, FormatParams,
+                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, copy_bytes, kernel, rd_be16,
+                   rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+
+NAME = "ibeam"
+HEADER = Header([
+    Field("server", 0, "u8", "source number, 1-based"),
+    Field("gbe", 1, "u8", "GbE link / tuning; not decoded"),
+    Field("nchan", 2, "u8", "channels in this packet"),
+    Field("nbeam", 3, "u8", "beams in this packet (must equal B)"),
+    Field("nserver", 4, "u8", "not decoded (writer: nsrc)"),
+    Field("chan0", 5, "u16be", "first channel of this packet"),
+    Field("seq", 7, "u64be", "spectrum counter, 1-based"),
+])
+HSIZE = 15
+WRITE_DTYPE = "cf32"
+
+CFG_NBEAM = 2
+CFG_NCHAN = 3  # 0 = any
+
+CHANGE = ("nchan", "x0")  # x0 = normalised chan0, said by source 0 only
+CALLBACK_FAMILY = "pointer"
+CALLBACK_ARGS = ("seq0", "chan0", "nchan", "nbeam")
+
+
+def matches(fmt: str) -> bool:
+    return fmt.startswith("ibeam")
+
+
+def parse(fmt: str, role: str) -> FormatParams:
+    usage = f"format {fmt!r}: expected 'ibeamB' or 'ibeamB_N' with B = 1..4 beams and N channels"
+    if len(fmt) < 6 or fmt[5] not in "1234":
+        raise FormatError(usage)
+    nbeam = int(fmt[5])
+    if len(fmt) == 6:
+        if role != "capture":
+            raise FormatError(f"format {fmt!r}: the {role} role needs 'ibeam{nbeam}_N' (N channels per packet)")
+        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
+                            extra={"nbeam": nbeam, "nchan": 0})
+    tail = fmt[6:]
+    if not (tail.startswith("_") and tail[1:].isdigit() and int(tail[1:]) > 0):
+        raise FormatError(usage)
+    nchan = int(tail[1:])
+    if nchan > 255:
+        raise FormatError(f"format {fmt!r}: N (channels per packet) must be 1..255 (one header byte)")
+    p = 16 * nbeam * nchan
+    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
+                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
+                        samples_per_packet=2 * nbeam * nchan, write_dtype=WRITE_DTYPE,
+                        extra={"nbeam": nbeam, "nchan": nchan})
+
+
+def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
+    cfg = np.zeros(NCFG, dtype=np.int64)
+    cfg[CFG_NSRC] = nsrc
+    cfg[CFG_SRC0] = src0
+    cfg[CFG_NBEAM] = params.extra["nbeam"]
+    cfg[CFG_NCHAN] = params.extra["nchan"]
+    return cfg
+
+
+@kernel
+def decode(pkt, cfg, state, d):
+    if pkt.size < HSIZE:
+        return INVALID
+    nchan = rd_u8(pkt, 2)
+    nbeam = rd_u8(pkt, 3)
+    if nchan == 0 or nbeam != cfg[CFG_NBEAM]:
+        return INVALID
+    if cfg[CFG_NCHAN] != 0 and nchan != cfg[CFG_NCHAN]:
+        return INVALID
+    psize = 16 * nbeam * nchan
+    if pkt.size != HSIZE + psize:
+        return INVALID
+    hseq = rd_be64(pkt, 7)
+    if hseq <= 0:
+        return INVALID
+    src = rd_u8(pkt, 0) - 1 - cfg[CFG_SRC0]
+    if src < 0 or src >= cfg[CFG_NSRC]:
+        return INVALID
+    chan0 = rd_be16(pkt, 5) - nchan * src
+    if chan0 < 0:
+        return INVALID
+    d[SEQ] = hseq - 1
+    d[SRC] = src
+    d[NSRC] = cfg[CFG_NSRC]
+    d[NCHAN] = nchan
+    d[CHAN0] = chan0
+    d[BEAM] = nbeam
+    d[TUNING] = rd_u8(pkt, 1)
+    d[X0] = chan0 if src == 0 else -1
+    d[PAYLOAD_OFFSET] = HSIZE
+    d[PAYLOAD_SIZE] = psize
+    return VALID
+
+
+@kernel
+def place(payload, d, slot, nsrc):
+    # layout [src][chan][beam][pol][cf32]: the whole payload at src * P
+    src = d[SRC]
+    p = d[PAYLOAD_SIZE]
+    if src < 0 or src >= nsrc or p <= 0:
+        return
+    copy_bytes(slot, src * p, payload, 0, p)
+
+
+def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
+    return (int(seq0), int(d[CHAN0]), int(d[NCHAN]) * int(nsrc), int(d[BEAM]))
+
+
+def time_tag_of(seq: int, d: np.ndarray) -> int:
+    return int(seq)  # pointer family: the callback decides; default seq0
+
+
+def write_config(params: FormatParams) -> np.ndarray:
+    return np.array([params.extra["nbeam"], params.extra["nchan"]], dtype=np.int64)
+
+
+@kernel
+def fill(hdr, info, wcfg, seq, src, framecount):
+    if hdr.size < HSIZE or wcfg.size < 1:
+        return
+    wr_u8(hdr, 0, src + 1)
+    wr_u8(hdr, 1, info[H_TUNING])
+    wr_u8(hdr, 2, info[H_NCHAN])
+    wr_u8(hdr, 3, wcfg[0])
+    wr_u8(hdr, 4, info[H_NSRC])
+    wr_be16(hdr, 5, info[H_CHAN0])
+    wr_be64(hdr, 7, seq)

@@ -1,0 +1,173 @@
+"""``pbeam``: OVRO-LWA style power-beam packets, f32 [chan][4 products].
+
+Wire format identical to Bifrost's (FORMATS.md §6).  Strings: ``pbeam`` (capture, any
+nchan); ``pbeam_N`` and ``pbeamB_N`` (N channels per packet, B beams) for every role —
+Bifrost's reader only understands ``pbeam_N`` (``pbeam1_N`` makes it divide by zero) and
+its writer only ``pbeam1_N``; asbru accepts both spellings everywhere.
+Deliberate differences (FORMATS.md §14.5, §14.7, §14.18):
+
+* navg is kept at full width (Bifrost stores it in 8 bits: a spurious CHANGED on every
+  gulp for navg > 255) and navg == 0 is INVALID (Bifrost divides by zero).
+* chan0 is normalised with the server index only: ``chan0 - nchan * (server - 1)``.
+  Bifrost uses the combined beam/server index, so beams after the first got shifted (often
+  negative, hence rejected) channel numbers.  Only packets of server 1 vote on a chan0
+  change (descriptor ``x0``): Bifrost's writer gives every server the same chan0.
+* The source index is Bifrost's: ``(beam - src0) * nserver + (server - 1)``, beams being
+  1-based on the wire, so ``src0 = 1`` makes the first beam source 0 (what Bifrost users
+  pass).  nserver == 0, server outside 1..nserver, nbeam == 0 or beam == 0 are INVALID.
+* The payload must be exactly 16 * nchan bytes, nchan > 0 (== N with ``pbeam_N``).
+* The callback's time tag is the one of seq0 (``seq0 * navg`` plus the stream's phase
+  ``time_tag % navg``), not that of whichever packet triggered the sequence.
+* Writer: with ``nsrc < B`` Bifrost divides by zero (nserver = nsrc / B); asbru uses
+  nserver = 1 there.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, INVALID, NAVG, NCFG, NCHAN, NSRC,
+                   PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID, X0, X1, Field,
+                   FormatError, FormatParams, Header, H_CHAN0, H_DECIMATION, H_NCHAN, H_NSRC,
+                   H_TUNING, copy_bytes, kernel, rd_be16, rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+
+NAME = "pbeam"
+HEADER = Header([
+    Field("server", 0, "u8", "server number, 1-based"),
+    Field("beam", 1, "u8", "beam number, 1-based"),
+    Field("gbe", 2, "u8", "GbE link / tuning; not decoded"),
+    Field("nchan", 3, "u8", "channels in this packet"),
+    Field("nbeam", 4, "u8", "beams in the stream"),
+    Field("nserver", 5, "u8", "servers in the stream"),
+    Field("navg", 6, "u16be", "raw spectra averaged per packet"),
+    Field("chan0", 8, "u16be", "first channel of this packet"),
+    Field("seq", 10, "u64be", "time tag (spectrum counter x navg)"),
+])
+HSIZE = 18
+WRITE_DTYPE = "f32"
+
+CFG_NCHAN = 2  # 0 = any
+
+CHANGE = ("nchan", "navg", "x0")  # x0 = normalised chan0, said by server 1 only
+CALLBACK_FAMILY = "value"
+CALLBACK_ARGS = ("seq0", "time_tag", "navg", "chan0", "nchan", "nbeam")
+
+
+def matches(fmt: str) -> bool:
+    return fmt.startswith("pbeam")
+
+
+def parse(fmt: str, role: str) -> FormatParams:
+    usage = f"format {fmt!r}: expected 'pbeam', 'pbeam_N' or 'pbeamB_N' (B beams, N channels)"
+    if fmt == "pbeam":
+        if role != "capture":
+            raise FormatError(f"format {fmt!r}: the {role} role needs 'pbeam_N' or 'pbeam1_N' (N channels per packet)")
+        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
+                            extra={"nbeam": 1, "nchan": 0})
+    head, sep, tail = fmt[5:].partition("_")
+    if not sep or not tail.isdigit() or int(tail) <= 0 or (head and not head.isdigit()):
+        raise FormatError(usage)
+    nbeam = int(head) if head else 1
+    nchan = int(tail)
+    if not 1 <= nbeam <= 255 or nchan > 255:
+        raise FormatError(f"format {fmt!r}: B and N must be 1..255 (one header byte each)")
+    p = 16 * nchan
+    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
+                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
+                        samples_per_packet=4 * nchan, write_dtype=WRITE_DTYPE,
+                        extra={"nbeam": nbeam, "nchan": nchan})
+
+
+def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
+    cfg = np.zeros(NCFG, dtype=np.int64)
+    cfg[CFG_NSRC] = nsrc
+    cfg[CFG_SRC0] = src0
+    cfg[CFG_NCHAN] = params.extra["nchan"]
+    return cfg
+
+
+@kernel
+def decode(pkt, cfg, state, d):
+    if pkt.size < HSIZE:
+        return INVALID
+    server = rd_u8(pkt, 0)
+    beam = rd_u8(pkt, 1)
+    nchan = rd_u8(pkt, 3)
+    nbeam = rd_u8(pkt, 4)
+    nserver = rd_u8(pkt, 5)
+    navg = rd_be16(pkt, 6)
+    if nchan == 0 or nbeam == 0 or nserver == 0 or navg == 0 or beam == 0:
+        return INVALID
+    if server < 1 or server > nserver:
+        return INVALID
+    if cfg[CFG_NCHAN] != 0 and nchan != cfg[CFG_NCHAN]:
+        return INVALID
+    psize = 16 * nchan
+    if pkt.size != HSIZE + psize:
+        return INVALID
+    time_tag = rd_be64(pkt, 10)
+    if time_tag < 0:
+        return INVALID
+    src = (beam - cfg[CFG_SRC0]) * nserver + (server - 1)
+    if src < 0 or src >= cfg[CFG_NSRC]:
+        return INVALID
+    chan0 = rd_be16(pkt, 8) - nchan * (server - 1)
+    if chan0 < 0:
+        return INVALID
+    d[SEQ] = time_tag // navg
+    d[SRC] = src
+    d[NSRC] = cfg[CFG_NSRC]
+    d[NCHAN] = nchan
+    d[CHAN0] = chan0
+    d[BEAM] = nbeam
+    d[NAVG] = navg
+    d[DECIMATION] = navg
+    d[TIME_TAG] = time_tag
+    d[TUNING] = rd_u8(pkt, 2)
+    d[X0] = chan0 if server == 1 else -1
+    d[X1] = time_tag % navg  # phase of the time tags, for time_tag_of
+    d[PAYLOAD_OFFSET] = HSIZE
+    d[PAYLOAD_SIZE] = psize
+    return VALID
+
+
+@kernel
+def place(payload, d, slot, nsrc):
+    # layout [src = beam*nserver + server][chan][4 f32]
+    src = d[SRC]
+    p = d[PAYLOAD_SIZE]
+    if src < 0 or src >= nsrc or p <= 0:
+        return
+    copy_bytes(slot, src * p, payload, 0, p)
+
+
+def time_tag_of(seq: int, d: np.ndarray) -> int:
+    return int(seq) * int(d[NAVG]) + max(int(d[X1]), 0)
+
+
+def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
+    nbeam = max(int(d[BEAM]), 1)
+    return (int(seq0), time_tag_of(seq0, d), int(d[NAVG]), int(d[CHAN0]),
+            int(d[NCHAN]) * int(nsrc) // nbeam, int(d[BEAM]))
+
+
+def write_config(params: FormatParams) -> np.ndarray:
+    return np.array([params.extra["nbeam"], params.extra["nchan"]], dtype=np.int64)
+
+
+@kernel
+def fill(hdr, info, wcfg, seq, src, framecount):
+    if hdr.size < HSIZE or wcfg.size < 1:
+        return
+    nbeam = wcfg[0]
+    nserver = info[H_NSRC] // nbeam if nbeam > 0 else info[H_NSRC]
+    if nserver <= 0:
+        nserver = 1
+    wr_u8(hdr, 0, src % nserver + 1)
+    wr_u8(hdr, 1, src // nserver + 1)
+    wr_u8(hdr, 2, info[H_TUNING])
+    wr_u8(hdr, 3, info[H_NCHAN])
+    wr_u8(hdr, 4, nbeam)
+    wr_u8(hdr, 5, nserver)
+    wr_be16(hdr, 6, info[H_DECIMATION])
+    wr_be16(hdr, 8, info[H_CHAN0])
+    wr_be64(hdr, 10, seq)

@@ -1,0 +1,100 @@
+"""``simple``: an 8-byte sequence number followed by 2048 ci16 samples (a test format).
+
+Wire format identical to Bifrost's (FORMATS.md §2).  Deliberate differences:
+
+* The packet must be exactly 8 + 8192 bytes.  Bifrost copies 8192 bytes whatever the
+  packet length, so a short packet pulls stale receive-buffer bytes into the ring; asbru
+  rejects it as INVALID (FORMATS.md §14.14/§14.18).
+* A header seq >= 2**63 is INVALID (asbru keeps time indices in int64; such a value is
+  not a real counter and would wrap the engine's slot arithmetic).
+* The source is always 0, as in Bifrost (the header has no source field).  ``nsrc > 1`` is
+  accepted but sources 1.. never receive data: their slots are zero-filled as missing.
+  Bifrost instead reports descriptor nsrc = 1 and blanks the other sources with a
+  layout that is only consistent for nsrc = 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
+                   PAYLOAD_SIZE, SEQ, SRC, VALID, Field, FormatError, FormatParams, Header,
+                   copy_bytes, kernel, rd_be64, wr_be64)
+
+NAME = "simple"
+HEADER = Header([Field("seq", 0, "u64be", "time index (sequence number)")])
+HSIZE = 8
+NSAMPLES = 2048
+PAYLOAD = NSAMPLES * 4  # ci16: int16 re + int16 im, little endian
+WRITE_DTYPE = "ci16"
+
+CHANGE: tuple[str, ...] = ()  # a simple stream never changes configuration
+CALLBACK_FAMILY = "pointer"
+CALLBACK_ARGS = ("seq0", "chan0", "nchan", "nsrc")
+
+
+def matches(fmt: str) -> bool:
+    """Bifrost selects this format for any string beginning with ``simple``."""
+    return fmt.startswith("simple")
+
+
+def parse(fmt: str, role: str) -> FormatParams:
+    if not matches(fmt):
+        raise FormatError(f"format {fmt!r}: expected 'simple'")
+    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=PAYLOAD,
+                        record_size=HSIZE + PAYLOAD, fixed_packet_size=HSIZE + PAYLOAD,
+                        samples_per_packet=NSAMPLES, write_dtype=WRITE_DTYPE)
+
+
+def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
+    cfg = np.zeros(NCFG, dtype=np.int64)
+    cfg[CFG_NSRC] = nsrc
+    cfg[CFG_SRC0] = src0
+    return cfg
+
+
+@kernel
+def decode(pkt, cfg, state, d):
+    if pkt.size != HSIZE + PAYLOAD:
+        return INVALID
+    seq = rd_be64(pkt, 0)
+    if seq < 0:
+        return INVALID
+    d[SEQ] = seq
+    d[SRC] = 0
+    d[NSRC] = cfg[CFG_NSRC]
+    d[NCHAN] = 0
+    d[CHAN0] = 0
+    d[PAYLOAD_OFFSET] = HSIZE
+    d[PAYLOAD_SIZE] = PAYLOAD
+    return VALID
+
+
+@kernel
+def place(payload, d, slot, nsrc):
+    # layout [nsrc][P]; source 0 only in practice
+    p = d[PAYLOAD_SIZE]
+    src = d[SRC]
+    if src < 0 or src >= nsrc or p <= 0:
+        return
+    copy_bytes(slot, src * p, payload, 0, p)
+
+
+def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
+    # Bifrost never fills chan0/nchan for simple: they reach the callback as 0
+    return (int(seq0), 0, 0, int(nsrc))
+
+
+def time_tag_of(seq: int, d: np.ndarray) -> int:
+    # pointer family: the callback decides; without one Bifrost uses seq0
+    return int(seq)
+
+
+def write_config(params: FormatParams) -> np.ndarray:
+    return np.zeros(1, dtype=np.int64)
+
+
+@kernel
+def fill(hdr, info, wcfg, seq, src, framecount):
+    if hdr.size < HSIZE:
+        return
+    wr_be64(hdr, 0, seq)

@@ -1,0 +1,197 @@
+"""``tbn`` -- LWA transient buffer, narrow band: 512 complex 8-bit samples of one input.
+
+A frame is exactly 1048 bytes: a 24-byte header and 512 ``ci8`` samples.  The ring holds one
+time slot per frame time, samples interleaved by input: ``[sample 512][input nsrc][re, im]``.
+
+Deliberate differences from Bifrost (FORMATS.md section 14, item 11), wire format unchanged:
+
+* The source is the full 14-bit input id (Bifrost masked it to 10 bits, so inputs above 1023
+  collided with lower ones).  ``src = input_id - 1 - src0``.
+* The tuning word is read as unsigned (Bifrost rejected words >= 2**31).
+* A frame with the TBW flag set is INVALID, as in Bifrost.
+* Decimation is not in the header, so it is learnt from the stream without losing a packet:
+  ``decode`` returns HOLD until it is known and the engine decodes the held frames again.
+  Every header-valid frame (any input) takes part: all inputs share one time grid, so the
+  difference between a frame's time tag and the largest time tag seen so far, when positive,
+  is a whole number of frame steps (``512 * decimation`` ticks).  A step value is adopted when
+  two consecutive forward differences agree.  A lost frame during learning only gives one odd
+  difference, so it never fixes a wrong multiple (Bifrost took the first difference it saw,
+  from the first input, and dropped the first frame of every input).  A difference that is not
+  a multiple of 512 is never adopted: the frames stay held.
+* Re-learning: once a step is known, a forward difference that disagrees with it marks the
+  cadence as "in doubt" from that frame on; frames from there are held.  If the next forward
+  difference agrees with the old step, it was a lost frame and the held frames are decoded
+  with the old decimation; if it repeats the new value, the new decimation is adopted (a new
+  sequence starts, ``decimation`` is a CHANGE field) and the held frames decode with it.
+  Bifrost never re-learnt.
+* Known gap: a single corrupt frame whose time tag lies far in the future raises the "largest
+  time tag seen" and so stops re-learning until the stream passes that time.
+* The sequence callback's ``time_tag`` is the time tag of ``seq0`` (``time_tag_of``), not of
+  the packet that triggered the callback.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import (CFG_NSRC, CFG_SRC0, DECIMATION, GAIN, H_GAIN, H_TUNING, HOLD, INVALID,
+                   NCFG, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID,
+                   BitField, Field, FormatError, FormatParams, Header, kernel, rd_be16,
+                   rd_be32, rd_be64, wr_be16, wr_be32, wr_be64)
+
+NAME = "tbn"
+
+HEADER = Header([
+    Field("sync", 0, "u32be", "Mark 5C sync word, bytes DE C0 DE 5C"),
+    Field("frame_count_word", 4, "u32be", "ID byte (0) and 24-bit frame count; not decoded",
+          bits=(BitField("frame_count", 0, 24, "frame counter (writer: per time row)"),
+                BitField("id", 24, 8, "always 0"))),
+    Field("tuning_word", 8, "u32be", "f = word * 196 MHz / 2**32 (unsigned)"),
+    Field("tbn_id", 12, "u16be", "input id and flags",
+          bits=(BitField("input_id", 0, 14, "1-based input: 2*(stand-1) + pol + 1"),
+                BitField("reserved", 14, 1, "not used"),
+                BitField("tbw", 15, 1, "1 = TBW frame: rejected"))),
+    Field("gain", 14, "u16be", "gain setting"),
+    Field("time_tag", 16, "u64be", "196 MHz ticks since 1970-01-01"),
+])
+
+HEADER_SIZE = 24
+SAMPLES = 512
+PAYLOAD = SAMPLES * 2          # ci8: int8 re, int8 im
+FRAME_SIZE = HEADER_SIZE + PAYLOAD
+WRITE_DTYPE = "ci8"
+
+CHANGE = (TUNING, DECIMATION)
+CALLBACK_FAMILY = "value"
+CALLBACK_ARGS = ("seq0", "time_tag", "decimation", "tuning_word", "nsrc")
+
+# decode state (int64[NSTATE], zero at capture start)
+ST_STEP = 0      # learnt frame step in ticks (512 * decimation); 0 = not known yet
+ST_HAVE = 1      # 1 once a time tag has been seen
+ST_MAX_T = 2     # largest time tag seen
+ST_CAND = 3      # candidate step (a forward difference that disagrees with ST_STEP)
+ST_COUNT = 4     # consecutive forward differences equal to ST_CAND
+ST_PENDING = 5   # first time tag of the candidate cadence: frames from here are held
+MAX_STEP = 1 << 40  # sanity bound: a larger "step" is not a TBN cadence
+
+def matches(fmt: str) -> bool:
+    """Bifrost selects TBN only for the exact string ``"tbn"``."""
+    return fmt == "tbn"
+
+
+def parse(fmt: str, role: str) -> FormatParams:
+    if fmt != "tbn":
+        raise FormatError(f"format {fmt!r}: TBN is selected by the exact string 'tbn'")
+    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HEADER_SIZE,
+                        payload_size=PAYLOAD, record_size=FRAME_SIZE,
+                        fixed_packet_size=FRAME_SIZE, samples_per_packet=SAMPLES,
+                        write_dtype=WRITE_DTYPE)
+
+
+def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
+    cfg = np.zeros(NCFG, dtype=np.int64)
+    cfg[CFG_NSRC] = nsrc
+    cfg[CFG_SRC0] = src0
+    return cfg
+
+
+@kernel
+def _learn(state, t):
+    """Feed one time tag to the decimation learner (see the module docstring)."""
+    if state[ST_HAVE] == 0:
+        state[ST_HAVE] = 1
+        state[ST_MAX_T] = t
+        return
+    if t <= state[ST_MAX_T]:
+        return  # same frame, a late frame or a re-decoded held frame: no news
+    diff = t - state[ST_MAX_T]
+    state[ST_MAX_T] = t
+    if diff == state[ST_STEP]:
+        state[ST_COUNT] = 0  # the known cadence goes on: any doubt was a lost frame
+        return
+    if diff == state[ST_CAND] and state[ST_COUNT] > 0:
+        state[ST_COUNT] += 1
+    else:
+        if state[ST_COUNT] == 0:
+            state[ST_PENDING] = t
+        state[ST_CAND] = diff
+        state[ST_COUNT] = 1
+    if state[ST_COUNT] >= 2 and diff % SAMPLES == 0 and diff <= MAX_STEP:
+        state[ST_STEP] = diff
+        state[ST_COUNT] = 0
+
+
+@kernel
+def decode(pkt, cfg, state, d):
+    if pkt.size != FRAME_SIZE:
+        return INVALID
+    if pkt[0] != 0xDE or pkt[1] != 0xC0 or pkt[2] != 0xDE or pkt[3] != 0x5C:
+        return INVALID
+    tbn_id = rd_be16(pkt, 12)
+    if tbn_id & 0x8000:
+        return INVALID  # TBW frame
+    t = rd_be64(pkt, 16)
+    if t < 0:
+        return INVALID  # >= 2**63 ticks: absurd
+    _learn(state, t)
+    src = (tbn_id & 0x3FFF) - 1 - cfg[CFG_SRC0]
+    if src < 0 or src >= cfg[CFG_NSRC]:
+        return INVALID
+    step = state[ST_STEP]
+    if step <= 0:
+        return HOLD
+    if state[ST_COUNT] > 0 and t >= state[ST_PENDING]:
+        return HOLD  # cadence in doubt from here on
+    d[SEQ] = t // step
+    d[SRC] = src
+    d[TIME_TAG] = t
+    d[TUNING] = rd_be32(pkt, 8)
+    d[DECIMATION] = step // SAMPLES
+    d[GAIN] = rd_be16(pkt, 14)
+    d[PAYLOAD_OFFSET] = HEADER_SIZE
+    d[PAYLOAD_SIZE] = PAYLOAD
+    return VALID
+
+
+@kernel
+def place(payload, d, slot, nsrc):
+    """Sample k of input ``src`` (2 bytes) goes to ``(k * nsrc + src) * 2`` in the slot."""
+    src = d[SRC]
+    if src < 0 or src >= nsrc:
+        return
+    nsamp = payload.size // 2
+    for k in range(nsamp):
+        o = (k * nsrc + src) * 2
+        if o + 2 > slot.size:
+            return
+        slot[o] = payload[2 * k]
+        slot[o + 1] = payload[2 * k + 1]
+
+
+def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
+    return (int(seq0), time_tag_of(seq0, d), int(d[DECIMATION]), int(d[TUNING]), int(nsrc))
+
+
+def time_tag_of(seq: int, d: np.ndarray) -> int:
+    """Time tag of frame ``seq``, keeping the stream's sub-frame offset."""
+    step = int(d[DECIMATION]) * SAMPLES
+    if step <= 0:
+        return 0
+    return int(seq) * step + (int(d[TIME_TAG]) - int(d[SEQ]) * step)
+
+
+def write_config(params: FormatParams) -> np.ndarray:
+    return np.zeros(1, dtype=np.int64)
+
+
+@kernel
+def fill(hdr, info, wcfg, seq, src, framecount):
+    """Bifrost's ``tbn`` writer: frame count per time row, id = src + 1, time tag = seq."""
+    hdr[0] = 0xDE
+    hdr[1] = 0xC0
+    hdr[2] = 0xDE
+    hdr[3] = 0x5C
+    wr_be32(hdr, 4, framecount & 0xFFFFFF)
+    wr_be32(hdr, 8, info[H_TUNING] & 0xFFFFFFFF)
+    wr_be16(hdr, 12, (src + 1) & 0x3FFF)
+    wr_be16(hdr, 14, info[H_GAIN] & 0xFFFF)
+    wr_be64(hdr, 16, seq)

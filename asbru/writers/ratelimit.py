@@ -1,0 +1,136 @@
+"""Even packet pacing for the writers, run inside the compiled send loops.
+
+Bifrost's limiter compares the packet count since its first burst with the wall clock after
+each burst; its clock never restarts, so after an idle period a writer sends a catch-up
+burst at full speed, and by default a whole ``send()`` is one burst (SEMANTICS §7.4).
+
+Here the limiter state is a small int64 array (:class:`RateLimiter.state`) that the compiled
+loops update before every burst of at most :data:`MAX_BURST` packets:
+
+* the target time of a burst is ``t0 + count / rate`` with ``t0`` the start of the current
+  run of bursts and ``count`` the packets sent since then (so pacing errors do not
+  accumulate: every target is computed from ``t0``, not from the previous burst);
+* the loop sleeps (``clock_nanosleep``, absolute, CLOCK_MONOTONIC) until the target;
+* if the writer is already later than its target by more than one full burst (it was idle,
+  or the caller was slow), the run restarts at "now" - there is no catch-up burst.
+
+The burst size is ``clamp(rate / 1000, 1, 16)``: low rates are paced packet by packet (one
+packet per millisecond at 1000 pkt/s), high rates in bursts of 16 so that the sleep/wake
+cost stays small next to the send cost.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+import llvmlite.binding as _ll
+import numpy as np
+from numba import njit, types
+
+from asbru.errors import ArgumentError
+
+__all__ = ["RateLimiter", "pace", "paced", "now_ns", "MAX_BURST"]
+
+MAX_BURST = 16
+CLOCK_MONOTONIC = 1
+TIMER_ABSTIME = 1
+
+# state layout
+R_RATE = 0    # packets per second, 0 = unlimited
+R_T0 = 1      # CLOCK_MONOTONIC ns at the start of the current run, 0 = not started
+R_COUNT = 2   # packets paced since R_T0
+R_BURST = 3   # packets per burst
+R_NRESTART = 4  # how many times the run restarted (statistics, tests)
+NSTATE = 8
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+for _name in ("clock_gettime", "clock_nanosleep"):
+    # by-name external functions keep numba's on-disk cache usable (see asbru.sockets.syscalls)
+    _ll.add_symbol(_name, ctypes.cast(getattr(_libc, _name), ctypes.c_void_p).value)
+_clock_gettime = types.ExternalFunction("clock_gettime", types.int32(types.int32, types.int64))
+_clock_nanosleep = types.ExternalFunction(
+    "clock_nanosleep", types.int32(types.int32, types.int32, types.int64, types.int64))
+
+
+@njit(nogil=True, cache=True)
+def now_ns(ts):
+    """CLOCK_MONOTONIC in ns; ``ts`` is an int64[2] scratch (struct timespec)."""
+    _clock_gettime(CLOCK_MONOTONIC, ts.ctypes.data)
+    return ts[0] * 1000000000 + ts[1]
+
+
+@njit(nogil=True, cache=True)
+def _sleep_until(ts, t_ns):
+    ts[0] = t_ns // 1000000000
+    ts[1] = t_ns - ts[0] * 1000000000
+    # EINTR: a signal woke us early; sleeping again to the same absolute time is correct
+    for _ in range(1000):
+        if _clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, ts.ctypes.data, 0) == 0:
+            break
+
+
+@njit(nogil=True, cache=True)
+def pace(state, ts, want):
+    """Wait until a burst may go; return how many of ``want`` packets it may hold.
+
+    Called by the send loops before each burst; they then report the packets actually
+    handed over with :func:`paced`.  With no limit it returns ``want`` at once.
+    """
+    rate = state[R_RATE]
+    if rate <= 0:
+        return want
+    n = want
+    if n > state[R_BURST]:
+        n = state[R_BURST]
+    now = now_ns(ts)
+    if state[R_T0] == 0:
+        state[R_T0] = now
+        state[R_COUNT] = 0
+        return n
+    # integer ns arithmetic; count * 1e9 stays far below 2**63 for any realistic run
+    target = state[R_T0] + (state[R_COUNT] * 1000000000) // rate
+    if now - target > (MAX_BURST * 1000000000) // rate:
+        # idle or slow for more than a burst: restart the run, no catch-up
+        state[R_T0] = now
+        state[R_COUNT] = 0
+        state[R_NRESTART] += 1
+    elif target > now:
+        _sleep_until(ts, target)
+    return n
+
+
+@njit(nogil=True, cache=True)
+def paced(state, n):
+    """Record that ``n`` packets of the burst left (or failed): they used their time slot."""
+    if state[R_RATE] > 0:
+        state[R_COUNT] += n
+
+
+class RateLimiter:
+    """The limiter state of one writer; shared with its compiled send loop."""
+
+    def __init__(self) -> None:
+        self.state = np.zeros(NSTATE, dtype=np.int64)
+        self.ts = np.zeros(2, dtype=np.int64)  # timespec scratch for the compiled loop
+
+    @property
+    def rate(self) -> int:
+        return int(self.state[R_RATE])
+
+    def set(self, packets_per_second: int) -> None:
+        """Limit to ``packets_per_second`` (0 = unlimited); restarts the pacing clock."""
+        try:
+            pps = int(packets_per_second)
+        except (TypeError, ValueError):
+            pps = -1
+        if pps < 0 or pps != packets_per_second:
+            raise ArgumentError(f"packets_per_second: expected an integer >= 0 (0 = no limit), "
+                                f"got {packets_per_second!r}")
+        self.state[R_RATE] = pps
+        self.state[R_BURST] = min(MAX_BURST, max(1, pps // 1000))
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart the pacing clock: the next packet goes at once, later ones are paced from it."""
+        self.state[R_T0] = 0
+        self.state[R_COUNT] = 0
