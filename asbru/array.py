@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from asbru.dtypes import DataType, bifrost_dtype_of, name_of_numpy_dtype
+from asbru.dtypes import DataType, name_of_numpy_dtype
 from asbru.errors import ArgumentError
 
 __all__ = ["ndarray", "asarray", "ArrayInfo"]
@@ -54,18 +54,18 @@ class _Memory:
 
     numpy records this object as the array's base, so the owner lives as long as any view."""
 
-    def __init__(self, address: int, nbytes: int, owner: Any) -> None:
+    def __init__(self, address: int, nbytes: int, owner: Any, readonly: bool = False) -> None:
         self.owner = owner
         self.__array_interface__ = {
             "shape": (nbytes,),
             "typestr": "|u1",
-            "data": (address, False),
+            "data": (address, readonly),
             "version": 3,
         }
 
 
-def _owner_extent(owner: Any) -> tuple[int, int] | None:
-    """(first address, end address) of the memory an owner exports, or None if unknown."""
+def _owner_extent(owner: Any) -> tuple[int, int, bool] | None:
+    """(first address, end address, read-only) of the memory an owner exports, or None."""
     try:
         arr = np.asarray(owner) if isinstance(owner, np.ndarray) else np.frombuffer(owner, np.uint8)
     except (TypeError, ValueError, BufferError):
@@ -73,7 +73,7 @@ def _owner_extent(owner: Any) -> tuple[int, int] | None:
     from numpy.lib.array_utils import byte_bounds
 
     lo, hi = byte_bounds(arr)
-    return int(lo), int(hi)
+    return int(lo), int(hi), not arr.flags.writeable
 
 
 def _span(shape: tuple[int, ...], itemsize: int, strides: Sequence[int] | None) -> int:
@@ -278,30 +278,39 @@ class ndarray(np.ndarray):
         strides: Sequence[int] | None,
         owner: Any,
     ) -> "ndarray":
+        if offset < 0:
+            raise ArgumentError(f"offset: must be >= 0, got {offset}")
         nbytes = offset + _span(sshape, storage.itemsize, strides)
         if address <= 0 and nbytes > 0:
             raise ArgumentError(f"buffer: address must be a positive integer, got {address}")
+        readonly = False
         if owner is not None:
             extent = _owner_extent(owner)
+            if extent is not None:
+                readonly = extent[2]  # never offer writes into memory the owner made read-only
             if extent is not None and nbytes > 0:
-                lo, hi = extent
+                lo, hi, _ = extent
                 if address < lo or address + nbytes > hi:
                     raise ArgumentError(
                         f"buffer: [{address:#x}, +{nbytes}) lies outside the memory of owner "
                         f"[{lo:#x}, {hi:#x})"
                     )
-        raw = np.asarray(_Memory(address, nbytes, owner))
+        raw = np.asarray(_Memory(address, nbytes, owner, readonly))
         return np.ndarray.__new__(cls, sshape, storage, buffer=raw, offset=offset, strides=strides)
 
     @classmethod
     def _from_base(cls, base: Any, dt: DataType | None) -> "ndarray":
         if isinstance(base, np.ndarray):
+            name = base.bifrost_dtype if isinstance(base, ndarray) else name_of_numpy_dtype(base.dtype)
             if dt is None:
-                name = bifrost_dtype_of(base)
+                if name is None:
+                    raise ArgumentError(
+                        f"base: numpy dtype {base.dtype} has no Bifrost type; give dtype= to convert"
+                    )
                 out = np.array(base, copy=True, order="C").view(cls)
                 out._bf_name = name if DataType(name).is_packed else None
                 return out
-            if bifrost_dtype_of(base) == dt.name:
+            if name == dt.name:
                 data = np.array(base, copy=True, order="C")  # same type: a plain copy
             else:
                 data = _convert(base, dt)
@@ -324,10 +333,17 @@ class ndarray(np.ndarray):
         return out
 
     def __array_finalize__(self, obj: Any) -> None:
-        # Views of the same storage keep a packed name; anything else (e.g. the bool result
-        # of ==, or .view(np.uint8)) is described by its own numpy dtype.
-        name = getattr(obj, "_bf_name", None)
-        self._bf_name = name if name is not None and getattr(obj, "dtype", None) == self.dtype else None
+        # Views inherit a packed name; it only counts while the dtype is still its storage
+        # dtype (see _packed_name), because numpy changes the dtype of .view(dt) AFTER this
+        # call.  Anything else (the bool result of ==, .view(np.uint8)) is described by its
+        # own numpy dtype.
+        self._bf_name = getattr(obj, "_bf_name", None)
+
+    def _packed_name(self) -> str | None:
+        name = self._bf_name
+        if name is not None and self.dtype == DataType(name).as_numpy_dtype():
+            return name
+        return None
 
     def __reduce__(self):
         # Pickle the packed name too (numpy's own reduce forgets subclass attributes).
@@ -335,7 +351,10 @@ class ndarray(np.ndarray):
         return fn, args, (state, self._bf_name)
 
     def __setstate__(self, state):
-        np_state, name = state
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], tuple):
+            np_state, name = state
+        else:  # a plain numpy state (pickled by another version)
+            np_state, name = state, None
         super().__setstate__(np_state)
         self._bf_name = name
 
@@ -343,7 +362,7 @@ class ndarray(np.ndarray):
     @property
     def bf(self) -> ArrayInfo:
         """Bifrost's ``a.bf``: ``.dtype`` (DataType or None), ``.space``, ``.native``, ``.conj``."""
-        name = self._bf_name or name_of_numpy_dtype(self.dtype)
+        name = self._packed_name() or name_of_numpy_dtype(self.dtype)
         native = all(
             (f.byteorder in ("=", "|"))
             for f in ([self.dtype] if self.dtype.names is None else [self.dtype.fields[n][0] for n in self.dtype.names])
@@ -353,12 +372,12 @@ class ndarray(np.ndarray):
     @property
     def bifrost_dtype(self) -> str | None:
         """The Bifrost type name (``'ci8'``), or None if Bifrost has none for this dtype."""
-        return self._bf_name or name_of_numpy_dtype(self.dtype)
+        return self._packed_name() or name_of_numpy_dtype(self.dtype)
 
     @property
     def logical_shape(self) -> tuple[int, ...]:
         """Shape in values: equal to ``shape`` except for packed types (last axis x values/byte)."""
-        name = self._bf_name
+        name = self._packed_name()
         if name is None or not self.shape:
             return self.shape
         return self.shape[:-1] + (self.shape[-1] * DataType(name).values_per_byte,)
@@ -385,6 +404,9 @@ class ndarray(np.ndarray):
         rules as ``asbru.quantize`` (which does the work for cf32/f32 input)."""
         dt = DataType(dtype)
         z = np.asarray(z)
+        if dt.is_complex and z.dtype.kind in "biuf":
+            # real values into a complex type: imaginary parts 0
+            z = z.astype(np.complex64 if z.dtype == np.float32 else np.complex128)
         shape = z.shape
         if dt.is_packed:
             if not shape or shape[-1] % dt.values_per_byte:

@@ -276,6 +276,11 @@ def test_integer_address_with_buffer_owner_is_range_checked():
         ndarray(shape=(3,), dtype="ci8", buffer=mem.ctypes.data + 12, owner=mem)
     with pytest.raises(ArgumentError, match="^buffer: address"):
         ndarray(shape=(3,), dtype="ci8", buffer=0)
+    # memory its owner exports read-only stays read-only
+    frozen = bytes(range(8))
+    addr = np.frombuffer(frozen, np.uint8).ctypes.data
+    ro = ndarray(shape=(4,), dtype="ci8", buffer=addr, owner=frozen)
+    assert ro.tolist() == [(0, 1), (2, 3), (4, 5), (6, 7)] and not ro.flags.writeable
 
 
 # --- asarray / bifrost_dtype_of -------------------------------------------------------------
@@ -309,3 +314,16 @@ def test_asarray_names_packed_storage_and_bifrost_ci4_spelling():
 
 def test_top_level_names():
     assert asbru.ndarray is ndarray and asbru.asarray is asarray and asbru.DataType is DataType
+
+
+def test_copies_and_conversions_of_packed_and_real_values():
+    p = ndarray([[1, 2, 3, -4]], dtype="i4")
+    q = ndarray(p)  # a copy keeps the packed type and its bytes
+    assert q.bifrost_dtype == "i4" and q.tobytes() == p.tobytes() and not np.shares_memory(p, q)
+    assert ndarray(p, dtype="i4").tobytes() == p.tobytes()
+    r = ndarray.from_complex(np.array([1.5, 2.5, -9.5], np.float32), "ci8")  # real -> im = 0
+    assert r.tolist() == [(2, 0), (2, 0), (-10, 0)]
+    with pytest.raises(ArgumentError, match="^base: numpy dtype bool has no Bifrost type"):
+        ndarray(np.zeros(2, bool))
+    with pytest.raises(ArgumentError, match="^offset:"):
+        ndarray(shape=(1,), dtype="ci8", buffer=np.zeros(4, np.uint8).ctypes.data, offset=-1)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import ArgumentError
 from .spec import CFG_NSRC, CFG_SRC0, DESC_INDEX, NCFG, FormatError, FormatParams, Header
 
 __all__ = ["Format", "FormatError", "get", "list", "module", "register", "ROLES"]
@@ -65,6 +66,8 @@ class Format:
 
     def capture_config(self, nsrc: int, src0: int = 0) -> np.ndarray:
         """The int64 ``cfg`` array for ``decode`` (``NCFG`` long)."""
+        if int(nsrc) < 1:
+            raise ArgumentError(f"nsrc must be >= 1 (number of sources), got {nsrc}")
         cfg = np.asarray(self.module.capture_config(self.params, int(nsrc), int(src0)), dtype=np.int64)
         if cfg.shape != (NCFG,) or cfg[CFG_NSRC] != nsrc or cfg[CFG_SRC0] != src0:
             raise FormatError(f"format {self.name!r}: capture_config must return int64[{NCFG}] "

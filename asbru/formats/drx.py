@@ -27,9 +27,9 @@ unchanged:
   for one time slot touches only that source's bytes (Bifrost's blank-out walked a triangular
   pointer sequence and wrote past the gulp).
 * The sequence callback's ``time_tag`` is the time tag of ``seq0``; ``tuning_word_0`` /
-  ``tuning_word_1``: when the configured sources cover one tuning only, its word is
+  ``tuning_word_1``: when the sequence's packets say one tuning only, its word is
   ``tuning_word_0`` and ``tuning_word_1`` is 0 (Bifrost's rule for ``nsrc == 2``); when they
-  cover both, tuning 1 then tuning 2.
+  say both, tuning 1 then tuning 2.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ FRAME_SIZE = HEADER_SIZE + PAYLOAD
 WRITE_DTYPE = "ci4"
 ID_FLAG = 0            # OR-ed into the written ID byte (drx8: 0x40)
 
-CHANGE = (TUNING, TUNING1, DECIMATION)
+CHANGE = ("tuning", "tuning1", "decimation")
 CALLBACK_FAMILY = "value"
 CALLBACK_ARGS = ("seq0", "time_tag", "decimation", "tuning_word_0", "tuning_word_1", "nsrc")
 
@@ -208,13 +208,11 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     fill_frame(hdr, info, wcfg, seq, src, ID_FLAG)
 
 
-def callback_args(seq0: int, d: np.ndarray, nsrc: int, src0: int = 0) -> tuple:
-    w1 = int(d[TUNING]) if d[TUNING] >= 0 else 0
-    w2 = int(d[TUNING1]) if d[TUNING1] >= 0 else 0
-    t1, t2 = tunings_covered(int(nsrc), int(src0))
-    if not (t1 and t2):
-        w1, w2 = (w1 if t1 else w2), 0
-    return (int(seq0), time_tag_of(seq0, d), int(d[DECIMATION]), w1, w2, int(nsrc))
+def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
+    """``d`` is the sequence's merged configuration.  With one tuning said, its word comes
+    first and the second is 0 (Bifrost's ``nsrc == 2`` rule); with both, tuning 1 then 2."""
+    words = [int(w) for w in (d[TUNING], d[TUNING1]) if w >= 0] + [0, 0]
+    return (int(seq0), time_tag_of(seq0, d), int(d[DECIMATION]), words[0], words[1], int(nsrc))
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:

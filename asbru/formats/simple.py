@@ -57,7 +57,7 @@ def decode(pkt, cfg, state, d):
     if pkt.size != HSIZE + PAYLOAD:
         return INVALID
     seq = rd_be64(pkt, 0)
-    if seq < 0:
+    if seq < 0 or cfg[CFG_NSRC] < 1:
         return INVALID
     d[SEQ] = seq
     d[SRC] = 0

@@ -60,7 +60,7 @@ PAYLOAD = SAMPLES * 2          # ci8: int8 re, int8 im
 FRAME_SIZE = HEADER_SIZE + PAYLOAD
 WRITE_DTYPE = "ci8"
 
-CHANGE = (TUNING, DECIMATION)
+CHANGE = ("tuning", "decimation")
 CALLBACK_FAMILY = "value"
 CALLBACK_ARGS = ("seq0", "time_tag", "decimation", "tuning_word", "nsrc")
 

@@ -41,18 +41,21 @@ def _as_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def _view(buf: np.ndarray, nringlet: int, bufpos: int, size: int, dtype: Any, shape: Any,
-          writable: bool) -> np.ndarray:
-    """``(nringlet, size // itemsize)`` view of ring memory, optionally reshaped."""
+def _view(buf: np.ndarray, nringlet: int, bufpos: int, size: int, dtype: Any, shape: Any) -> np.ndarray:
+    """``(nringlet, size // itemsize)`` view of ring memory, optionally reshaped.
+
+    Read spans are given a read-only view of the ring buffer, so every view cut from it is
+    read-only too without touching flags per span.
+    """
+    if dtype is np.uint8 and type(shape) is int and shape == -1:           # the common case, kept cheap
+        return buf[:nringlet, bufpos:bufpos + size]
     dt = _as_dtype(dtype)
     n = size // dt.itemsize
     a = buf[:nringlet, bufpos:bufpos + n * dt.itemsize]
     if dt != np.uint8:
         a = a.view(dt)
-    if not (isinstance(shape, int) and shape == -1):
+    if not (isinstance(shape, (int, np.integer)) and shape == -1):
         a = a.reshape(shape)
-    if not writable:
-        a.flags.writeable = False
     return a
 
 
@@ -122,7 +125,7 @@ class WriteSpan(SpanBase):
 
     def data_view(self, dtype: Any = np.uint8, shape: Any = -1) -> np.ndarray:
         """Writable view of shape ``(nringlet, size // itemsize)``, reshaped to ``shape`` if given."""
-        return _view(self._buf, self._nringlet, self._bufpos, self._size, dtype, shape, True)
+        return _view(self._buf, self._nringlet, self._bufpos, self._size, dtype, shape)
 
     def commit(self, size: Optional[int] = None) -> None:
         """Record how many bytes to publish on close (default all; 0 cancels the reservation)."""
@@ -210,7 +213,7 @@ class ReadSpan(SpanBase):
 
     def data_view(self, dtype: Any = np.uint8, shape: Any = -1) -> np.ndarray:
         """Read-only view of shape ``(nringlet, size // itemsize)``, reshaped to ``shape`` if given."""
-        return _view(self._buf, self._nringlet, self._bufpos, self._size, dtype, shape, False)
+        return _view(self._buf, self._nringlet, self._bufpos, self._size, dtype, shape)
 
     def release(self) -> None:
         """Give the span back (a resize waits for every open span)."""

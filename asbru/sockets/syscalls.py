@@ -97,7 +97,10 @@ _u32 = types.uint32
 
 #: ``int recvmmsg(int fd, struct mmsghdr *msgvec, unsigned vlen, int flags, struct timespec *timeout)``
 #: Prefer ``SO_RCVTIMEO`` over ``timeout`` (the kernel checks ``timeout`` only after a
-#: datagram arrives).  Pass 0 for no timeout.
+#: datagram arrives).  Pass 0 for no timeout.  Results: n >= 1 messages; -1 with EAGAIN
+#: (SO_RCVTIMEO expired or MSG_DONTWAIT and nothing queued) or EINTR.  After
+#: ``shutdown(SHUT_RD)`` (``UDPSocket.shutdown``) it returns 1 with ``msg_len == 0``: a
+#: zero-length message means "no more data", like recvmsg returning 0.
 recvmmsg = types.ExternalFunction("recvmmsg", _i32(_i32, _i64, _u32, _i32, _i64))
 #: ``int sendmmsg(int fd, struct mmsghdr *msgvec, unsigned vlen, int flags)``
 sendmmsg = types.ExternalFunction("sendmmsg", _i32(_i32, _i64, _u32, _i32))

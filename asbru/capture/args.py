@@ -1,0 +1,52 @@
+"""Constructor argument handling shared by the capture classes.
+
+Accepts Bifrost's positional order, keywords, the seed tutorial's spellings
+(``max_size``, ``ntime_gulp``, ``ntime_slot``) and the tutorial's form without a ring
+(the third argument is then ``nsrc``: an int or a sequence of ints, not a ring).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from asbru.errors import ArgumentError
+
+
+def _is_ring(x: Any) -> bool:
+    return hasattr(x, "begin_writing") and hasattr(x, "resize")
+
+
+def bind_args(cls_name: str, names: list[str], aliases: dict[str, str], args: tuple,
+              kwargs: dict, defaults: dict[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Map positional + keyword arguments onto ``names`` (which start with ``"ring"``)."""
+    kw = {}
+    for k, v in kwargs.items():
+        k2 = aliases.get(k, k)
+        if k2 in kw:
+            raise ArgumentError(f"{cls_name}: argument {k2!r} given twice")
+        kw[k2] = v
+    order = list(names)
+    if "ring" not in kw and args and not _is_ring(args[0]):
+        order.remove("ring")        # tutorial form: the capture owns its ring
+    if len(args) > len(order):
+        raise ArgumentError(f"{cls_name}: too many positional arguments ({len(args)}); expected at "
+                            f"most {len(order)}: {', '.join(order)}")
+    out: dict[str, Any] = {}
+    for name, value in zip(order, args):
+        out[name] = value
+    for k, v in kw.items():
+        if k not in names and k not in extra:
+            raise ArgumentError(f"{cls_name}: unknown argument {k!r}; accepted: "
+                                f"{', '.join(names + list(extra))}")
+        if k in out:
+            raise ArgumentError(f"{cls_name}: argument {k!r} given twice")
+        out[k] = v
+    for k, v in defaults.items():
+        out.setdefault(k, v)
+    missing = [n for n in names if n not in out]
+    if missing:
+        raise ArgumentError(f"{cls_name}: missing argument(s) {', '.join(missing)}")
+    ring = out.get("ring")
+    if ring is not None and not _is_ring(ring):
+        raise ArgumentError(f"{cls_name}: ring must be an asbru.ring.Ring or None; got "
+                            f"{type(ring).__name__}")
+    return out

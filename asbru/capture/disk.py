@@ -1,0 +1,107 @@
+"""``DiskReader``: the capture engine fed by ``read()`` of whole records from a file."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from asbru import formats
+from asbru.errors import ArgumentError
+from asbru.formats.spec import FormatError
+
+from . import layout as L
+from .args import bind_args
+from .engine import CaptureEngine, _as_nsrc, _int, _pos_int
+from .udp import socket_fd
+
+_NAMES = ["ring", "nsrc", "src0", "buffer_nframe", "slot_nframe", "sequence_callback", "core"]
+_ALIASES = {"buffer_ntime": "buffer_nframe", "slot_ntime": "slot_nframe",
+            "ntime_gulp": "buffer_nframe", "ntime_slot": "slot_nframe"}
+_EXTRA = ("max_jump_gulps", "budget", "hold_packets", "read_size")
+READ_SIZE = 1 << 20   # bytes per read(): ~1 MiB of whole records
+
+
+class DiskReader(CaptureEngine):
+    """``DiskReader(fmt, fh, ring, nsrc, src0, buffer_nframe, slot_nframe, sequence_callback,
+    core=None)`` (``ring`` may be omitted: the reader then owns one, ``.ring``).
+
+    Reading starts at ``fh.tell()``; the reader reads the descriptor directly (Python's
+    buffered position is not updated: use :meth:`tell`)."""
+
+    _backend = "disk"
+    _kind = "disk_reader"
+
+    def __init__(self, fmt: str, fh: Any, *args: Any, **kwargs: Any) -> None:
+        a = bind_args(type(self).__name__, _NAMES, _ALIASES, args, kwargs,
+                      {"ring": None, "sequence_callback": None, "core": None}, _EXTRA)
+        try:
+            f = formats.get(fmt, "disk")
+        except FormatError as exc:
+            raise ArgumentError(f"fmt: {exc}") from None
+        rs = f.params.record_size
+        if not rs:
+            raise ArgumentError(f"fmt: {fmt!r} has no fixed record size for DiskReader; give the "
+                                f"size in the format string (e.g. 'chips_132')")
+        self._fh = fh  # keep the file object alive: its descriptor is ours to read
+        self._fd = socket_fd(fh, "fh")
+        start = fh.tell() if hasattr(fh, "tell") else os.lseek(self._fd, 0, os.SEEK_CUR)
+        os.lseek(self._fd, int(start), os.SEEK_SET)
+        self._record_size = int(rs)
+        read_size = _pos_int("read_size", a.get("read_size", READ_SIZE))
+        self._nrec = max(1, read_size // self._record_size)
+        self._init_engine(f, a["ring"], _as_nsrc(a["nsrc"]), _int("src0", a["src0"]),
+                          _pos_int("buffer_nframe", a["buffer_nframe"]),
+                          _pos_int("slot_nframe", a["slot_nframe"]), a["sequence_callback"],
+                          a["core"], self._record_size, max_jump_gulps=a.get("max_jump_gulps"),
+                          budget=a.get("budget"), hold_packets=a.get("hold_packets"))
+
+    def _setup_backend(self) -> None:
+        self._rbuf = np.zeros((self._nrec, self._record_size), dtype=np.uint8)
+        self._rlen = np.zeros(self._nrec, dtype=np.int64)
+        self._hdrs = np.zeros((1, 1), dtype=np.uint8)
+        self._control = np.zeros((1, 0), dtype=np.uint8)
+        self._controllens = np.zeros(1, dtype=np.uint64)
+        io = np.zeros(L.NIO, dtype=np.int64)
+        io[L.IO_FD] = self._fd
+        io[L.IO_ADDR] = self._rbuf.ctypes.data
+        io[L.IO_POLL_MS] = -2
+        io[L.IO_POLLFD_ADDR] = io.ctypes.data + 8 * L.IO_POLLFD
+        self._io = io
+
+    def _check_open(self) -> None:
+        try:
+            fd = int(self._fh.fileno())
+        except (OSError, ValueError):
+            fd = -1
+        if fd != self._fd:
+            raise ArgumentError(f"DiskReader.recv: the file was closed (fileno() is now {fd})")
+
+    def _unread_bytes(self) -> int:
+        """Bytes read from the file but not yet looked at (the receive buffer's rest)."""
+        pos, count = int(self._rst[L.R_POS]), int(self._rst[L.R_COUNT])
+        lens = self._rlen[pos:count]
+        return int(np.where(lens >= 0, lens, -1 - lens).sum()) if count > pos else 0
+
+    def tell(self) -> int:
+        """Offset of the next record not yet processed."""
+        return os.lseek(self._fd, 0, os.SEEK_CUR) - self._unread_bytes()
+
+    def seek(self, offset: int, whence: int = os.SEEK_CUR) -> int:
+        """Move the read position (relative to :meth:`tell` for SEEK_CUR), commit what is
+        open, end the sequence; the next packet starts a new one.  Returns the new offset."""
+        if self._ended:
+            raise ArgumentError("DiskReader.seek: the reader has ended")
+        if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END):
+            raise ArgumentError(f"whence must be os.SEEK_SET, SEEK_CUR or SEEK_END (0, 1, 2); got {whence!r}")
+        offset = _int("offset", offset)
+        if whence == os.SEEK_CUR:
+            offset, whence = self.tell() + offset, os.SEEK_SET
+        self._rst[:] = 0  # records read ahead belong to the old position
+        try:
+            new = os.lseek(self._fd, offset, whence)
+        except OSError as exc:
+            raise ArgumentError(f"DiskReader.seek: cannot seek to {offset} (whence {whence}): "
+                                f"{exc.strerror}") from None
+        self.flush()
+        return new

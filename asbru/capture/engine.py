@@ -1,0 +1,406 @@
+"""The capture state machine (Python side): sequences, gulps, commits, callbacks.
+
+The compiled loop (:mod:`asbru.capture.kernels`) does all per-packet work and returns
+here only when the ring or the sequence must change (see ``RS_*`` in
+:mod:`asbru.capture.layout`).  This module turns those returns into ring operations and
+Bifrost status codes.  Behaviour and every difference from Bifrost: docs/capture.md.
+
+Invariants that make partial commits legal (the ring lets only its most recent
+reservation commit less than it reserved):
+
+* a gulp is reserved only when a packet for it (or beyond it) has been seen, so the newest
+  open gulp always holds the newest placed packet (``W_LAST``);
+* a sequence therefore ends inside its newest gulp, and only that gulp is committed short.
+"""
+from __future__ import annotations
+
+import os
+import time
+import weakref
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from asbru.errors import ArgumentError, AsbruError
+from asbru.formats import Format, spec
+from asbru.formats.spec import NDESC, PAYLOAD_SIZE
+
+from . import kernels
+from . import layout as L
+from .callbacks import PacketCaptureCallback, call_sequence_callback
+from .stats import CaptureStats
+from .status import Status
+
+_DRAINED = -1          # internal: nothing left to do without receiving
+_HOLD_BYTES_MAX = 64 << 20
+
+
+def _as_nsrc(nsrc: Any) -> int:
+    """``nsrc`` as an int; a sequence means the product of its items (Bifrost)."""
+    if isinstance(nsrc, (list, tuple, np.ndarray)):
+        total = 1
+        for x in nsrc:
+            total *= _pos_int("nsrc", x)
+        return total
+    return _pos_int("nsrc", nsrc)
+
+
+def _pos_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ArgumentError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ArgumentError(f"{name} must be an integer; got {value!r}")
+    return int(value)
+
+
+class _Gulp:
+    """One open gulp: a reserved ring span, its received mask, its first seq."""
+
+    __slots__ = ("span", "data", "mask", "start")
+
+    def __init__(self, span: Any, data: np.ndarray, mask: np.ndarray, start: int) -> None:
+        self.span = span
+        self.data = data
+        self.mask = mask
+        self.start = start
+
+
+class CaptureEngine:
+    """Shared by UDPCapture, DiskReader and the sniffer; subclasses provide the backend:
+
+    ``_backend`` (name in :data:`kernels.BACKENDS`), ``_kind`` (proclog block name) and
+    ``_setup_backend()`` which sets ``self._io``, ``self._rbuf``, ``self._rlen``,
+    ``self._hdrs``, ``self._control``, ``self._controllens``.
+    """
+
+    _backend = ""
+    _kind = "capture"
+
+    def _init_engine(self, fmt: Format, ring: Any, nsrc: int, src0: int, buffer_ntime: int,
+                     slot_ntime: int, sequence_callback: Optional[PacketCaptureCallback],
+                     core: Optional[int], max_packet: int, *, max_jump_gulps: Optional[int] = None,
+                     budget: Optional[int] = None, hold_packets: Optional[int] = None,
+                     ring_factor: int = 4) -> None:
+        self._fmt = fmt
+        self.nsrc = nsrc
+        self.src0 = src0
+        self.buffer_ntime = buffer_ntime
+        self.slot_ntime = slot_ntime
+        if sequence_callback is not None and not isinstance(sequence_callback, PacketCaptureCallback):
+            if not hasattr(sequence_callback, "get"):
+                raise ArgumentError("sequence_callback must be a PacketCaptureCallback or None; got "
+                                    f"{type(sequence_callback).__name__}")
+        self._callback = sequence_callback
+        self.core = -1 if core is None else _int("core", core)
+        self._max_packet = max_packet
+        self._ended = False
+        self._changing = False
+        self.stats_obj = CaptureStats(nsrc)
+
+        # the ring: grown as Bifrost does (contiguous = one gulp at the largest packet size)
+        from asbru.ring import Ring
+        if ring is None:
+            ring = Ring(name=f"{self._kind}_{os.getpid()}_{id(self):x}")
+        self.ring = ring
+        gulp_max = buffer_ntime * nsrc * max_packet
+        ring.resize(gulp_max, ring_factor * gulp_max)
+        self._writer = ring.begin_writing()
+        self._wseq: Any = None
+        self._gulps: list[_Gulp] = []
+        self._seqdesc = np.full(NDESC, -1, dtype=np.int64)
+        self._zero = np.zeros(max_packet, dtype=np.uint8)
+
+        # compiled loop state
+        self._kmod = kernels.capture_module(fmt, self._backend)
+        self._cfg = fmt.capture_config(nsrc, src0)
+        self._fstate = np.zeros(spec.NSTATE, dtype=np.int64)
+        self._d = np.full(NDESC, -1, dtype=np.int64)
+        self._cur = np.full(NDESC, -1, dtype=np.int64)
+        self._chg = np.asarray(fmt.change, dtype=np.int64)
+        self._rst = np.zeros(L.NRST, dtype=np.int64)
+        self._setup_backend()
+        slot = self._rbuf.shape[1]
+        hcap = hold_packets if hold_packets is not None else max(4 * nsrc, 64)
+        hcap = max(2, min(hcap, max(2 * nsrc + 2, _HOLD_BYTES_MAX // slot)))
+        self._hold = np.zeros((hcap, slot), dtype=np.uint8)
+        self._hlen = np.zeros(hcap, dtype=np.int64)
+        self._hst = np.zeros(L.NHST, dtype=np.int64)
+        self._win = np.zeros(L.NWIN, dtype=np.int64)
+        w = self._win
+        w[L.W_MODE] = L.MODE_GATHER
+        w[L.W_N] = buffer_ntime
+        w[L.W_NSRC] = nsrc
+        w[L.W_BUDGET] = budget if budget is not None else 4 * buffer_ntime * nsrc + 4096
+        w[L.W_MAXJUMP] = min(max_jump_gulps if max_jump_gulps is not None
+                             else max(ring_factor, 2), 1 << 30)
+        w[L.W_BACKTHRESH] = buffer_ntime * nsrc + 1
+        self._dummy_gulp = np.zeros(1, dtype=np.uint8)
+        self._dummy_mask = np.zeros((1, 1), dtype=np.uint8)
+
+        # proclog (Bifrost's files)
+        from asbru.proclog import BlockLogs
+        self._logs = BlockLogs(self._kind)
+        self._logs.update("bind", {"ncore": 1, "core0": self.core})
+        self._logs.update("out", {"nring": 1, "ring0": getattr(ring, "name", "")})
+        self._logs.update("sizes", {"nsrc": nsrc, "nseq_per_buf": buffer_ntime,
+                                    "slot_ntime": slot_ntime})
+        self._logs.update("type", {"type": fmt.params.fmt})
+        self._finalizer = weakref.finalize(self, self._logs.close)
+
+    # ------------------------------------------------------------------ public
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters since construction (see docs/capture.md)."""
+        return self.stats_obj.as_dict()
+
+    @property
+    def format(self) -> Format:
+        return self._fmt
+
+    def recv(self) -> int:
+        """Receive until a gulp is committed/opened, a sequence starts/changes/ends, the
+        receive times out / reaches EOF / fails, or the bounded-work limit is hit."""
+        if self._ended:
+            raise ArgumentError(f"{type(self).__name__}.recv: the capture has ended (end() was called)")
+        self._check_open()
+        st = self.stats_obj
+        st.process_seconds = st.reserve_seconds = 0.0
+        try:
+            status = self._pump(nofetch=False)
+        finally:
+            self._publish()
+        return Status(status)
+
+    def flush(self) -> None:
+        """Commit what is open, end the sequence, and leave the capture inactive."""
+        if self._ended:
+            return
+        try:
+            self._drain()
+        finally:
+            self._publish()
+
+    def end(self) -> None:
+        """``flush()`` then end writing on the ring (readers see end of data)."""
+        if self._ended:
+            return
+        try:
+            self._drain()
+            # held packets that never became decodable count as invalid
+            self._kmod_drop_hold()
+        finally:
+            self._ended = True
+            self._publish()
+            try:
+                self._writer.end_writing()
+            finally:
+                self._finalizer()
+
+    def __enter__(self) -> "CaptureEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end()
+
+    # ------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        """Subclasses: raise ArgumentError when the socket/file was closed."""
+
+    def _run(self, nofetch: bool) -> int:
+        g = self._gulps
+        gA = g[0].data if len(g) > 0 else self._dummy_gulp
+        mA = g[0].mask if len(g) > 0 else self._dummy_mask
+        gB = g[1].data if len(g) > 1 else self._dummy_gulp
+        mB = g[1].mask if len(g) > 1 else self._dummy_mask
+        self._win[L.W_NOFETCH] = 1 if nofetch else 0
+        t0 = time.perf_counter()
+        st = self.stats_obj
+        r = self._kmod.run(self._io, self._rbuf, self._rlen, self._rst, self._hdrs, self._control,
+                           self._controllens, self._hold, self._hlen, self._hst, self._cfg,
+                           self._fstate, self._d, self._cur, self._chg, gA, gB, mA, mB,
+                           self._win, st.cnt, st.psrc)
+        st.process_seconds += time.perf_counter() - t0
+        return int(r)
+
+    def _pump(self, nofetch: bool) -> int:
+        """Run the compiled loop and act on why it returned, until there is a status."""
+        w = self._win
+        while True:
+            reason = self._run(nofetch)
+            active = w[L.W_MODE] == L.MODE_ACTIVE
+            if reason == L.RS_START:
+                self._begin_sequence()
+                if self._changing:
+                    self._changing = False
+                    return Status.CHANGED
+                return Status.STARTED
+            if reason == L.RS_ADVANCE:
+                self._advance()
+                return Status.CONTINUED
+            if reason == L.RS_CHANGE:
+                s_c = int(w[L.W_SC])
+                end = max(min(s_c, self._window_end()), int(w[L.W_LAST]) + 1)
+                self._end_sequence(end)
+                self._changing = True
+                continue
+            if reason in (L.RS_JUMP, L.RS_BACKJUMP):
+                self._end_sequence(int(w[L.W_LAST]) + 1)
+                self.stats_obj.nrestarts += 1
+                continue
+            if reason in (L.RS_TIMEOUT, L.RS_EOF):
+                if active:
+                    self._end_sequence(int(w[L.W_LAST]) + 1)
+                    return Status.ENDED
+                return Status.NO_DATA
+            if reason == L.RS_INTR:
+                return Status.INTERRUPTED
+            if reason == L.RS_ERROR:
+                return Status.ERROR
+            if reason == L.RS_BUDGET:
+                return Status.CONTINUED if active else Status.NO_DATA
+            if reason == L.RS_DRAINED:
+                return _DRAINED
+            raise AsbruError(f"capture: internal error, compiled loop returned {reason}")
+
+    def _drain(self) -> None:
+        """Process everything already received (and held), then close the sequence."""
+        while self._pump(nofetch=True) != _DRAINED:
+            pass
+        if self._win[L.W_MODE] == L.MODE_ACTIVE:
+            self._end_sequence(int(self._win[L.W_LAST]) + 1)
+
+    def _kmod_drop_hold(self) -> None:
+        h = self._hst
+        for i in range(int(h[L.H_N])):
+            if self._hlen[i] >= 0:
+                self.stats_obj.cnt[L.C_NINVALID] += 1
+                self.stats_obj.cnt[L.C_NINVALID_BYTES] += int(self._hlen[i])
+        h[:] = 0
+
+    def _window_end(self) -> int:
+        w = self._win
+        return int(w[L.W_S] + w[L.W_K] * w[L.W_N])
+
+    # --- sequences
+    def _begin_sequence(self) -> None:
+        w = self._win
+        seq0 = int(w[L.W_GMIN])
+        d = self._cur.copy()
+        p = int(d[PAYLOAD_SIZE])
+        if p <= 0 or p > self._max_packet:
+            raise AsbruError(f"capture: format {self._fmt.name!r} reported payload size {p}")
+        fmt = self._fmt
+        family = fmt.callback_family
+        lead = fmt.callback_args(seq0, d, self.nsrc)
+        default_tt = seq0 if family == "pointer" else fmt.time_tag_of(seq0, d)
+        time_tag, header = default_tt, b""
+        func = self._callback.get(fmt.name) if self._callback is not None else None
+        if func is not None:
+            res = call_sequence_callback(func, lead, family, fmt.name, seq0)
+            header = res.header
+            if res.time_tag is not None:
+                time_tag = res.time_tag
+        try:
+            self._wseq = self._writer.begin_sequence(name="", time_tag=int(time_tag),
+                                                     header=header, nringlet=1)
+        except ArgumentError as exc:
+            raise AsbruError(f"capture: cannot begin a ring sequence at seq0={seq0} with time tag "
+                             f"{time_tag}: {exc}") from None
+        self._seqdesc[:] = d
+        w[L.W_S] = seq0
+        w[L.W_K] = 0
+        w[L.W_P] = p
+        w[L.W_LAST] = seq0 - 1
+        w[L.W_BACKRUN] = 0
+        w[L.W_MODE] = L.MODE_ACTIVE
+        self._hst[L.H_POS] = 0
+        self.stats_obj.nsequences += 1
+        self.sequence_info = {"seq0": seq0, "time_tag": int(time_tag), "header": header,
+                              "payload_size": p}
+        self._reserve()
+        chans = {"payload_size": p}
+        for name in ("chan0", "nchan", "tuning", "tuning1", "decimation", "navg"):
+            v = int(d[spec.DESC_INDEX[name]])
+            if v != -1:
+                chans[name] = v
+        self._logs.update("chans", chans)
+
+    def _end_sequence(self, end_seq: int) -> None:
+        """Commit the open gulps up to (not including) ``end_seq``, end the ring sequence,
+        go back to gathering (keeping unprocessed held packets)."""
+        n = self.buffer_ntime
+        while self._gulps:
+            g = self._gulps[0]
+            self._commit(g, max(0, min(n, end_seq - g.start)))
+            self._gulps.pop(0)
+        if self._wseq is not None:
+            self._wseq.end()
+            self._wseq = None
+        w = self._win
+        w[L.W_K] = 0
+        w[L.W_MODE] = L.MODE_GATHER
+        # keep the held packets not yet processed, at the front, for the next gather
+        h = self._hst
+        pos, nh = int(h[L.H_POS]), int(h[L.H_N])
+        if pos > 0:
+            rest = nh - pos
+            if rest > 0:
+                self._hold[:rest] = self._hold[pos:nh]
+                self._hlen[:rest] = self._hlen[pos:nh]
+            h[L.H_N] = max(rest, 0)
+        h[L.H_POS] = 0
+        h[L.H_GPOS] = 0
+        h[L.H_NVALID] = 0
+
+    # --- gulps
+    def _reserve(self) -> None:
+        w = self._win
+        p = int(w[L.W_P])
+        n = self.buffer_ntime
+        size = n * self.nsrc * p
+        t0 = time.perf_counter()
+        span = self._wseq.reserve(size)
+        dt = time.perf_counter() - t0
+        st = self.stats_obj
+        st.blocked_seconds += dt
+        st.reserve_seconds += dt
+        data = span.data_view(np.uint8)[0]
+        if not data.flags.c_contiguous or data.size < size:
+            raise AsbruError("capture: the ring returned a non-contiguous span")
+        start = int(w[L.W_S] + len(self._gulps) * n)
+        self._gulps.append(_Gulp(span, data[:size], np.zeros((n, self.nsrc), dtype=np.uint8), start))
+        w[L.W_K] = len(self._gulps)
+
+    def _advance(self) -> None:
+        t0 = time.perf_counter()
+        if len(self._gulps) == 2:
+            g = self._gulps.pop(0)
+            self._commit(g, self.buffer_ntime)
+            self._win[L.W_S] = self._gulps[0].start
+            self._win[L.W_K] = 1
+        self._reserve()
+        self.stats_obj.reserve_seconds += time.perf_counter() - t0
+
+    def _commit(self, g: _Gulp, nslots: int) -> None:
+        p = int(self._win[L.W_P])
+        sb = self.nsrc * p
+        if nslots > 0:
+            mask = g.mask[:nslots]
+            self._kmod.zero_fill(g.data, mask, nslots, self._seqdesc.copy(), self._zero, self.nsrc,
+                                 p, g.start)
+            per_src = mask.sum(axis=0, dtype=np.int64)
+            nrecv = int(per_src.sum())
+            self.stats_obj.add_commit(nrecv * p, (nslots * self.nsrc - nrecv) * p, nslots - per_src)
+            g.span.set_flags(mask, sb)
+        g.span.commit(nslots * sb)
+        g.span.close()
+
+    # --- statistics
+    def _publish(self) -> None:
+        st = self.stats_obj
+        self._logs.update("stats", st.proclog_stats())
+        self._logs.update("perf", st.proclog_perf())

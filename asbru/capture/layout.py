@@ -1,0 +1,93 @@
+"""Index constants shared by the compiled capture loop and the Python state machine.
+
+The compiled loop and Python talk through a handful of small int64 arrays (so that one
+call into compiled code needs no Python objects); these names say which element is what.
+Plain ints: numba freezes module-level ints as constants, and the generated kernel modules
+list this module as a dependency so that editing it invalidates their cache.
+"""
+from __future__ import annotations
+
+# --- rst: receive-buffer state --------------------------------------------------------
+R_POS = 0      # index of the next unconsumed packet in the receive buffer
+R_COUNT = 1    # packets currently in the receive buffer
+NRST = 4
+
+# --- hst: hold-buffer state -----------------------------------------------------------
+H_N = 0        # entries in the hold buffer
+H_POS = 1      # active mode: next entry to drain
+H_GPOS = 2     # gather mode: entries already examined
+H_NVALID = 3   # gather mode: VALID entries seen
+NHST = 4
+
+# --- win: window / sequence state -----------------------------------------------------
+W_MODE = 0       # MODE_GATHER (no sequence) or MODE_ACTIVE
+W_S = 1          # start seq of the oldest open gulp
+W_K = 2          # open gulps (0, 1, 2)
+W_N = 3          # gulp length in time slots (buffer_ntime)
+W_NSRC = 4
+W_P = 5          # payload bytes per packet of the current sequence
+W_LAST = 6       # largest seq placed in the current sequence
+W_GMIN = 7       # gather result: seq0 (smallest seq of the held VALID packets)
+W_BUDGET = 8     # packets one call may consume before returning (bounded work)
+W_MAXJUMP = 9    # forward jump (in gulps beyond the window) that restarts the sequence
+W_BACKRUN = 10   # current run of packets late by more than two gulps
+W_BACKTHRESH = 11  # run length that restarts the sequence (backward jump)
+W_NOFETCH = 12   # 1: never receive; return RS_DRAINED when the buffers are exhausted
+W_SC = 13        # seq of the packet that reported a change
+NWIN = 16
+
+MODE_GATHER = 0
+MODE_ACTIVE = 1
+
+# --- reasons the compiled loop returns ------------------------------------------------
+RS_START = 1      # gather complete: Python begins a sequence (seq0 = win[W_GMIN], desc = cur)
+RS_ADVANCE = 2    # pending packet beyond the window: commit the oldest / reserve a gulp
+RS_CHANGE = 3     # pending packet changes a CHANGE field
+RS_JUMP = 4       # pending packet too far ahead: end the sequence, restart at it
+RS_BACKJUMP = 5   # sustained run of far-late packets: end the sequence, restart
+RS_TIMEOUT = 6
+RS_EOF = 7        # end of file / socket shut down
+RS_INTR = 8
+RS_ERROR = 9
+RS_BUDGET = 10    # bounded-work limit reached
+RS_DRAINED = 11   # W_NOFETCH and nothing left to process
+
+# --- backend fetch() results (>= 1: packets received) ---------------------------------
+F_TIMEOUT = -1
+F_EOF = -2
+F_INTR = -3
+F_ERROR = -4
+
+# --- cnt: counters --------------------------------------------------------------------
+C_NVALID = 0
+C_NVALID_BYTES = 1
+C_NINVALID = 2
+C_NINVALID_BYTES = 3
+C_NLATE = 4
+C_NLATE_BYTES = 5
+C_NDUP = 6
+C_NDUP_BYTES = 7
+C_NGOOD_BYTES = 8
+C_NMISSING_BYTES = 9
+C_NKDROPS = 10      # kernel drops (SO_RXQ_OVFL), cumulative
+C_KDROP_LAST = 11   # last raw SO_RXQ_OVFL value seen (-1 none)
+C_ERRNO = 12        # errno of the last failed receive
+C_NRECEIVED = 13    # packets handed over by the backend
+NCNT = 16
+
+# --- psrc rows: per-source packet counters --------------------------------------------
+PS_VALID = 0
+PS_LATE = 1
+PS_DUP = 2
+PS_MISSING = 3    # time slots committed without a packet from this source
+NPS = 4
+
+# --- io: backend parameters -----------------------------------------------------------
+IO_FD = 0
+IO_ADDR = 1       # UDP: address of the mmsghdr array; disk: address of the receive buffer
+IO_NMSG = 2       # UDP: messages per recvmmsg
+IO_POLL_MS = 3    # UDP: -2 = blocking fd, no poll; else poll() this long (ms, -1 = forever) first
+IO_POLLFD = 4     # scratch: one struct pollfd
+IO_OFFSET = 5     # disk: bytes read from the descriptor by this capture
+IO_POLLFD_ADDR = 6  # address of io[IO_POLLFD]
+NIO = 8

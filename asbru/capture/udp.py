@@ -1,0 +1,112 @@
+"""``UDPCapture``: the capture engine fed by ``recvmmsg`` on a bound UDP socket."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from asbru import formats
+from asbru.errors import ArgumentError
+from asbru.formats.spec import FormatError
+
+from . import layout as L
+from .args import bind_args
+from .engine import CaptureEngine, _as_nsrc, _int, _pos_int
+
+_NAMES = ["ring", "nsrc", "src0", "max_payload_size", "buffer_ntime", "slot_ntime",
+          "sequence_callback", "core"]
+_ALIASES = {"max_size": "max_payload_size", "ntime_gulp": "buffer_ntime",
+            "ntime_slot": "slot_ntime", "buffer_nframe": "buffer_ntime",
+            "slot_nframe": "slot_ntime"}
+_EXTRA = ("max_jump_gulps", "budget", "hold_packets", "nbatch")
+NBATCH = 64
+
+
+def socket_fd(sock: Any, what: str) -> int:
+    """The descriptor of an object with ``fileno()``; a one-line error if closed/unusable."""
+    if not hasattr(sock, "fileno"):
+        raise ArgumentError(f"{what} must be an object with fileno() (a bound asbru UDPSocket); "
+                            f"got {type(sock).__name__}")
+    try:
+        fd = int(sock.fileno())
+    except (OSError, ValueError):
+        fd = -1
+    if fd < 0:
+        raise ArgumentError(f"{what} is closed or not bound (fileno() = {fd}); bind it first")
+    return fd
+
+
+class UDPCapture(CaptureEngine):
+    """``UDPCapture(fmt, sock, ring, nsrc, src0, max_payload_size, buffer_ntime, slot_ntime,
+    sequence_callback, core=None)`` -- or without ``ring`` (the capture then owns one,
+    ``.ring``).  ``recv()`` returns a :class:`~asbru.capture.status.Status`."""
+
+    _backend = "udp"
+    _kind = "udp_capture"
+    _role = "capture"
+    _what = "sock"
+
+    def __init__(self, fmt: str, sock: Any, *args: Any, **kwargs: Any) -> None:
+        a = bind_args(type(self).__name__, _NAMES, _ALIASES, args, kwargs,
+                      {"ring": None, "sequence_callback": None, "core": None}, _EXTRA)
+        try:
+            f = formats.get(fmt, self._role)
+        except FormatError as exc:
+            raise ArgumentError(f"fmt: {exc}") from None
+        self._sock = sock  # keep the object alive: its descriptor is ours to read
+        self._fd = socket_fd(sock, self._what)
+        nsrc = _as_nsrc(a["nsrc"])
+        src0 = _int("src0", a["src0"])
+        max_payload = _pos_int("max_payload_size", a["max_payload_size"])
+        hsize = f.params.header_size
+        if max_payload <= hsize:
+            raise ArgumentError(f"max_payload_size must exceed the {f.name} header size ({hsize} bytes) "
+                                f"-- it is the largest packet accepted, header included; got {max_payload}")
+        if f.params.fixed_packet_size:
+            max_payload = int(f.params.fixed_packet_size)  # Bifrost: forced to the frame size
+        self._bufsize = max_payload
+        self._nbatch = _pos_int("nbatch", a.get("nbatch", NBATCH))
+        self._init_engine(f, a["ring"], nsrc, src0, _pos_int("buffer_ntime", a["buffer_ntime"]),
+                          _pos_int("slot_ntime", a["slot_ntime"]), a["sequence_callback"], a["core"],
+                          max_payload, max_jump_gulps=a.get("max_jump_gulps"),
+                          budget=a.get("budget"), hold_packets=a.get("hold_packets"))
+
+    def _setup_backend(self) -> None:
+        from asbru.sockets.msgvec import RecvVec
+        self._rv = RecvVec(self._nbatch, self._bufsize, control=True)
+        self._rbuf = self._rv.buffers
+        self._rlen = np.zeros(self._nbatch, dtype=np.int64)
+        self._hdrs = self._rv.hdrs
+        self._control = self._rv.control
+        self._controllens = self._rv.controllens
+        io = np.zeros(L.NIO, dtype=np.int64)
+        io[L.IO_FD] = self._fd
+        io[L.IO_ADDR] = self._rv.addr
+        io[L.IO_NMSG] = self._nbatch
+        io[L.IO_POLL_MS] = self._poll_ms()
+        io[L.IO_POLLFD_ADDR] = io.ctypes.data + 8 * L.IO_POLLFD
+        self._io = io
+
+    def _poll_ms(self) -> int:
+        # asbru's UDPSocket keeps the descriptor blocking (SO_RCVTIMEO does the timeout);
+        # a Python socket with settimeout() is non-blocking: wait in poll() instead
+        try:
+            blocking = os.get_blocking(self._fd)
+        except OSError:
+            blocking = True
+        if blocking:
+            return -2
+        t = None
+        if hasattr(self._sock, "gettimeout"):
+            t = self._sock.gettimeout()
+        return -1 if t is None else max(0, int(round(t * 1000)))
+
+    def _check_open(self) -> None:
+        try:
+            fd = int(self._sock.fileno())
+        except (OSError, ValueError):
+            fd = -1
+        if fd != self._fd:
+            raise ArgumentError(f"{type(self).__name__}.recv: the {self._what} was closed "
+                                f"(fileno() is now {fd}, was {self._fd})")

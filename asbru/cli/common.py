@@ -1,0 +1,111 @@
+"""Shared pieces of the ``asbru`` commands: argument parsing, format lookup, output."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from ..errors import ArgumentError
+
+# stdout for results, stderr for live displays and messages (so `--json | jq` stays clean)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(obj: Any) -> None:
+    """One JSON document on stdout (plain print: rich would wrap long lines)."""
+    sys.stdout.write(json.dumps(obj, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def parse_hostport(value: str, option: str, allow_port_zero: bool = False) -> tuple[str, int, int]:
+    """``"127.0.0.1:4015"``, ``"[::1]:4015"``, ``"localhost:4015"`` -> (host, port, family).
+
+    The host is resolved here so that a typo fails now with one line, not later inside a
+    socket call.
+    """
+    example = "e.g. 127.0.0.1:4015 or [::1]:4015"
+    if not isinstance(value, str) or ":" not in value:
+        raise ArgumentError(f"{option}: expected HOST:PORT ({example}), got {value!r}")
+    if value.startswith("["):
+        host, sep, port_s = value[1:].partition("]:")
+        if not sep:
+            raise ArgumentError(f"{option}: expected [IPV6]:PORT ({example}), got {value!r}")
+    else:
+        host, _, port_s = value.rpartition(":")
+        if ":" in host:
+            raise ArgumentError(f"{option}: write IPv6 addresses in brackets ({example}), got {value!r}")
+    if not port_s.isdigit():
+        raise ArgumentError(f"{option}: port must be a number 1..65535 ({example}), got {value!r}")
+    port = int(port_s)
+    low = 0 if allow_port_zero else 1
+    if not low <= port <= 65535:
+        raise ArgumentError(f"{option}: port must be in {low}..65535, got {port}")
+    if host == "":
+        host = "0.0.0.0"
+    try:
+        ip = ipaddress.ip_address(host)
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return str(ip), port, family
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror:
+        raise ArgumentError(f"{option}: unknown host {host!r} ({example})") from None
+    fam, _, _, _, addr = infos[0]
+    return str(addr[0]), port, fam
+
+
+def get_format(fmt: str, role: str, option: str = "FORMAT"):
+    """``asbru.formats.get`` with the argument named in the error message."""
+    from .. import formats
+    from ..formats.spec import FormatError
+    try:
+        return formats.get(fmt, role)
+    except FormatError as exc:
+        raise ArgumentError(f"{option}: {exc}") from None
+
+
+def reader_format_string(fmt: str) -> str:
+    """The capture/DiskReader string for a writer string.
+
+    Bifrost names some formats differently for writing and reading: the power beam is
+    written as ``pbeam1_N`` and read as ``pbeam_N``.  Everything else reads with the
+    string it was written with.
+    """
+    if fmt.startswith("pbeam") and len(fmt) > 6 and fmt[5].isdigit() and fmt[6] == "_":
+        return "pbeam" + fmt[6:]
+    return fmt
+
+
+def get_reader_format(fmt: str, role: str = "disk", option: str = "--format"):
+    """Resolve ``fmt`` for reading; accept the writer spelling as well (pbeam1_N)."""
+    from .. import formats
+    from ..formats.spec import FormatError
+    last: Exception | None = None
+    for cand in dict.fromkeys((fmt, reader_format_string(fmt))):
+        for r in (role, "capture") if role != "capture" else (role,):
+            try:
+                return formats.get(cand, r)
+            except FormatError as exc:
+                last = last or exc
+    raise ArgumentError(f"{option}: {last}")
+
+
+def positive(value: int | float, option: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ArgumentError(f"{option}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def probability(value: float, option: str) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ArgumentError(f"{option}: must be a probability in 0..1, got {value}")
+
+
+def human_rate(pps: float, bps: float) -> str:
+    return f"{pps:,.0f} pkt/s  {bps / 1e9:.3f} Gbit/s"

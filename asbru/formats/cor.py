@@ -1,0 +1,200 @@
+"""``cor``: LWA-SV ADP / NDP correlator visibilities, cf32 [chan][4 pol products].
+
+Wire format identical to Bifrost's (FORMATS.md §7).  Strings: ``cor`` (capture, any
+nchan), ``cor_N`` (N channels per packet; files and writing).  Deliberate differences:
+
+* seq is the integration index computed exactly, ``time_tag // (navg * 1 960 000)``
+  (navg counts 10 ms sub-slots of the 196 MHz clock).  Bifrost computes
+  ``(time_tag // 196e6) // (navg // 100)``: whole seconds only, so sub-second or
+  non-integer-second integrations are mis-numbered and navg < 100 divides by zero
+  (FORMATS.md §14.9, §14.5).  Both agree whenever integrations are whole seconds and the
+  time tags fall on them (the Bifrost vector does).  navg == 0 is INVALID.
+* The source index keeps Bifrost's convention (FORMATS.md §14.8):
+  ``(baseline + 1 - src0) * nserver + (server - 1)``, so ``src0 = 1`` gives 0-based
+  baselines, which is what Bifrost users pass; changing it would silently shift every
+  existing pipeline's baselines by one.
+* Absurd headers are INVALID instead of dividing by zero or mis-indexing: nserver == 0,
+  server outside 1..nserver, stands outside 1..nstand or stand0 > stand1, a payload that is
+  not a positive multiple of 32 bytes (or not 32*N with ``cor_N``), bad sync word.
+* The callback's time tag is the one of seq0 (plus the stream's phase), not that of the
+  packet that triggered the sequence.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, GAIN, INVALID, NAVG, NCFG, NCHAN, NSRC,
+                   PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID, X1, X2,
+                   BitField, Field, FormatError, FormatParams, Header, H_CHAN0, H_DECIMATION,
+                   H_GAIN, H_NSRC, H_TUNING, copy_bytes, kernel, rd_be16, rd_be32, rd_be64, rd_u8,
+                   parse_int_suffix, wr_be16, wr_be32, wr_be64)
+
+NAME = "cor"
+HEADER = Header([
+    Field("sync", 0, "u32be", "Mark 5C sync word, bytes DE C0 DE 5C"),
+    Field("frame_count_word", 4, "u32be", "ID and server description", bits=(
+        BitField("server", 0, 8, "this server, 1-based"),
+        BitField("nserver", 8, 8, "servers in the stream"),
+        BitField("nchan_decim", 16, 8, "channel decimation between servers"),
+        BitField("id", 24, 8, "Mark 5C ID (0x02 = COR)"),
+    )),
+    Field("second_count", 8, "u32be", "not decoded (writer: 0)"),
+    Field("first_chan", 12, "u16be", "first channel of this packet"),
+    Field("gain", 14, "u16be", "gain"),
+    Field("time_tag", 16, "u64be", "ticks of the 196 MHz clock"),
+    Field("navg", 24, "u32be", "integration length in 10 ms sub-slots"),
+    Field("stand0", 28, "u16be", "unconjugated stand, 1-based"),
+    Field("stand1", 30, "u16be", "conjugated stand, 1-based"),
+])
+HSIZE = 32
+WRITE_DTYPE = "cf32"
+SYNC = 0xDEC0DE5C  # as read big-endian: the bytes DE C0 DE 5C
+TICKS_PER_NAVG = 1_960_000  # 196 MHz x 10 ms
+
+CFG_NCHAN = 2  # 0 = any
+
+CHANGE = ("chan0", "nchan", "navg")
+CALLBACK_FAMILY = "value"
+CALLBACK_ARGS = ("seq0", "time_tag", "chan0", "nchan", "navg", "nsrc")
+
+
+def matches(fmt: str) -> bool:
+    return fmt.startswith("cor")
+
+
+def parse(fmt: str, role: str) -> FormatParams:
+    if fmt == "cor":
+        if role != "capture":
+            raise FormatError(f"format {fmt!r}: the {role} role needs 'cor_N' (N channels per packet)")
+        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
+                            extra={"nchan": 0})
+    nchan = parse_int_suffix(fmt, "cor_", "N")
+    p = 32 * nchan
+    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
+                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
+                        samples_per_packet=4 * nchan, write_dtype=WRITE_DTYPE,
+                        extra={"nchan": nchan})
+
+
+def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
+    cfg = np.zeros(NCFG, dtype=np.int64)
+    cfg[CFG_NSRC] = nsrc
+    cfg[CFG_SRC0] = src0
+    cfg[CFG_NCHAN] = params.extra["nchan"]
+    return cfg
+
+
+@kernel
+def _isqrt(n):
+    # floor(sqrt(n)) for n >= 0, exact for the integers used here
+    if n <= 0:
+        return 0
+    r = np.int64(math.sqrt(n))
+    while r * r > n:
+        r -= 1
+    while (r + 1) * (r + 1) <= n:
+        r += 1
+    return r
+
+
+@kernel
+def decode(pkt, cfg, state, d):
+    if pkt.size < HSIZE:
+        return INVALID
+    if rd_be32(pkt, 0) != SYNC:
+        return INVALID
+    psize = pkt.size - HSIZE
+    if psize <= 0 or psize % 32 != 0:
+        return INVALID
+    nchan = psize // 32
+    if cfg[CFG_NCHAN] != 0 and nchan != cfg[CFG_NCHAN]:
+        return INVALID
+    server = rd_u8(pkt, 7)
+    nserver = rd_u8(pkt, 6)
+    nchan_decim = rd_u8(pkt, 5)
+    if nserver == 0 or server < 1 or server > nserver:
+        return INVALID
+    navg = rd_be32(pkt, 24)
+    if navg == 0:
+        return INVALID
+    time_tag = rd_be64(pkt, 16)
+    if time_tag < 0:
+        return INVALID
+    nsrc = cfg[CFG_NSRC]
+    nstand = (_isqrt((8 * nsrc) // nserver + 1) - 1) // 2
+    stand0 = rd_be16(pkt, 28) - 1
+    stand1 = rd_be16(pkt, 30) - 1
+    if stand0 < 0 or stand1 < stand0 or stand1 >= nstand:
+        return INVALID
+    baseline = stand0 * (2 * nstand - 1 - stand0) // 2 + stand1
+    src = (baseline + 1 - cfg[CFG_SRC0]) * nserver + (server - 1)
+    if src < 0 or src >= nsrc:
+        return INVALID
+    chan0 = rd_be16(pkt, 12) - nchan_decim * nchan * (server - 1)
+    if chan0 < 0:
+        return INVALID
+    ticks = navg * TICKS_PER_NAVG
+    d[SEQ] = time_tag // ticks
+    d[SRC] = src
+    d[NSRC] = nsrc
+    d[NCHAN] = nchan
+    d[CHAN0] = chan0
+    d[TUNING] = (nserver << 8) | (server - 1)
+    d[GAIN] = rd_be16(pkt, 14)
+    d[TIME_TAG] = time_tag
+    d[NAVG] = navg
+    d[DECIMATION] = navg
+    d[X1] = time_tag % ticks  # phase of the time tags, for time_tag_of
+    d[X2] = nserver
+    d[PAYLOAD_OFFSET] = HSIZE
+    d[PAYLOAD_SIZE] = psize
+    return VALID
+
+
+@kernel
+def place(payload, d, slot, nsrc):
+    # layout [src = baseline*nserver + server][chan][4 products][cf32]
+    src = d[SRC]
+    p = d[PAYLOAD_SIZE]
+    if src < 0 or src >= nsrc or p <= 0:
+        return
+    copy_bytes(slot, src * p, payload, 0, p)
+
+
+def time_tag_of(seq: int, d: np.ndarray) -> int:
+    return int(seq) * int(d[NAVG]) * TICKS_PER_NAVG + max(int(d[X1]), 0)
+
+
+def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
+    nserver = max(int(d[X2]), 1)
+    return (int(seq0), time_tag_of(seq0, d), int(d[CHAN0]), int(d[NCHAN]) * nserver,
+            int(d[NAVG]), int(nsrc) // nserver)
+
+
+def write_config(params: FormatParams) -> np.ndarray:
+    return np.array([params.extra["nchan"]], dtype=np.int64)
+
+
+@kernel
+def fill(hdr, info, wcfg, seq, src, framecount):
+    if hdr.size < HSIZE:
+        return
+    nsrc = info[H_NSRC]
+    # baseline src -> (stand0, stand1) among nsrc baselines (autos included), Bifrost's
+    # floating-point formula (exact for any realistic stand count)
+    nst = np.int64((math.sqrt(8.0 * nsrc + 1.0) - 1.0) / 2.0)
+    b = 2 * nst + 1
+    disc = float(b * b - 8 * src)
+    stand0 = np.int64((b - math.sqrt(disc)) / 2.0) if disc >= 0.0 else np.int64(0)
+    stand1 = src - stand0 * (2 * nst - 1 - stand0) // 2
+    wr_be32(hdr, 0, SYNC)
+    wr_be32(hdr, 4, (info[H_TUNING] & 0xFFFFFF) | 0x02000000)
+    wr_be32(hdr, 8, 0)
+    wr_be16(hdr, 12, info[H_CHAN0])
+    wr_be16(hdr, 14, info[H_GAIN])
+    wr_be64(hdr, 16, seq)
+    wr_be32(hdr, 24, info[H_DECIMATION])
+    wr_be16(hdr, 28, stand0 + 1)
+    wr_be16(hdr, 30, stand1 + 1)

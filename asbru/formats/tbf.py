@@ -1,0 +1,143 @@
+"""``tbf``: LWA-SV ADP transient buffer, frequency domain: 12 channels x 256 stands x 2 pols ci4.
+
+The writer is Bifrost's, byte for byte (FORMATS.md §10, §14.16): any string beginning
+with ``tbf``; the ``src`` of ``send()`` goes into ``first_chan`` (callers use
+``src_increment = 12``), HeaderInfo nsrc into the nstand field, the per-writer frame
+counter into the 24-bit frame count; payload fixed at 6144 bytes.
+
+asbru adds a reader (Bifrost has none) so that files can be read back:
+
+* Strings ``tbf`` or ``tbf_T``: T = time-tag ticks between consecutive spectra
+  (default 7840 = 196 MHz / 25 kHz, LWA-SV's channel width).  ``seq = time_tag // T``;
+  the remainder (the stream's phase) is kept so that time tags are reproduced exactly.
+* Sources are channel blocks: ``src = (first_chan - src0) / 12``, so pass the first
+  channel of the capture as ``src0`` (e.g. 1000 for blocks 1000, 1012, ...).  A
+  first_chan that is not ``src0`` plus a multiple of 12 is INVALID.
+* Ring slot: ``[src][12 chan][256 stand][2 pol]`` = ``[chan][stand][pol]`` over all
+  ``12 * nsrc`` channels (copy of each payload at ``src * 6144``).
+* Sync word, ID 0x01 and the 6168-byte packet size are checked.  No configuration change
+  is ever reported (the header carries nothing that could change).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
+                   PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, X1, X2, Field, FormatError,
+                   FormatParams, Header, H_NSRC, copy_bytes, kernel, rd_be16, rd_be32, rd_be64,
+                   rd_u8, wr_be16, wr_be24, wr_be32, wr_be64, wr_u8)
+
+NAME = "tbf"
+HEADER = Header([
+    Field("sync", 0, "u32be", "Mark 5C sync word, bytes DE C0 DE 5C"),
+    Field("id", 4, "u8", "0x01 = TBF"),
+    Field("frame_count", 5, "u24be", "writer frame counter (24 bits)"),
+    Field("seconds_count", 8, "u32be", "not used (writer: 0)"),
+    Field("first_chan", 12, "u16be", "first of the 12 channels (the writer's src)"),
+    Field("nstand", 14, "u16be", "HeaderInfo nsrc (ICD: unassigned)"),
+    Field("time_tag", 16, "u64be", "ticks of the 196 MHz clock"),
+])
+HSIZE = 24
+NCHAN_PKT = 12
+PAYLOAD = 6144  # 12 chan x 256 stand x 2 pol x ci4
+WRITE_DTYPE = "ci4"
+SYNC = 0xDEC0DE5C
+TBF_ID = 0x01
+DEFAULT_TICKS = 7840  # 196 MHz / 25 kHz
+
+CFG_TICKS = 2
+
+CHANGE: tuple[str, ...] = ()
+CALLBACK_FAMILY = "value"
+CALLBACK_ARGS = ("seq0", "time_tag", "chan0", "nchan", "nsrc")
+
+
+def matches(fmt: str) -> bool:
+    return fmt.startswith("tbf")
+
+
+def parse(fmt: str, role: str) -> FormatParams:
+    ticks = DEFAULT_TICKS
+    if role != "write":  # Bifrost's writer takes any 'tbf...' string; the reader is asbru's
+        if fmt != "tbf":
+            tail = fmt[3:]
+            if not (tail.startswith("_") and tail[1:].isdigit() and int(tail[1:]) > 0):
+                raise FormatError(f"format {fmt!r}: expected 'tbf' or 'tbf_T' (T = time-tag ticks per spectrum, > 0)")
+            ticks = int(tail[1:])
+    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=PAYLOAD,
+                        record_size=HSIZE + PAYLOAD, fixed_packet_size=HSIZE + PAYLOAD,
+                        samples_per_packet=PAYLOAD, write_dtype=WRITE_DTYPE,
+                        extra={"ticks": ticks, "nchan": NCHAN_PKT})
+
+
+def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
+    cfg = np.zeros(NCFG, dtype=np.int64)
+    cfg[CFG_NSRC] = nsrc
+    cfg[CFG_SRC0] = src0
+    cfg[CFG_TICKS] = params.extra["ticks"]
+    return cfg
+
+
+@kernel
+def decode(pkt, cfg, state, d):
+    if pkt.size != HSIZE + PAYLOAD:
+        return INVALID
+    if rd_be32(pkt, 0) != SYNC or rd_u8(pkt, 4) != TBF_ID:
+        return INVALID
+    ticks = cfg[CFG_TICKS]
+    if ticks <= 0:
+        return INVALID
+    time_tag = rd_be64(pkt, 16)
+    if time_tag < 0:
+        return INVALID
+    rel = rd_be16(pkt, 12) - cfg[CFG_SRC0]
+    if rel < 0 or rel % NCHAN_PKT != 0:
+        return INVALID
+    src = rel // NCHAN_PKT
+    if src >= cfg[CFG_NSRC]:
+        return INVALID
+    d[SEQ] = time_tag // ticks
+    d[SRC] = src
+    d[NSRC] = cfg[CFG_NSRC]
+    d[NCHAN] = NCHAN_PKT
+    d[CHAN0] = cfg[CFG_SRC0]
+    d[TIME_TAG] = time_tag
+    d[X1] = time_tag % ticks
+    d[X2] = ticks
+    d[PAYLOAD_OFFSET] = HSIZE
+    d[PAYLOAD_SIZE] = PAYLOAD
+    return VALID
+
+
+@kernel
+def place(payload, d, slot, nsrc):
+    src = d[SRC]
+    p = d[PAYLOAD_SIZE]
+    if src < 0 or src >= nsrc or p <= 0:
+        return
+    copy_bytes(slot, src * p, payload, 0, p)
+
+
+def time_tag_of(seq: int, d: np.ndarray) -> int:
+    return int(seq) * int(d[X2]) + max(int(d[X1]), 0)
+
+
+def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
+    return (int(seq0), time_tag_of(seq0, d), int(d[CHAN0]), NCHAN_PKT * int(nsrc), int(nsrc))
+
+
+def write_config(params: FormatParams) -> np.ndarray:
+    return np.zeros(1, dtype=np.int64)
+
+
+@kernel
+def fill(hdr, info, wcfg, seq, src, framecount):
+    if hdr.size < HSIZE:
+        return
+    wr_be32(hdr, 0, SYNC)
+    wr_u8(hdr, 4, TBF_ID)
+    wr_be24(hdr, 5, framecount & 0xFFFFFF)
+    wr_be32(hdr, 8, 0)
+    wr_be16(hdr, 12, src)
+    wr_be16(hdr, 14, info[H_NSRC])
+    wr_be64(hdr, 16, seq)

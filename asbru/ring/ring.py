@@ -1,0 +1,578 @@
+"""The ring buffer: one writer, any number of readers, thread-safe, zero-copy.
+
+Positions are absolute byte offsets that only grow (``head``: end of committed data,
+``reserve_head``: end of reserved data, ``tail``: oldest byte not yet reused).  Offset
+``x`` lives at buffer position ``x % capacity``.  The buffer is ``capacity + ghost`` bytes
+long per ringlet: the ghost mirrors the first ``ghost`` bytes so that any span of up to
+``ghost`` (= the contiguous span) bytes is one contiguous view.  The mirror is kept by the
+writer on commit, in both directions: bytes a wrapping span wrote past ``capacity`` are
+copied to the start, and bytes written into the first ``ghost`` bytes are copied into the
+ghost.  Readers therefore never copy anything.
+
+Back-pressure: a guaranteed reader "pins" the oldest offset it may still read; a
+reservation waits until ``reserve_end - capacity <= min(pins)``.  Unguaranteed readers are
+not waited for; ``tail = max(reserve_head - capacity)`` is raised *before* the writer
+touches memory, so a reader that reads data and then compares its span with ``tail``
+(``ReadSpan.size_overwritten``) knows exactly which bytes may have been clobbered.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from ..errors import ArgumentError, EndOfDataStop, WouldBlock
+from . import memory
+from .flags import FlagStore
+from .sequence import ReadSequence, WriteSequence, _Sequence, check_time_tag, header_bytes
+from .span import ReadSpan, WriteSpan
+
+PAGE = memory.PAGE
+_NAME_BAD = re.compile(r"[^-_.() A-Za-z0-9]")
+_WHENCE = ("earliest", "latest")
+# Safety net for waits: a guarantee or span dropped by the garbage collector (which cannot
+# take the lock) is noticed within this many seconds even if nobody notifies.
+_POLL = 0.25
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
+class RingWriter:
+    """Returned by ``Ring.begin_writing()``; leaving the ``with`` block ends writing."""
+
+    def __init__(self, ring: "Ring") -> None:
+        self._ring = ring
+
+    @property
+    def ring(self) -> "Ring":
+        return self._ring
+
+    def begin_sequence(self, name: str = "", time_tag: int = -1, header: Any = "",
+                       nringlet: int = 1) -> WriteSequence:
+        """Start a sequence at the current head (the previous one must have ended)."""
+        return self._ring._begin_sequence(name, time_tag, header, nringlet)
+
+    def end_writing(self) -> None:
+        self._ring.end_writing()
+
+    def __enter__(self) -> "RingWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ring.end_writing()
+
+
+class Ring:
+    """A circular byte buffer carrying sequences (Bifrost's ``bifrost.ring.Ring``)."""
+
+    def __init__(self, space: str = "system", name: Optional[str] = None, core: Optional[int] = None) -> None:
+        self._space = memory.check_space(space)
+        if name is None:
+            name = str(uuid.uuid4())
+        elif isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        elif not isinstance(name, str):
+            raise ArgumentError(f"name must be a str or None; got {type(name).__name__}")
+        self._name = _NAME_BAD.sub("_", name)
+        if core is not None and not (_is_int(core) and core >= -1):
+            raise ArgumentError(f"core must be None or an integer >= -1; got {core!r}")
+        self._core = None if core is None else int(core)
+
+        self._lock = threading.Lock()
+        self._data_cond = threading.Condition(self._lock)   # readers: commits, sequences, end
+        self._space_cond = threading.Condition(self._lock)  # writer/resize: pins, order, spans
+        self._nringlet = 1
+        self._capacity = 0
+        self._ghost = 0
+        self._buf = memory.allocate(self._space, 1, 0, self._core)
+        self._rbuf = self._readonly(self._buf)
+        self._head = 0
+        self._reserve_head = 0
+        self._tail = 0
+        self._pending: deque[WriteSpan] = deque()
+        self._open_spans = 0
+        self._resizing = False
+        self._pins: dict[int, int] = {}
+        self._keys = itertools.count(1)
+        self._graveyard: list[tuple[str, int]] = []
+        self._sequences: deque[_Sequence] = deque()
+        self._by_name: dict[str, _Sequence] = {}
+        self._by_time: dict[int, _Sequence] = {}
+        self._last: Optional[_Sequence] = None
+        self._open_seq: Optional[_Sequence] = None
+        self._writing_begun = False
+        self._writing_ended = False
+        self._blocked = 0.0
+        self._nwait_space = 0   # threads waiting on _space_cond / _data_cond: notify only if any,
+        self._nwait_data = 0    # because Condition.notify_all costs microseconds even when idle
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def space(self) -> str:
+        return self._space
+
+    @property
+    def core(self) -> Optional[int]:
+        return self._core
+
+    @property
+    def nringlet(self) -> int:
+        return self._nringlet
+
+    @property
+    def total_span(self) -> int:
+        """Capacity in bytes (per ringlet): a power of two, or 0 before the first resize."""
+        return self._capacity
+
+    @property
+    def contiguous_span(self) -> int:
+        """Largest span (bytes) that can be reserved or acquired in one piece."""
+        return self._ghost
+
+    @property
+    def writer_blocked_seconds(self) -> float:
+        """Total time ``reserve`` spent waiting for guaranteed readers (back-pressure)."""
+        return self._blocked
+
+    def __repr__(self) -> str:
+        return (f"<Ring name={self._name!r} space={self._space!r} total_span={self._capacity} "
+                f"contiguous_span={self._ghost} nringlet={self._nringlet}>")
+
+    # ------------------------------------------------------------------ internals
+    # Wait/wake helpers (lock held).  Waits are timed only as a safety net (see _POLL).
+    def _wait_space(self) -> None:
+        self._nwait_space += 1
+        try:
+            self._space_cond.wait(_POLL)
+        finally:
+            self._nwait_space -= 1
+
+    def _wait_data(self) -> None:
+        self._nwait_data += 1
+        try:
+            self._data_cond.wait(_POLL)
+        finally:
+            self._nwait_data -= 1
+
+    def _wake_space(self) -> None:
+        if self._nwait_space:
+            self._space_cond.notify_all()
+
+    def _wake_data(self) -> None:
+        if self._nwait_data:
+            self._data_cond.notify_all()
+
+    def _bury(self) -> None:
+        """Apply guarantees/spans dropped by the garbage collector (lock held)."""
+        while self._graveyard:
+            kind, key = self._graveyard.pop()
+            if kind == "pin":
+                self._pins.pop(key, None)
+            else:
+                self._open_spans -= 1
+            self._wake_space()
+
+    def _min_pin(self) -> Optional[int]:
+        if self._graveyard:
+            self._bury()
+        return min(self._pins.values()) if self._pins else None
+
+    def _drop_old(self) -> None:
+        """Forget ended sequences whose data has left the ring (lock held)."""
+        seqs, tail = self._sequences, self._tail
+        while seqs:
+            s = seqs[0]
+            if s.end is None or not (tail > s.end or (tail >= s.end > s.begin)):
+                break
+            seqs.popleft()
+            if s.name and self._by_name.get(s.name) is s:
+                del self._by_name[s.name]
+            if s.time_tag != -1 and self._by_time.get(s.time_tag) is s:
+                del self._by_time[s.time_tag]
+
+    def _check_span_size(self, what: str, size: Any) -> int:
+        if not (type(size) is int or _is_int(size)) or size < 0 or size > self._ghost:
+            raise ArgumentError(f"{what} must be an integer in [0, contiguous span {self._ghost}] "
+                                f"(Ring.resize sets the contiguous span); got {size!r}")
+        return int(size)
+
+    # ------------------------------------------------------------------ resize
+    def resize(self, contiguous_bytes: int, total_bytes: Optional[int] = None, nringlet: int = 1,
+               buffer_factor: int = 4) -> None:
+        """Grow the ring (never shrinks); existing data is kept.  Waits until no span is open.
+
+        Capacity = ``total_bytes`` (default ``contiguous_bytes * buffer_factor``) rounded up to a
+        power of two >= 4096; the contiguous span is rounded up to a multiple of 4096.
+        """
+        if not _is_int(contiguous_bytes) or contiguous_bytes < 0:
+            raise ArgumentError(f"contiguous_bytes must be a non-negative integer; got {contiguous_bytes!r}")
+        if not _is_int(buffer_factor) or buffer_factor < 1:
+            raise ArgumentError(f"buffer_factor must be an integer >= 1; got {buffer_factor!r}")
+        if total_bytes is None:
+            total_bytes = int(contiguous_bytes) * int(buffer_factor)
+        elif not _is_int(total_bytes) or total_bytes < 0:
+            raise ArgumentError(f"total_bytes must be a non-negative integer or None; got {total_bytes!r}")
+        if not _is_int(nringlet) or nringlet < 1:
+            raise ArgumentError(f"nringlet must be an integer >= 1; got {nringlet!r}")
+        ghost = -(-int(contiguous_bytes) // PAGE) * PAGE
+        with self._lock:
+            while self._resizing:
+                self._wait_space()
+            new_ghost = max(self._ghost, ghost)
+            new_cap = max(self._capacity, _pow2_at_least(max(int(total_bytes), PAGE, new_ghost)))
+            new_nr = max(self._nringlet, int(nringlet))
+            if (new_ghost, new_cap, new_nr) == (self._ghost, self._capacity, self._nringlet):
+                return
+            self._resizing = True
+            try:
+                while True:
+                    if self._graveyard:
+                        self._bury()
+                    if self._open_spans <= 0:
+                        break
+                    self._wait_space()
+                self._regrow(new_ghost, new_cap, new_nr)
+            finally:
+                self._resizing = False
+                self._wake_space()
+                self._wake_data()
+
+    def _regrow(self, ghost: int, cap: int, nringlet: int) -> None:
+        """Copy the live bytes into a bigger buffer (lock held, no span open)."""
+        old, old_cap = self._buf, self._capacity
+        new = memory.allocate(self._space, nringlet, cap + ghost, self._core)
+        hi = self._head
+        lo = max(self._tail, hi - old_cap, 0)
+        nr = old.shape[0]
+        pos = lo
+        while pos < hi:
+            ob, nb = pos % old_cap, pos % cap
+            n = min(hi - pos, old_cap - ob, cap - nb)
+            new[:nr, nb:nb + n] = old[:, ob:ob + n]
+            pos += n
+        new[:, cap:cap + ghost] = new[:, :ghost]
+        self._buf, self._capacity, self._ghost, self._nringlet = new, cap, ghost, nringlet
+        self._rbuf = self._readonly(new)
+
+    @staticmethod
+    def _readonly(buf: np.ndarray) -> np.ndarray:
+        view = buf.view()
+        view.flags.writeable = False
+        return view
+
+    # ------------------------------------------------------------------ writing
+    def begin_writing(self) -> RingWriter:
+        """Start the (single) writing session of this ring."""
+        with self._lock:
+            if self._writing_begun:
+                raise ArgumentError(f"begin_writing: ring {self._name!r} has already been written; "
+                                    f"writing can begin only once per ring")
+            self._writing_begun = True
+        return RingWriter(self)
+
+    def end_writing(self) -> None:
+        """End writing (ends an open sequence); wakes every waiting reader."""
+        with self._lock:
+            self._writing_ended = True
+            if self._open_seq is not None:
+                self._end_locked(self._open_seq)
+            self._wake_data()
+            self._wake_space()
+
+    def writing_ended(self) -> bool:
+        return self._writing_ended
+
+    def _begin_sequence(self, name: Any, time_tag: Any, header: Any, nringlet: Any) -> WriteSequence:
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        if not isinstance(name, str):
+            raise ArgumentError(f"name must be a str; got {type(name).__name__}")
+        tt = check_time_tag(time_tag)
+        hdr = header_bytes(header)
+        if not _is_int(nringlet) or nringlet < 1:
+            raise ArgumentError(f"nringlet must be an integer >= 1; got {nringlet!r}")
+        with self._lock:
+            if self._writing_ended:
+                raise ArgumentError("begin_sequence: writing to this ring has ended")
+            if self._open_seq is not None:
+                raise ArgumentError("begin_sequence: the previous sequence must be ended first")
+            if nringlet > self._nringlet:
+                raise ArgumentError(f"nringlet must be <= the ring's nringlet {self._nringlet} "
+                                    f"(Ring.resize sets it); got {nringlet}")
+            self._drop_old()
+            if name and name in self._by_name:
+                raise ArgumentError(f"begin_sequence: name {name!r} is already used by a sequence still in the ring")
+            if tt != -1 and tt in self._by_time:
+                raise ArgumentError(f"begin_sequence: time_tag {tt} is already used by a sequence still in the ring")
+            seq = _Sequence(name, tt, hdr, int(nringlet), self._head)
+            if self._last is not None:
+                self._last.next = seq
+            self._last = seq
+            self._sequences.append(seq)
+            if name:
+                self._by_name[name] = seq
+            if tt != -1:
+                self._by_time[tt] = seq
+            self._open_seq = seq
+            self._wake_data()
+        return WriteSequence(self, seq)
+
+    def _end_locked(self, seq: _Sequence) -> None:
+        if seq.end is None:
+            seq.end = max(self._head, seq.begin)
+        if self._open_seq is seq:
+            self._open_seq = None
+        self._wake_data()
+
+    def _end_sequence(self, seq: _Sequence) -> None:
+        with self._lock:
+            self._end_locked(seq)
+
+    def _reserve(self, seq: _Sequence, size: Any, nonblocking: bool) -> WriteSpan:
+        if not (type(size) is int or _is_int(size)) or size < 0 or size > self._ghost:
+            raise ArgumentError(f"reserve: size must be an integer in [0, contiguous span {self._ghost}] "
+                                f"(Ring.resize sets the contiguous span); got {size!r}")
+        size = int(size)
+        if not self._capacity:
+            raise ArgumentError("reserve: the ring has no memory yet; call Ring.resize first")
+        with self._lock:
+            if seq is not self._open_seq:
+                raise ArgumentError("reserve: this sequence has ended")
+            t0 = 0.0
+            while True:
+                if not self._resizing:
+                    end = self._reserve_head + size
+                    floor = end - self._capacity
+                    pin = self._min_pin()
+                    if pin is None or floor <= pin:
+                        break
+                if nonblocking:
+                    raise WouldBlock("reserve: a guaranteed reader still holds the space (nonblocking=True)")
+                if not t0:
+                    t0 = time.perf_counter()
+                self._wait_space()
+            if t0:
+                self._blocked += time.perf_counter() - t0
+            begin = self._reserve_head
+            self._reserve_head = end
+            if floor > self._tail:
+                self._tail = floor          # published before the writer touches the memory
+                self._drop_old()
+            self._open_spans += 1
+            span = WriteSpan(self, seq, self._buf, begin % self._capacity, begin, size)
+            self._pending.append(span)
+        return span
+
+    def _mirror(self, span: WriteSpan, nbyte: int) -> None:
+        """Keep the ghost a mirror of the buffer start for ``nbyte`` bytes of ``span``."""
+        if nbyte <= 0:
+            return
+        buf, cap, ghost = span._buf, self._capacity, self._ghost
+        b, e = span._bufpos, span._bufpos + nbyte
+        if e > cap:                       # wrote past the end: copy the wrapped part to the start
+            buf[:, :e - cap] = buf[:, cap:e]
+        if b < ghost:                     # wrote into the mirrored head: copy it into the ghost
+            m = min(e, ghost)
+            buf[:, cap + b:cap + m] = buf[:, b:m]
+
+    def _commit(self, span: WriteSpan) -> None:
+        nbyte = span._commit_size
+        err: Optional[str] = None
+        if nbyte == span._size:
+            # The memory is still reserved (invisible to readers): mirror without the lock.
+            self._mirror(span, nbyte)
+            with self._lock:
+                while self._pending[0] is not span:
+                    self._wait_space()
+                self._publish(span, nbyte)
+            return
+        with self._lock:
+            if self._pending[-1] is span:
+                # The most recent reservation: give the unused tail back right away.
+                self._reserve_head = span._abs + nbyte
+                if nbyte == 0:
+                    self._pending.pop()
+                    self._open_spans -= 1
+                    self._wake_space()
+                    return
+            else:
+                err = (f"commit: only the most recent reservation can commit less than it reserved "
+                       f"({nbyte} of {span._size} bytes); the whole span was committed")
+                nbyte = span._size
+            while self._pending[0] is not span:
+                self._wait_space()
+        self._mirror(span, nbyte)
+        with self._lock:
+            self._publish(span, nbyte)
+        if err:
+            raise ArgumentError(err)
+
+    def _publish(self, span: WriteSpan, nbyte: int) -> None:
+        """Make ``nbyte`` bytes of the oldest pending span visible (lock held)."""
+        self._pending.popleft()
+        self._head = span._abs + nbyte
+        self._open_spans -= 1
+        if span._flags is not None and nbyte > 0:
+            seq, fn = span._seq, span._frame_nbyte
+            store = seq.flags
+            if store is None:
+                store = seq.flags = FlagStore(fn, span._flags.shape[1])
+            first = (span._abs - seq.begin) // fn
+            store.add(first, span._flags[:-(-nbyte // fn)])
+            if self._tail > seq.begin:
+                store.prune((self._tail - seq.begin) // fn)
+        self._wake_data()
+        self._wake_space()
+
+    # ------------------------------------------------------------------ reading
+    def _pin_at(self, key: int, offset: int) -> None:
+        """Set a guarantee (lock held); never below what may already be overwritten."""
+        self._pins[key] = max(offset, self._tail)
+        self._wake_space()
+
+    def _open(self, which: str, guarantee: bool, arg: Any = None) -> ReadSequence:
+        with self._lock:
+            while True:
+                self._drop_old()
+                seqs = self._sequences
+                if which == "name":
+                    seq = self._by_name.get(arg)
+                    if seq is None:
+                        raise ArgumentError(f"open_sequence: no sequence named {arg!r} is in the ring")
+                    break
+                if which == "at":
+                    best = None
+                    for s in seqs:
+                        if s.time_tag != -1 and s.time_tag <= arg and (best is None or s.time_tag >= best.time_tag):
+                            best = s
+                    if best is None:
+                        tags = [s.time_tag for s in seqs if s.time_tag != -1]
+                        held = f"held: {min(tags)}..{max(tags)}" if tags else "none held"
+                        raise ArgumentError(f"open_sequence_at: no sequence in the ring has time_tag <= {arg} ({held})")
+                    seq = best
+                    break
+                if seqs:
+                    seq = seqs[0] if which == "earliest" else seqs[-1]
+                    break
+                if self._writing_ended:
+                    raise EndOfDataStop(f"ring {self._name!r}: writing has ended and no sequence is in the ring")
+                self._wait_data()
+            key = next(self._keys)
+            if guarantee:
+                self._pin_at(key, seq.begin)
+            return ReadSequence(self, seq, bool(guarantee), key)
+
+    def open_earliest_sequence(self, guarantee: bool = True) -> ReadSequence:
+        """The oldest sequence still in the ring (waits for one; EndOfDataStop if writing ended)."""
+        return self._open("earliest", guarantee)
+
+    def open_latest_sequence(self, guarantee: bool = True) -> ReadSequence:
+        """The newest sequence (waits for one; EndOfDataStop if writing ended)."""
+        return self._open("latest", guarantee)
+
+    def open_sequence_at(self, time_tag: int, guarantee: bool = True) -> ReadSequence:
+        """The sequence with the largest time tag <= ``time_tag``."""
+        if not _is_int(time_tag) or time_tag < 0:
+            raise ArgumentError(f"time_tag must be a non-negative integer; got {time_tag!r}")
+        return self._open("at", guarantee, int(time_tag))
+
+    def open_sequence(self, name: str, guarantee: bool = True) -> ReadSequence:
+        """The sequence called ``name``."""
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        return self._open("name", guarantee, name)
+
+    def read(self, whence: str = "earliest", guarantee: bool = True) -> Iterator[ReadSequence]:
+        """Yield one ReadSequence, advanced to each following sequence in turn.
+
+        Finishes when writing has ended and no further sequence exists.
+        """
+        if whence not in _WHENCE:
+            raise ArgumentError(f"whence must be one of {', '.join(map(repr, _WHENCE))}; got {whence!r}")
+        try:
+            rseq = self._open(whence, guarantee)
+        except EndOfDataStop:
+            return
+        with rseq:
+            while True:
+                yield rseq
+                try:
+                    rseq.increment()
+                except EndOfDataStop:
+                    return
+
+    def _next_sequence(self, rseq: ReadSequence) -> None:
+        with self._lock:
+            while rseq._seq.next is None:
+                if self._writing_ended:
+                    raise EndOfDataStop(f"ring {self._name!r}: writing has ended and there is no next sequence")
+                self._wait_data()
+            rseq._seq = seq = rseq._seq.next
+            if rseq._guarantee:
+                self._pin_at(rseq._key, seq.begin)
+
+    def _move_pin(self, rseq: ReadSequence, offset: int) -> None:
+        with self._lock:
+            if rseq._key in self._pins:
+                self._pin_at(rseq._key, offset)
+
+    def _drop_pin(self, key: int) -> None:
+        with self._lock:
+            if self._pins.pop(key, None) is not None:
+                self._wake_space()
+
+    def _acquire(self, rseq: ReadSequence, offset: Any, size: Any) -> ReadSpan:
+        size = self._check_span_size("size", size)
+        if not (type(offset) is int or _is_int(offset)) or offset < 0:
+            raise ArgumentError(f"offset must be a non-negative integer; got {offset!r}")
+        offset = int(offset)
+        with self._lock:
+            seq = rseq._seq
+            start = seq.begin + offset
+            if rseq._guarantee and rseq._key in self._pins:
+                self._pin_at(rseq._key, start)
+            while True:
+                if not self._resizing:
+                    end = seq.end
+                    if end is not None:
+                        if start >= end:
+                            raise EndOfDataStop(f"offset {offset} is at or past the end of the sequence "
+                                                f"({end - seq.begin} bytes)")
+                        size = min(size, end - start)
+                        break
+                    if self._head >= start + size:
+                        break
+                self._wait_data()
+            self._open_spans += 1
+            bufpos = start % self._capacity if self._capacity else 0
+            return ReadSpan(rseq, seq, self._rbuf, bufpos, start, size, offset)
+
+    def _release_span(self) -> None:
+        with self._lock:
+            self._open_spans -= 1
+            if self._resizing:
+                self._wake_space()
+
+    def _flags_for(self, seq: _Sequence, offset: int, size: int) -> Optional[np.ndarray]:
+        with self._lock:
+            store = seq.flags
+            if store is None or size <= 0:
+                return None
+            fn = store.frame_nbyte
+            return store.rows(offset // fn, -(-(offset + size) // fn))

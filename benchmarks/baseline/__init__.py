@@ -1,0 +1,1 @@
+"""C baseline programs (recvmmsg receiver, sendmmsg sender) and their build helper."""

@@ -1,0 +1,113 @@
+/* Baseline sender for asbru's writer/capture benchmarks: N packets of a 16-byte CHIPS
+ * header + PAYLOAD bytes, sent with sendmmsg as (header, payload) iovec pairs pointing
+ * into a header array and one payload array (no payload copy), time-major over --nsrc
+ * sources (roach = src + 1, seq = 1-based time index, nchan = PAYLOAD / 32).
+ *
+ * usage: sendmmsg_tx PORT NPKT PAYLOAD [--addr A] [--nsrc N] [--batch K] [--seq0 S]
+ * stdout: "tx packets=N bytes=B errors=E seconds=S pps=X gbps=G"
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HDR 16
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s PORT NPKT PAYLOAD [--addr A] [--nsrc N] [--batch K] [--seq0 S]\n", argv[0]);
+        return 2;
+    }
+    int port = atoi(argv[1]);
+    long long npkt = atoll(argv[2]);
+    int payload = atoi(argv[3]);
+    const char *addr = "127.0.0.1";
+    int nsrc = 4, batch = 64;
+    unsigned long long seq0 = 1;
+    for (int i = 4; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--addr")) addr = argv[i + 1];
+        else if (!strcmp(argv[i], "--nsrc")) nsrc = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seq0")) seq0 = strtoull(argv[i + 1], NULL, 10);
+        else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
+    }
+    if (port <= 0 || npkt < 0 || payload < 0 || payload > 65000 || nsrc < 1 || nsrc > 255 ||
+        batch < 1 || batch > 1024) {
+        fprintf(stderr, "bad argument value\n");
+        return 2;
+    }
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) { perror("socket"); return 1; }
+    int sndbuf = 64 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) { fprintf(stderr, "bad --addr\n"); return 2; }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) { perror("connect"); return 1; }
+
+    unsigned char *hdrs = calloc(batch, HDR);
+    unsigned char *data = malloc((size_t)nsrc * (payload ? payload : 1));
+    struct mmsghdr *msgs = calloc(batch, sizeof *msgs);
+    struct iovec *iovs = calloc(2 * (size_t)batch, sizeof *iovs);
+    if (!hdrs || !data || !msgs || !iovs) { fprintf(stderr, "out of memory\n"); return 1; }
+    for (size_t i = 0; i < (size_t)nsrc * payload; i++) data[i] = (unsigned char)(i * 7 + 3);
+    for (int i = 0; i < batch; i++) {
+        msgs[i].msg_hdr.msg_iov = &iovs[2 * i];
+        msgs[i].msg_hdr.msg_iovlen = 2;
+    }
+
+    long long sent = 0, errors = 0, bytes = 0;
+    double t0 = now();
+    while (sent < npkt) {
+        int k = npkt - sent < batch ? (int)(npkt - sent) : batch;
+        for (int i = 0; i < k; i++) {
+            long long pkt = sent + i;
+            int src = (int)(pkt % nsrc);
+            unsigned long long seq = seq0 + (unsigned long long)(pkt / nsrc);
+            unsigned char *h = hdrs + (size_t)i * HDR;
+            memset(h, 0, HDR);
+            h[0] = (unsigned char)(src + 1);
+            h[2] = (unsigned char)(payload / 32);
+            h[3] = 1;
+            h[5] = (unsigned char)nsrc;
+            for (int b = 0; b < 8; b++) h[8 + b] = (unsigned char)(seq >> (56 - 8 * b));
+            iovs[2 * i].iov_base = h;
+            iovs[2 * i].iov_len = HDR;
+            iovs[2 * i + 1].iov_base = data + (size_t)src * payload;
+            iovs[2 * i + 1].iov_len = payload;
+        }
+        int n = sendmmsg(fd, msgs, k, 0);
+        if (n < 0) {
+            /* ECONNREFUSED: an ICMP error from an earlier datagram; ENOBUFS: retry */
+            if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN || errno == ECONNREFUSED) {
+                errors++;
+                continue;
+            }
+            perror("sendmmsg");
+            break;
+        }
+        for (int i = 0; i < n; i++) bytes += msgs[i].msg_len;
+        sent += n;
+    }
+    double secs = now() - t0;
+    printf("tx packets=%lld bytes=%lld errors=%lld seconds=%.6f pps=%.1f gbps=%.3f\n", sent, bytes,
+           errors, secs, secs > 0 ? sent / secs : 0.0, secs > 0 ? bytes * 8e-9 / secs : 0.0);
+    close(fd);
+    return 0;
+}

@@ -1,0 +1,88 @@
+"""Ring throughput: one writer, one guaranteed reader, beside plain NumPy memcpy.
+
+Moves ``--gib`` GiB (default 4) through a ``--ring-mib`` MiB ring (default 64) in
+``--span-mib`` MiB spans (default 1).  The writer fills each span with ``np.copyto`` from a
+prepared block; the reader copies each span out (``np.copyto``) into a buffer of its own.
+The baseline is one thread doing the writer's copies alone into a plain array the size of
+the ring, in the same run, so the ratio says what the ring's bookkeeping and hand-over
+cost (> 1 means the two threads overlapped their copies).
+
+    python benchmarks/ring.py [--gib 4] [--ring-mib 64] [--span-mib 1]
+"""
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import numpy as np
+
+from asbru.ring import Ring
+
+MiB = 1 << 20
+
+
+def memcpy_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> float:
+    dst = np.zeros(ring_bytes, dtype=np.uint8)
+    nslot = ring_bytes // span
+    n = total // span
+    t0 = time.perf_counter()
+    for i in range(n):
+        j = (i % nslot) * span
+        np.copyto(dst[j:j + span], block)
+    return total / (time.perf_counter() - t0) / 1e9
+
+
+def ring_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> tuple[float, float, int]:
+    ring = Ring(name="bench")
+    ring.resize(span, ring_bytes)
+    writer = ring.begin_writing()
+    wseq = writer.begin_sequence("bench")
+    rseq = ring.open_earliest_sequence(guarantee=True)
+    out = np.empty(span, dtype=np.uint8)
+    got = [0]
+
+    def read():
+        n = 0
+        for s in rseq.read(span):
+            np.copyto(out, s.data[0])
+            n += s.size
+        got[0] = n
+
+    reader = threading.Thread(target=read)
+    t0 = time.perf_counter()
+    reader.start()
+    for _ in range(total // span):
+        with wseq.reserve(span) as s:
+            np.copyto(s.data[0], block)
+    wseq.end()
+    writer.end_writing()
+    reader.join(600)
+    dt = time.perf_counter() - t0
+    if reader.is_alive() or got[0] != total:
+        raise SystemExit(f"reader finished={not reader.is_alive()} got {got[0]} of {total} bytes")
+    if not np.array_equal(out, block):
+        raise SystemExit("last span read back differs from what was written")
+    rseq.close()
+    return total / dt / 1e9, ring.writer_blocked_seconds, got[0]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gib", type=float, default=4.0)
+    p.add_argument("--ring-mib", type=int, default=64)
+    p.add_argument("--span-mib", type=float, default=1.0)
+    a = p.parse_args()
+    span = int(a.span_mib * MiB)
+    ring_bytes = a.ring_mib * MiB
+    total = int(a.gib * (1 << 30)) // span * span
+    block = np.random.default_rng(1).integers(0, 256, span, dtype=np.uint8)
+    base = memcpy_gbps(total, ring_bytes, span, block)
+    ring, blocked, nbyte = ring_gbps(total, ring_bytes, span, block)
+    print(f"ring: {ring:.2f} GB/s (memcpy {base:.2f} GB/s, ratio {ring / base:.2f})"
+          f"  [{nbyte / (1 << 30):.2f} GiB, ring {a.ring_mib} MiB, span {span} B, "
+          f"writer blocked {blocked:.2f} s]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Packet writer throughput beside baselines measured in the same run.
+
+    .venv/bin/python benchmarks/writers.py [--mib 128] [--npkt 100000] [--repeat 3]
+
+DiskWriter: GB/s (10^9 bytes of file per second, headers included) writing ``--mib`` MiB of
+records into a file on /dev/shm (tmpfs: the page-cache copy is the whole cost), for both
+transfer methods ("writev": header/payload iovec pairs, no payload copy; "image": records
+copied into a 1 MiB staging buffer, one write per MiB), beside the baseline of writing the
+same bytes, already laid out, with one os.write per MiB.
+
+UDPTransmit: packets/s sending CHIPS packets (16-byte header + 8160 B ("8 KiB": chips_255,
+the largest CHIPS packet, the header's nchan is one byte) or 1 KiB payload,
+4 sources) on loopback to the C recvmmsg receiver (which drains on the other core), beside
+the C sendmmsg sender of benchmarks/baseline (same packets, same receiver).  On loopback the
+sender is the bottleneck: the kernel copies each datagram in the sender's system call.
+
+Every figure is the best of ``--repeat`` runs after a warm-up (compilation, page faults).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from asbru.packet_writer import DiskWriter, HeaderInfo, UDPTransmit  # noqa: E402
+from benchmarks.baseline.build import build, run_sender, start_receiver  # noqa: E402
+
+SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+
+
+def _best(fn, repeat: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_disk(fmt: str, payload: int, mib: int, repeat: int) -> None:
+    hsize = {"tbn": 24, "chips_255": 16, "chips_32": 16, "drx": 32}[fmt]
+    rec = hsize + payload
+    npkt = (mib << 20) // rec
+    nsrc = 4
+    ntime = npkt // nsrc
+    npkt = ntime * nsrc
+    rng = np.random.default_rng(0)
+    if fmt == "tbn":
+        data = rng.integers(-8, 8, size=(ntime, nsrc, 512, 2), dtype=np.int8)
+    else:
+        data = rng.integers(0, 256, size=(ntime, nsrc, payload), dtype=np.uint8)
+    h = HeaderInfo()
+    h.set_nsrc(nsrc)
+    h.set_nchan(payload // 32 % 256)
+    path = SHM / f"asbru-bench-{os.getpid()}.dat"
+    nbytes = npkt * rec
+    try:
+        results = {}
+        for method in ("writev", "image"):
+            def run(method=method):
+                with open(path, "wb") as fh:
+                    DiskWriter(fmt, fh, method=method).send(h, 1, 1, 0, 1, data)
+            results[method] = nbytes / _best(run, repeat) / 1e9
+        image = np.frombuffer(path.read_bytes(), np.uint8)
+        assert image.size == nbytes
+
+        def base():
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+            try:
+                mv = memoryview(image)
+                for off in range(0, nbytes, 1 << 20):
+                    os.write(fd, mv[off: off + (1 << 20)])
+            finally:
+                os.close(fd)
+        b = nbytes / _best(base, repeat) / 1e9
+    finally:
+        path.unlink(missing_ok=True)
+    pick = "writev" if payload >= 1024 else "image"
+    for method, gbps in results.items():
+        mark = " (auto)" if method == pick else ""
+        print(f"DiskWriter {fmt} {method}{mark}: {gbps:.2f} GB/s "
+              f"(baseline os.write 1 MiB {b:.2f} GB/s, ratio {gbps / b:.2f})")
+
+
+def bench_udp(payload: int, npkt: int, repeat: int, exe) -> None:
+    nchan = payload // 32
+    fmt = f"chips_{nchan}"
+    nsrc = 4
+    rows = 256  # data array reused: (256, 4, payload) -> 1024 packets per send()
+    data = np.random.default_rng(1).integers(0, 256, size=(rows, nsrc, payload), dtype=np.uint8)
+    h = HeaderInfo()
+    h.set_nsrc(nsrc)
+    h.set_nchan(nchan % 256)
+    nsend = max(1, npkt // (rows * nsrc))
+    npkt = nsend * rows * nsrc
+
+    def ours() -> float:
+        rx = start_receiver(exe.rx, npkt, timeout=1.0, nsrc=nsrc)
+        try:
+            tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            tx.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_SNDBUFFORCE", 32), 64 << 20)
+            tx.connect(("127.0.0.1", rx.port))
+            with tx:
+                w = UDPTransmit(fmt, tx)
+                t0 = time.perf_counter()
+                for i in range(nsend):
+                    w.send(h, 1 + i * rows, 1, 0, 1, data)
+                dt = time.perf_counter() - t0
+            rx.result()
+        finally:
+            rx.kill()
+        assert w.stats.nvalid == npkt, w.stats
+        return npkt / dt
+
+    def theirs() -> float:
+        rx = start_receiver(exe.rx, npkt, timeout=1.0, nsrc=nsrc)
+        try:
+            res = run_sender(exe.tx, rx.port, npkt, payload, nsrc=nsrc)
+            rx.result()
+        finally:
+            rx.kill()
+        return res["pps"]
+
+    ours()  # warm-up (compilation)
+    a = max(ours() for _ in range(repeat))
+    b = max(theirs() for _ in range(repeat))
+    label = f"{round(payload / 1024)} KiB"
+    print(f"UDPTransmit {label}: {a:.0f} pkt/s (baseline sendmmsg {b:.0f} pkt/s, ratio {a / b:.2f})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mib", type=int, default=128, help="MiB of records per disk run")
+    ap.add_argument("--npkt", type=int, default=100_000, help="packets per UDP run")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", choices=("disk", "udp"), default=None)
+    args = ap.parse_args()
+    if args.only in (None, "disk"):
+        for fmt, payload in (("chips_255", 8160), ("drx", 4096), ("tbn", 1024), ("chips_32", 1024)):
+            bench_disk(fmt, payload, args.mib, args.repeat)
+    if args.only in (None, "udp"):
+        with tempfile.TemporaryDirectory(prefix="asbru-bench-") as d:
+            exe = build(d)
+            for payload in (8160, 1024):
+                bench_udp(payload, args.npkt, args.repeat, exe)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

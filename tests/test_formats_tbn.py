@@ -1,0 +1,245 @@
+"""tbn: Bifrost's vector byte for byte, decimation learning without loss, rejections."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asbru import formats
+from asbru.formats import batch, spec, tbn
+
+from format_harness import (compare_with_bifrost, decode_file_to_slots, load_vector,
+                            vectors_available, write_vector_bytes)
+from format_learning import decode_stream, split
+
+needs_vectors = pytest.mark.skipif(not vectors_available(), reason="golden vectors not present")
+
+DECIM = 1960
+STEP = 512 * DECIM
+
+
+def expected_slots(inp: np.ndarray) -> np.ndarray:
+    """input (ntime, nsrc, 512, 2) int8 -> ring slots [t][sample][src][re, im]."""
+    return inp.view(np.uint8).transpose(0, 2, 1, 3).reshape(inp.shape[0], -1)
+
+
+def frames(t0: int, times: list[int], srcs: list[int], tuning: int = 1000, gain: int = 3,
+           seed: int = 0) -> list[bytes]:
+    """One 1048-byte frame per (time index, source), time-major, written by asbru's writer."""
+    f = formats.get("tbn", "write")
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in times:
+        data = rng.integers(-128, 128, (1, 1, 512, 2), dtype=np.int8)
+        for s in srcs:
+            out.append(batch.encode_packets(f, batch.headerinfo(tuning=tuning, gain=gain),
+                                            t0 + t, 1, s, 1, data))
+    return out
+
+
+@needs_vectors
+def test_writer_matches_bifrost_bytes():
+    v = load_vector("tbn")
+    assert write_vector_bytes(v.fmt, v.write, v.input) == v.output
+
+
+@needs_vectors
+def test_reader_keeps_every_frame_and_matches_bifrost_ring():
+    v = load_vector("tbn")
+    slots = decode_file_to_slots("tbn", v.output, nsrc=4)
+    # all 48 frames, frame 0 included (Bifrost lost it while learning the decimation)
+    assert sorted(slots) == list(range(1000, 1048))
+    exp = expected_slots(v.input)
+    for k, seq in enumerate(range(1000, 1048)):
+        assert np.array_equal(slots[seq], exp[k])
+    cmp = compare_with_bifrost("tbn", v, "clean", slots)
+    assert cmp.ok and cmp.checked == 47 * 4
+
+
+@needs_vectors
+def test_vector_descriptors_and_callback():
+    v = load_vector("tbn")
+    f = formats.get("tbn", "disk")
+    valid, invalid, held = decode_stream(f, split(v.output, 1048), nsrc=4)
+    assert len(valid) == 192 and not invalid and not held
+    d = valid[0][1]
+    assert d[spec.DECIMATION] == DECIM and d[spec.TUNING] == 832697741 and d[spec.GAIN] == 20
+    assert f.callback_arg_names == ("seq0", "time_tag", "decimation", "tuning_word", "nsrc")
+    # time tag of seq0 itself (Bifrost passed the triggering packet's: 1001 * STEP)
+    assert f.callback_args(1000, d, 4) == (1000, 1000 * STEP, DECIM, 832697741, 4)
+    assert f.time_tag_of(1047, d) == 1047 * STEP
+
+
+def test_header_bytes_as_bifrost():
+    """FORMATS.md section 15 reference dumps."""
+    f = formats.get("tbn", "write")
+    info = batch.headerinfo(tuning=1000, gain=3)
+    hdrs = np.zeros((8, 24), dtype=np.uint8)
+    batch.header_filler(f)(hdrs, info, f.write_config(), 0, 1003520, 0, 1, 2, 4, 0)
+    assert bytes(hdrs[0]) == bytes.fromhex("dec0de5c 00000000 000003e8 0001 0003 0000000000000000")
+    assert bytes(hdrs[7]) == bytes.fromhex("dec0de5c 00000001 000003e8 0004 0003 00000000000f5000")
+
+
+@settings(max_examples=30, deadline=None)
+@given(decim=st.integers(1, 100000), tuning=st.integers(0, 2**32 - 1),
+       gain=st.integers(0, 2**16 - 1), src0=st.integers(0, 16300), nsrc=st.integers(1, 5),
+       t0=st.integers(0, 2**40), ntime=st.integers(3, 5))
+def test_round_trip(decim, tuning, gain, src0, nsrc, t0, ntime):
+    step = 512 * decim
+    start = t0 * step
+    wf = formats.get("tbn", "write")
+    data = np.random.default_rng(decim).integers(-128, 128, (ntime, nsrc, 512, 2), dtype=np.int8)
+    # the writer's src is the 0-based input: tbn_id = src + 1, decoded back as src - src0
+    raw = batch.encode_packets(wf, batch.headerinfo(tuning=tuning, gain=gain), start, step,
+                               src0, 1, data)
+    f = formats.get("tbn", "disk")
+    valid, invalid, held = decode_stream(f, split(raw, 1048), nsrc, src0)
+    assert not invalid and not held and len(valid) == ntime * nsrc
+    for i, d in valid:
+        assert d[spec.SEQ] == t0 + i // nsrc and d[spec.SRC] == i % nsrc
+        assert d[spec.DECIMATION] == decim and d[spec.TUNING] == tuning and d[spec.GAIN] == gain
+        assert d[spec.TIME_TAG] == start + (i // nsrc) * step
+    slots = decode_file_to_slots(f, raw, nsrc, src0)
+    assert np.array_equal(np.stack([slots[t0 + t] for t in range(ntime)]), expected_slots(data))
+
+
+def _learnt(valid):
+    return {i: (int(d[spec.SEQ]), int(d[spec.DECIMATION])) for i, d in valid}
+
+
+def test_learning_with_a_lost_frame_keeps_everything():
+    """One input; frame 1 lost during learning: Bifrost would learn 2x the decimation."""
+    pk = [frames(1000 * STEP, [t * STEP], [0], seed=t)[0] for t in (0, 2, 3, 4, 5)]
+    valid, invalid, held = decode_stream(formats.get("tbn"), pk, nsrc=1)
+    assert not invalid and not held
+    got = _learnt(valid)
+    assert sorted(got) == [0, 1, 2, 3, 4]
+    assert [got[i] for i in range(5)] == [(1000 + t, DECIM) for t in (0, 2, 3, 4, 5)]
+
+
+def test_learning_from_interleaved_inputs_with_a_lost_packet():
+    t0 = 7 * STEP
+    pk = []
+    for t in range(5):
+        for s in range(3):
+            if (t, s) == (1, 0):
+                continue  # lost
+            pk.extend(frames(t0 + t * STEP, [0], [s], seed=t * 3 + s))
+    valid, invalid, held = decode_stream(formats.get("tbn"), pk, nsrc=3)
+    assert not invalid and not held and len(valid) == 14
+    assert {int(d[spec.DECIMATION]) for _, d in valid} == {DECIM}
+    assert sorted((int(d[spec.SEQ]), int(d[spec.SRC])) for _, d in valid) == \
+        sorted((7 + t, s) for t in range(5) for s in range(3) if (t, s) != (1, 0))
+
+
+def test_relearns_when_the_cadence_changes():
+    """Decimation 1960 for 4 frames, then 3920: no frame is decoded with the wrong one."""
+    times = [k * STEP for k in range(4)] + [3 * STEP + k * 2 * STEP for k in range(1, 5)]
+    pk = [frames(10**9, [t], [0], seed=i)[0] for i, t in enumerate(times)]
+    valid, invalid, held = decode_stream(formats.get("tbn"), pk, nsrc=1)
+    assert not invalid and not held and len(valid) == len(times)
+    got = _learnt(valid)
+    for i, t in enumerate(times):
+        decim = DECIM if i < 4 else 2 * DECIM
+        assert got[i] == ((10**9 + t) // (512 * decim), decim)
+
+
+def test_a_lost_frame_after_learning_is_not_a_cadence_change():
+    times = [k * STEP for k in (0, 1, 2, 3, 5, 6, 7)]
+    pk = [frames(0, [t], [0], seed=i)[0] for i, t in enumerate(times)]
+    valid, invalid, held = decode_stream(formats.get("tbn"), pk, nsrc=1)
+    assert not invalid and not held
+    assert sorted(_learnt(valid).values()) == [(k, DECIM) for k in (0, 1, 2, 3, 5, 6, 7)]
+
+
+def test_speed_up_is_learnt():
+    times = [k * 2 * STEP for k in range(4)] + [6 * STEP + k * STEP for k in range(1, 4)]
+    pk = [frames(0, [t], [0], seed=i)[0] for i, t in enumerate(times)]
+    valid, invalid, held = decode_stream(formats.get("tbn"), pk, nsrc=1)
+    got = _learnt(valid)
+    assert not held and [got[i][1] for i in range(len(times))] == [2 * DECIM] * 4 + [DECIM] * 3
+
+
+def test_no_decimation_without_two_equal_steps():
+    # equal time tags (decimation 0) and a step that is not a multiple of 512: held, never valid
+    f = formats.get("tbn")
+    same = frames(5 * STEP, [0, 0, 0, 0], [0])
+    assert decode_stream(f, same, nsrc=1) == ([], [], [0, 1, 2, 3])
+    odd = [frames(0, [k * 1000], [0])[0] for k in range(5)]
+    valid, invalid, held = decode_stream(f, odd, nsrc=1)
+    assert not valid and held == [0, 1, 2, 3, 4]
+
+
+def _good() -> bytearray:
+    return bytearray(frames(3 * STEP, [0], [0])[0])
+
+
+def _one(pkt: bytes, nsrc: int = 4, src0: int = 0, state=None) -> tuple[int, np.ndarray]:
+    f = formats.get("tbn")
+    st_ = np.zeros(spec.NSTATE, dtype=np.int64) if state is None else state
+    if state is None:  # a learnt decimation, so that only the packet decides
+        st_[tbn.ST_STEP] = STEP
+        st_[tbn.ST_HAVE] = 1
+        st_[tbn.ST_MAX_T] = 3 * STEP
+    d = np.full(spec.NDESC, -1, dtype=np.int64)
+    r = f.decode(np.frombuffer(bytes(pkt), dtype=np.uint8).copy(), f.capture_config(nsrc, src0), st_, d)
+    return r, d
+
+
+def test_full_14_bit_input_id_and_unsigned_tuning():
+    pkt = _good()
+    pkt[12:14] = (1500).to_bytes(2, "big")  # input 1500: Bifrost's 10-bit mask made it 476
+    pkt[8:12] = (0xF0000001).to_bytes(4, "big")
+    r, d = _one(pkt, nsrc=2000)
+    assert r == spec.VALID and d[spec.SRC] == 1499 and d[spec.TUNING] == 0xF0000001
+    r, d = _one(pkt, nsrc=2, src0=1499)
+    assert r == spec.VALID and d[spec.SRC] == 0
+
+
+def _mut(offset: int, value: bytes) -> bytearray:
+    pkt = _good()
+    pkt[offset: offset + len(value)] = value
+    return pkt
+
+
+@pytest.mark.parametrize("pkt", [
+    bytes(_good())[:1047], bytes(_good()) + b"\0", b"", bytes(_good())[:24],
+    _mut(0, b"\x5c\xde\xc0\xde"),                    # sync in the wrong order
+    _mut(12, b"\x80\x01"),                            # TBW flag
+    _mut(12, b"\x00\x00"),                            # input id 0 -> src -1
+    _mut(12, b"\x00\x05"),                            # src 4 >= nsrc
+    _mut(16, b"\x80" + b"\0" * 7),                    # time tag >= 2**63
+])
+def test_rejects(pkt):
+    assert _one(_good())[0] == spec.VALID
+    assert _one(pkt)[0] == spec.INVALID
+
+
+def test_place_geometry_and_zero_fill():
+    nsrc, slot = 3, np.full(3 * 1024, 0x55, dtype=np.uint8)
+    d = np.full(spec.NDESC, -1, dtype=np.int64)
+    d[spec.SRC] = 1
+    payload = np.arange(1024, dtype=np.uint32).astype(np.uint8)
+    tbn.place(payload, d, slot, nsrc)
+    view = slot.reshape(512, nsrc, 2)
+    assert np.array_equal(view[:, 1, :].reshape(-1), payload)
+    assert (view[:, [0, 2], :] == 0x55).all()
+    tbn.place(np.zeros(1024, dtype=np.uint8), d, slot, nsrc)  # zero-fill source 1 only
+    assert (view[:, 1, :] == 0).all() and (view[:, [0, 2], :] == 0x55).all()
+    # a slot too small: nothing past its end is written
+    big = np.full(4000, 0x77, dtype=np.uint8)
+    d[spec.SRC] = 2
+    tbn.place(payload, d, big[:2000], nsrc)
+    assert (big[2000:] == 0x77).all()
+    d[spec.SRC] = 3
+    tbn.place(payload, d, slot, nsrc)  # src out of range: ignored
+    assert (view[:, 1, :] == 0).all()
+
+
+@pytest.mark.parametrize("fmt", ["tbn_", "tbnx", "TBN"])
+def test_bad_strings(fmt):
+    with pytest.raises(spec.FormatError):
+        formats.get(fmt)
+    with pytest.raises(spec.FormatError):
+        tbn.parse(fmt, "capture")
