@@ -115,6 +115,7 @@ class UDPSocket:
 
         A multicast bind binds to the group itself (Bifrost) and joins it on ``interface``
         (or :meth:`set_multicast_interface`'s; default: the kernel's choice, INADDR_ANY).
+        An AF_UNSPEC address (``Address("", port)``) binds the IPv4 wildcard.
         """
         addr = self._check_address(addr, "bind")
         self._require_closed("bind")
@@ -215,7 +216,6 @@ class UDPSocket:
         try:
             s = self._open(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(_ETH_P_IP))
         except PermissionError:
-            self._sock = None
             raise PermissionNeeded(_NEEDS_RAW) from None
         try:
             s.bind((interface, _ETH_P_IP))

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from asbru import formats
 from asbru.formats import batch, example_beacon, spec
 
+from format_stream import capture_file
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "adding-a-format.md"
 
 
@@ -137,3 +139,17 @@ def test_bad_format_strings(fmt, role):
     with pytest.raises(spec.FormatError) as exc:
         formats.get(fmt, role)
     assert "\n" not in str(exc.value) and fmt in str(exc.value)
+
+
+def test_disk_reader_end_to_end(tmp_path):
+    """The plugin runs through the real capture engine like a built-in format."""
+    data = np.random.default_rng(5).integers(0, 256, (8, 3, 40), dtype=np.uint8)
+    raw = batch.encode_packets(formats.get("example_beacon_40", "write"), batch.headerinfo(),
+                               1000, 1, 0, 1, data)
+    path = tmp_path / "beacon.dat"
+    path.write_bytes(raw)
+    statuses, calls, seqs = capture_file(path, "example_beacon_40", 3, "set_example_beacon")
+    assert statuses[0] == 0 and statuses[-1] == 1
+    assert calls == [(1000, 1000, 40, 3)]
+    assert len(seqs) == 1 and seqs[0][0] == 1000
+    assert np.array_equal(seqs[0][1], data.reshape(-1))

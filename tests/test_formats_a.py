@@ -340,8 +340,14 @@ def _one_packet(fmt_w, info, seq, src, data_shape, dtype):
     return bytearray(batch.encode_packets(f, info, seq, 1, src, 1, data))
 
 
+def _role(fmt_r):
+    # bare prefixes exist only for network capture; 'name_N' strings are read as files,
+    # where N is enforced
+    return "capture" if fmt_r in ("chips", "ibeam2", "pbeam", "cor") else "disk"
+
+
 def _decode1(fmt_r, pkt, nsrc, src0=0):
-    f = formats.get(fmt_r, "capture")
+    f = formats.get(fmt_r, _role(fmt_r))
     d = np.full(spec.NDESC, -1, dtype=np.int64)
     return f.decode(np.frombuffer(bytes(pkt), dtype=np.uint8), f.capture_config(nsrc, src0),
                     np.zeros(spec.NSTATE, dtype=np.int64), d), d
@@ -458,7 +464,7 @@ def test_place_stays_inside_slot(case):
     pkt = _one_packet(fw, info, seq, src, shape, dtype)
     r, d = _decode1(fr, pkt, nsrc, src0)
     assert r == spec.VALID
-    f = formats.get(fr, "capture")
+    f = formats.get(fr, _role(fr))
     payload = np.frombuffer(bytes(pkt), dtype=np.uint8)[d[spec.PAYLOAD_OFFSET]:]
     p = int(d[spec.PAYLOAD_SIZE])
     for slot_len in (0, 1, p - 1, nsrc * p - 1, nsrc * p):
@@ -490,3 +496,36 @@ def test_decode_records_rejects_out_of_buffer_records():
     assert fn(buf, offsets, lengths, f.capture_config(1, 0), np.zeros(spec.NSTATE, np.int64),
               desc, status) == 1
     assert list(status) == [spec.VALID, spec.INVALID, spec.INVALID, spec.INVALID]
+
+
+def test_record_placer_matches_reference_placement():
+    v = H.load_vector("chips")
+    f = formats.get("chips_4", "disk")
+    buf, offsets, lengths = batch.split_records(v.output, f.params.record_size)
+    desc, status = batch.decode_buffer(f, buf, offsets, lengths, 4, 0)
+    slots = np.zeros((48, 4 * 128), dtype=np.uint8)
+    placed = batch.record_placer(f)(buf, offsets, desc, status, slots, 1000, 4)
+    assert placed == 48 * 4
+    ref = H.decode_file_to_slots(f, v.output, 4)
+    for t in range(48):
+        assert np.array_equal(slots[t], ref[1000 + t])
+    # a window that starts later skips earlier packets instead of writing before the array
+    few = np.zeros((2, 4 * 128), dtype=np.uint8)
+    assert batch.record_placer(f)(buf, offsets, desc, status, few, 1046, 4) == 8
+    assert np.array_equal(few[1], ref[1047])
+
+
+@pytest.mark.parametrize("wfmt,rfmt,info,shape,dtype,nsrc,src0", [
+    ("chips_3", "chips_2", batch.headerinfo(nsrc=1, nchan=3), (96,), np.uint8, 1, 0),
+    ("ibeam1_3", "ibeam1_2", batch.headerinfo(nsrc=1, nchan=3), (6,), np.complex64, 1, 0),
+    ("pbeam1_3", "pbeam_2", batch.headerinfo(nsrc=1, nchan=3, decimation=1), (12,), np.float32, 1, 1),
+    ("cor_3", "cor_2", batch.headerinfo(nsrc=1, decimation=100, tuning=0x10101), (12,), np.complex64, 1, 1),
+])
+def test_capture_ignores_n_but_disk_reader_enforces_it(wfmt, rfmt, info, shape, dtype, nsrc, src0):
+    pkt = np.frombuffer(bytes(_one_packet(wfmt, info, 100, 0, shape, dtype)), dtype=np.uint8)
+    for role, expect in (("capture", spec.VALID), ("disk", spec.INVALID)):
+        f = formats.get(rfmt, role)
+        d = np.full(spec.NDESC, -1, dtype=np.int64)
+        r = f.decode(pkt, f.capture_config(nsrc, src0), np.zeros(spec.NSTATE, np.int64), d)
+        assert r == expect, role
+    assert formats.get(rfmt, "capture").params.fixed_packet_size is None

@@ -150,3 +150,23 @@ def test_capture_config_rejects_no_sources():
     from asbru.errors import ArgumentError
     with pytest.raises(ArgumentError, match="nsrc"):
         formats.get("chips_4", "disk").capture_config(0, 0)
+
+
+def test_broken_builtin_is_skipped_not_fatal(monkeypatch):
+    import sys
+    bad = types.ModuleType("asbru.formats.zz_broken_test")
+    bad.NAME = "zz_broken_test"  # lacks everything else
+    monkeypatch.setitem(sys.modules, "asbru.formats.zz_broken_test", bad)
+    monkeypatch.setattr(formats, "BUILTIN", formats.BUILTIN + ("zz_broken_test", "zz_absent_test"))
+    formats._reset_for_tests()
+    try:
+        with pytest.warns(RuntimeWarning, match="zz_broken_test"):
+            names = formats.list()
+        assert "zz_broken_test" not in names and "chips" in names
+        assert "zz_broken_test" in formats.broken() and "zz_absent_test" not in formats.broken()
+        with pytest.raises(FormatError, match="failed to load: zz_broken_test"):
+            formats.get("zz_broken_test")
+    finally:
+        monkeypatch.undo()
+        formats._reset_for_tests()
+    assert formats.broken() == {}

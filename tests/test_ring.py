@@ -551,3 +551,78 @@ def test_end_writing_wakes_every_waiting_reader():
     with pytest.raises(EndOfDataStop):
         r.open_latest_sequence()
     assert list(r.read()) == []
+
+
+# ----------------------------------------------------------------------------- odds and ends
+def test_bifrost_type_names_and_array_header():
+    r = Ring()
+    r.resize(4096)
+    hdr = np.arange(6, dtype=np.uint16)
+    with r.begin_writing() as w:
+        with w.begin_sequence("t", header=hdr) as s:
+            with s.reserve(4096) as span:
+                span.data_view("cf32")[0][:] = np.arange(512) * (1 - 1j)
+    rseq = r.open_sequence("t")
+    assert bytes(rseq.header) == hdr.tobytes()
+    with rseq.acquire(0, 4096) as sp:
+        assert sp.data_view("cf32").dtype == np.complex64
+        assert np.array_equal(sp.data_view("cf32")[0], np.arange(512) * (1 - 1j))
+        assert sp.data_view("u8").shape == (1, 4096)       # Bifrost 'u8' is one byte
+        ci8 = sp.data_view("ci8")
+        assert ci8.shape == (1, 2048) and ci8.dtype.names == ("re", "im")
+        with pytest.raises(ArgumentError, match="dtype"):
+            sp.data_view("no such type")
+
+
+def test_strided_read_with_begin():
+    r = Ring()
+    r.resize(4096, 1 << 15)
+    with r.begin_writing() as w:
+        write_seq(w, [4096, 4096, 2000], name="s")
+    rseq = r.open_sequence("s")
+    got = [(sp.offset, sp.size, sp.data[0][0]) for sp in rseq.read(1000, stride=3000, begin=500)]
+    assert [(o, n) for o, n, _ in got] == [(500, 1000), (3500, 1000), (6500, 1000), (9500, 692)]
+    assert [b for _, _, b in got] == [pattern(o, 1)[0] for o, _, _ in got]
+    with pytest.raises(ArgumentError, match="stride"):
+        next(rseq.read(100, stride=0))
+
+
+def test_span_reserved_when_its_sequence_ends_stays_out_of_the_next():
+    r = Ring()
+    r.resize(4096, 1 << 15)
+    w = r.begin_writing()
+    s1 = w.begin_sequence("one")
+    with s1.reserve(100) as span:
+        span.data[0][:] = 1
+    late = s1.reserve(300)
+    s1.end()                       # ends at the committed head (100 bytes)
+    s2 = w.begin_sequence("two")   # starts after the still-reserved bytes
+    with s2.reserve(50) as span:
+        span.data[0][:] = 2
+    late.data[0][:] = 9
+    late.commit(0)                 # cancelled after its sequence ended: leaves a gap
+    late.close()
+    s2.end()
+    w.end_writing()
+    one, two = r.open_sequence("one"), r.open_sequence("two")
+    assert one.size == 100 and two.size == 50
+    with two.acquire(0, 50) as sp:
+        assert (sp.data[0] == 2).all()
+
+
+def test_deleting_everything_is_clean():
+    r = Ring()
+    r.resize(4096)
+    w = r.begin_writing()
+    s = w.begin_sequence()
+    with s.reserve(4096):
+        pass
+    rseq = r.open_earliest_sequence()
+    span = rseq.acquire(0, 4096)
+    gen = r.read(guarantee=False)
+    next(gen)
+    view = span.data
+    del r, w, s, rseq, span, gen
+    gc.collect()
+    assert view.shape == (1, 4096)  # a view outliving everything still points at valid memory
+    assert int(view.sum()) == 0     # ring memory starts zeroed

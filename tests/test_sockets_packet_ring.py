@@ -63,30 +63,39 @@ def _consume_ready(ring, bsize, nblock, b, off, length, out_sum):
 
 def test_exact_payloads_once_each_across_block_wraps():
     port = _free_port()
-    with _open_ring(port, block_size=1 << 16, block_count=4, retire_ms=4) as ring:
+    # Blocks are handed over when full (64 KiB) or 50 ms old; a round is ~80 KB, so it
+    # takes at least 2 blocks and 10 rounds wrap the 8-block ring at least twice.  (A short
+    # retire time on a loaded machine would hand over many part-filled blocks while this
+    # thread is still sending and overflow the small ring.)
+    with _open_ring(port, block_size=1 << 16, block_count=8, retire_ms=50) as ring:
         assert ring.sock.fileno() >= 0 and ring.sock.sniff_interface == "lo"
         sent: list[bytes] = []
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-            for rnd in range(8):          # 8 rounds x >= 1 block each: the ring wraps twice
+            for rnd in range(10):
                 batch = [bytes([rnd, i]) + os.urandom(8 + 97 * i) for i in range(40)]
                 for p in batch:
                     tx.sendto(p, ("127.0.0.1", port))
                 sent += batch
                 got = _collect(ring, len(batch))
-                assert got == batch
+                assert got == batch, f"round {rnd}: ring stats (packets, drops) = {ring.stats()}"
+        assert ring.blocks_read >= 2 * ring.block_count          # the ring wrapped
         packets, drops = ring.stats()
         assert (packets, drops) == (len(sent), 0)
 
 
 def test_other_ports_and_addresses_are_not_seen():
     port = _free_port()
-    other = _free_port()
-    with _open_ring(port, block_size=1 << 16, block_count=4) as ring:
+    with _open_ring(port, block_size=1 << 16, block_count=4) as ring, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other_rx:
+        other_rx.bind(("127.0.0.1", 0))      # ours: nobody else's traffic, and it arrives here
+        other = other_rx.getsockname()[1]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             tx.sendto(b"to other port", ("127.0.0.1", other))
             tx.sendto(b"to other address", ("127.0.0.2", port))
             tx.sendto(b"mine", ("127.0.0.1", port))
         assert _collect(ring, 1) == [b"mine"]
+        other_rx.settimeout(5)
+        assert other_rx.recv(100) == b"to other port"
 
 
 def test_ipv4_options_are_skipped_by_header_length():
@@ -101,7 +110,7 @@ def test_ipv4_options_are_skipped_by_header_length():
 
 def test_compiled_consumer_walks_and_releases_blocks():
     port = _free_port()
-    with _open_ring(port, block_size=1 << 16, block_count=4, retire_ms=4) as ring:
+    with _open_ring(port, block_size=1 << 16, block_count=8, retire_ms=50) as ring:
         payloads = [bytes([i % 251]) * (500 + i) for i in range(60)]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             for p in payloads:

@@ -3,6 +3,7 @@ called from numba-compiled code, including errno and on-disk caching across proc
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import socket
 import subprocess
@@ -66,10 +67,14 @@ def _errno_roundtrip(v):
 
 
 def _udp_pair(family=socket.AF_INET, host="127.0.0.1"):
+    """A receiver and a sender connected to each other: the receiver accepts datagrams
+    only from the sender, so stray loopback traffic from other processes cannot arrive."""
     rx = socket.socket(family, socket.SOCK_DGRAM)
     rx.bind((host, 0))
     tx = socket.socket(family, socket.SOCK_DGRAM)
+    tx.bind((host, 0))
     tx.connect(rx.getsockname()[:2])
+    rx.connect(tx.getsockname()[:2])
     return rx, tx
 
 
@@ -219,12 +224,7 @@ def test_sendmmsg_on_unconnected_socket_reports_errno():
         hdr = np.zeros((1, 4), np.uint8)
         pay = np.zeros((1, 4), np.uint8)
         sv = mv.SendVec(1)
-        assert _send_batch(s.fileno(), sv.iov, sv.addr, hdr, 4, pay, 1) == -errno_of_unconnected()
-
-
-def errno_of_unconnected() -> int:
-    import errno
-    return errno.EDESTADDRREQ
+        assert _send_batch(s.fileno(), sv.iov, sv.addr, hdr, 4, pay, 1) == -errno.EDESTADDRREQ
 
 
 # ---- read / write / writev / lseek / poll ------------------------------------------------

@@ -6,7 +6,6 @@ import socket
 import struct
 import threading
 
-import numpy as np
 import pytest
 from numba import njit
 
@@ -163,10 +162,19 @@ def test_mtu_of_unconnected_socket_is_an_error():
             s.mtu
 
 
+def _shield(s: UDPSocket) -> socket.socket:
+    """Connect ``s`` to a socket of ours so that stray loopback datagrams are dropped."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    s.connect(Address("127.0.0.1", peer.getsockname()[1]))
+    return peer
+
+
 def test_timeout_set_read_back_and_clear():
     with UDPSocket() as s:
         s.timeout = 0.2                      # before open: applied when the socket opens
         s.bind(Address("127.0.0.1", 0))
+        peer = _shield(s)
         assert s.timeout == 0.19999999999999998   # Bifrost's read-back of 0.2 (kernel jiffies)
         rv = mv.RecvVec(2, 16)
         assert _recv_blocking(s.fileno(), rv.addr, 2) == -sc.EAGAIN
@@ -179,11 +187,13 @@ def test_timeout_set_read_back_and_clear():
         assert s.timeout > 0
         s.timeout = None
         assert s.timeout == 0.0
+        peer.close()
 
 
 def test_shutdown_unblocks_a_receive_in_another_thread():
     with UDPSocket() as s:
         s.bind(Address("127.0.0.1", 0))      # no timeout: recvmmsg would block forever
+        peer = _shield(s)
         rv = mv.RecvVec(2, 16)
         result = []
         t = threading.Thread(target=lambda: result.append(_recv_blocking(s.fileno(), rv.addr, 2)))
@@ -194,6 +204,7 @@ def test_shutdown_unblocks_a_receive_in_another_thread():
         t.join(10)
         # recvmmsg reports the end of input as one message of length 0 (recvmsg would return 0)
         assert not t.is_alive() and result == [1] and rv.lengths[0] == 0
+        peer.close()
 
 
 def test_connect_unspec_dissolves_association():

@@ -4,15 +4,17 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import asbru
 import asbru.formats
-from asbru import dtypes
 from asbru.address import Address
 from asbru.errors import ArgumentError, AsbruError
 from asbru.formats.spec import HEADERINFO_FIELDS, FormatError
@@ -321,3 +323,117 @@ def test_disk_method_argument(tmp_path: Path) -> None:
     with open(tmp_path / "x", "wb") as fh:
         with pytest.raises(ArgumentError, match="method"):
             DiskWriter("tbn", fh, method="mmap")
+
+
+def test_statistics_are_published_in_proclog(tmp_path: Path, monkeypatch) -> None:
+    proclog = pytest.importorskip("asbru.proclog")
+    monkeypatch.setenv("ASBRU_PROCLOG_DIR", str(tmp_path / "logs"))
+    with open(tmp_path / "x", "wb") as fh:
+        with DiskWriter("tbn", fh) as w:
+            w.send(HeaderInfo(), 0, 1, 0, 1, np.zeros((2, 3, 512, 2), np.int8))
+        blocks = proclog.load_by_pid(os.getpid())
+    mine = [b for name, b in blocks.items() if name.startswith("disk_writer")]
+    assert mine, blocks
+    stats = mine[-1]["stats"]
+    assert stats["nvalid"] == 6 and stats["nvalid_bytes"] == 6 * 1048
+    assert stats["ngood_bytes"] == 6 * 1048 and stats["ninvalid"] == 0 and stats["nlate"] == 0
+    assert mine[-1]["type"]["type"] == "tbn"
+
+
+def test_udp_transmit_over_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 not configured")
+    rx.settimeout(2.0)
+    tx = UDPSocket()
+    tx.connect(Address("::1", rx.getsockname()[1]))
+    data = np.arange(3 * 64, dtype=np.uint8).reshape(3, 1, 64)
+    with rx, tx:
+        UDPTransmit("generic_64", tx).send(HeaderInfo(), 0, 1, 0, 1, data)
+        assert b"".join(rx.recv(100) for _ in range(3)) == data.tobytes()
+
+
+def test_udp_transmit_to_multicast_on_loopback() -> None:
+    # Bifrost's multicast case (tbn to 224.0.0.251), pinned to lo so nothing leaves the host
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    group = Address("224.0.0.251", port)
+    rx = UDPSocket()
+    try:
+        rx.bind(group, interface="lo")
+        tx = UDPSocket()
+        tx.connect(group, interface="lo")
+    except (AsbruError, OSError) as exc:
+        rx.close()
+        pytest.skip(f"multicast on lo not available: {exc}")
+    rng = np.random.default_rng(5)
+    data = rng.integers(-128, 128, size=(3, 2, 512, 2), dtype=np.int8)
+    with rx, tx:
+        sock = socket.socket(fileno=os.dup(rx.fileno()))
+        sock.settimeout(2.0)
+        with sock:
+            UDPTransmit("tbn", tx).send(HeaderInfo(), 0, 1, 0, 1, data)
+            got = [sock.recv(2048) for _ in range(6)]
+    assert [g[24:] for g in got] == [data[i, j].tobytes() for i in range(3) for j in range(2)]
+
+
+@pytest.mark.parametrize("method", ["writev", "image"])
+def test_disk_writer_to_a_nonblocking_pipe_resumes_short_writes(method: str) -> None:
+    # a pipe holds 64 KiB: the writer meets EAGAIN and short writes, waits with poll and
+    # must still deliver every byte in order
+    r, wfd = os.pipe()
+    os.set_blocking(wfd, False)
+    rng = np.random.default_rng(9)
+    data = rng.integers(-128, 128, size=(200, 4, 512, 2), dtype=np.int8)   # ~840 KB
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            b = os.read(r, 65536)
+            if not b:
+                return
+            chunks.append(b)
+            time.sleep(0.001)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    with os.fdopen(wfd, "wb", buffering=0) as fh:
+        w = DiskWriter("tbn", fh, method=method)
+        assert w.send(HeaderInfo(), 0, 1, 0, 1, data) == 800
+    reader.join(timeout=30)
+    os.close(r)
+    raw = b"".join(chunks)
+    assert len(raw) == 800 * 1048
+    recs = np.frombuffer(raw, np.uint8).reshape(800, 1048)
+    assert np.array_equal(recs[:, 24:], data.reshape(800, 1024).view(np.uint8))
+    assert w.stats == (800, 800 * 1048, 0, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ntime=st.integers(0, 7), nsrc=st.integers(1, 5),
+       seq=st.integers(0, (1 << 64) - 1), seq_inc=st.integers(-1000, 1000),
+       src=st.integers(0, 200), src_inc=st.integers(0, 10))
+def test_chips_headers_follow_send_arguments(ntime, nsrc, seq, seq_inc, src, src_inc) -> None:
+    h = HeaderInfo()
+    h.set_nsrc(nsrc)
+    h.set_nchan(1)
+    h.set_chan0(77)
+    data = np.arange(ntime * nsrc * 32, dtype=np.uint32).astype(np.uint8).reshape(ntime, nsrc, 32)
+    with tempfile.TemporaryFile() as fh:
+        n = DiskWriter("chips_1", fh).send(h, seq, seq_inc, src, src_inc, data)
+        fh.seek(0)
+        raw = fh.read()
+    assert n == ntime * nsrc and len(raw) == n * 48
+    for k in range(n):
+        i, j = divmod(k, nsrc)
+        rec = raw[k * 48:(k + 1) * 48]
+        assert rec[0] == (src + j * src_inc + 1) & 0xFF                     # roach = src + 1
+        assert rec[5] == nsrc and int.from_bytes(rec[6:8], "big") == 77
+        assert int.from_bytes(rec[8:16], "big") == (seq + i * seq_inc) % (1 << 64)
+        assert rec[16:] == data[i, j].tobytes()

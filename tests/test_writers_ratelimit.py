@@ -110,7 +110,7 @@ def test_rate_limit_off_again_and_reset(tmp_path: Path) -> None:
         w.reset_rate_limit()
 
 
-@pytest.mark.parametrize("value", [-1, 1.5, "100", None])
+@pytest.mark.parametrize("value", [-1, 1.5, "100", None, True])
 def test_bad_rate_limit(value, tmp_path: Path) -> None:
     with open(tmp_path / "x", "wb") as fh:
         with pytest.raises(ArgumentError, match="packets_per_second"):
@@ -122,14 +122,35 @@ def test_limiter_bursts_and_restart() -> None:
     lim = rl.RateLimiter()
     lim.set(20_000)
     assert lim.state[rl.R_BURST] == 16
-    assert rl.pace(lim.state, lim.ts, 1000) == 16      # first burst: at once, at most 16
+    assert rl.pace(lim.state, lim.ts, 1000, True) == 16      # first burst: at once, at most 16
     rl.paced(lim.state, 16)
     assert lim.state[rl.R_COUNT] == 16
     # pretend the run started long ago: more than a burst behind -> restart, no catch-up
     lim.state[rl.R_T0] -= 10_000_000_000
-    assert rl.pace(lim.state, lim.ts, 1000) == 16
+    assert rl.pace(lim.state, lim.ts, 1000, True) == 16
     assert lim.state[rl.R_NRESTART] == 1 and lim.state[rl.R_COUNT] == 0
     lim.set(500)
     assert lim.state[rl.R_BURST] == 1                   # low rates: packet by packet
     lim.set(0)
-    assert rl.pace(lim.state, lim.ts, 1000) == 1000     # unlimited: everything at once
+    assert rl.pace(lim.state, lim.ts, 1000, True) == 1000     # unlimited: everything at once
+
+
+def test_limiter_rebases_whole_seconds_exactly() -> None:
+    lim = rl.RateLimiter()
+    lim.set(1000)
+    rl.pace(lim.state, lim.ts, 1, True)
+    t0 = int(lim.state[rl.R_T0])
+    rl.paced(lim.state, 2500)                           # 2.5 s worth of packets
+    assert lim.state[rl.R_COUNT] == 500 and lim.state[rl.R_T0] == t0 + 2_000_000_000
+
+
+def test_limiter_catches_up_short_preemption_inside_a_send_only() -> None:
+    lim = rl.RateLimiter()
+    lim.set(20_000)
+    rl.pace(lim.state, lim.ts, 16, True)
+    rl.paced(lim.state, 16)
+    lim.state[rl.R_T0] -= 5_000_000                     # 5 ms late: more than a 0.8 ms burst
+    assert rl.pace(lim.state, lim.ts, 16, False) == 16  # inside a send: catch up, no restart
+    assert lim.state[rl.R_NRESTART] == 0 and lim.state[rl.R_COUNT] == 16
+    assert rl.pace(lim.state, lim.ts, 16, True) == 16   # a new send(): the caller was late
+    assert lim.state[rl.R_NRESTART] == 1 and lim.state[rl.R_COUNT] == 0

@@ -100,6 +100,8 @@ class CaptureEngine:
         self._ended = False
         self._changing = False
         self.stats_obj = CaptureStats(nsrc)
+        self.sequence_info: dict[str, Any] | None = None  # the current/last sequence
+        self.sequence_history: list[dict[str, Any]] = []  # the last 1000 sequences begun
 
         # the ring: grown as Bifrost does (contiguous = one gulp at the largest packet size)
         from asbru.ring import Ring
@@ -320,7 +322,9 @@ class CaptureEngine:
         self._hst[L.H_POS] = 0
         self.stats_obj.nsequences += 1
         self.sequence_info = {"seq0": seq0, "time_tag": int(time_tag), "header": header,
-                              "payload_size": p}
+                              "payload_size": p, "slot_bytes": p * self.nsrc}
+        self.sequence_history.append(self.sequence_info)
+        del self.sequence_history[:-1000]
         self._reserve()
         chans = {"payload_size": p}
         for name in ("chan0", "nchan", "tuning", "tuning1", "decimation", "navg"):

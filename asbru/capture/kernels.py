@@ -199,12 +199,10 @@ def _merge(cur, d, chg, first):
 
 @numba.njit(nogil=True, cache=True)
 def _ready(cur, chg, hst, win):
-    if hst[H_NVALID] >= win[W_NSRC]:
-        return True  # one time slot's worth of packets
-    for j in range(chg.shape[0]):
-        if cur[chg[j]] == -1:
-            return False
-    return True
+    # start once one time slot's worth of VALID packets is held: every CHANGE field a
+    # multi-source format (DRX tunings) spreads over its sources is then known, and a
+    # reordered first time slot is not lost (seq0 = the smallest seq held)
+    return hst[H_NVALID] >= win[W_NSRC]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -351,10 +349,10 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                     hst[H_GPOS] = 0
                     hst[H_NVALID] = 0
                 continue
-            # 2. the receive buffer
+            # 2. the receive buffer (not in W_NOFETCH mode: flush only finishes the hold)
+            if win[W_NOFETCH] != 0:
+                return RS_DRAINED
             if rst[R_POS] >= rst[R_COUNT]:
-                if win[W_NOFETCH] != 0:
-                    return RS_DRAINED
                 f = _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt)
                 if f < 0:
                     return _fetch_reason(f)
@@ -366,7 +364,7 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
             if ln < 0:
                 _invalid(cnt, -1 - ln)
             else:
-                rr = _active(rbuf[i, :ln], ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
+                rr = _active(_packet(rbuf, hdrs, control, i, ln), ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
                              win, cnt, psrc)
                 if rr != 0:
                     return rr
@@ -392,12 +390,12 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                                                                  cur, chg, win, cnt) > 0:
                         return RS_START
                 continue
+            if win[W_NOFETCH] != 0:
+                if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, chg,
+                                                   win, cnt) > 0:
+                    return RS_START
+                return RS_DRAINED
             if rst[R_POS] >= rst[R_COUNT]:
-                if win[W_NOFETCH] != 0:
-                    if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, chg,
-                                                       win, cnt) > 0:
-                        return RS_START
-                    return RS_DRAINED
                 f = _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt)
                 if f < 0:
                     if f == F_TIMEOUT or f == F_EOF:
@@ -416,7 +414,7 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                 rst[R_POS] += 1
                 consumed += 1
                 continue
-            pkt = rbuf[i, :ln]
+            pkt = _packet(rbuf, hdrs, control, i, ln)
             r = _decode_fresh(pkt, cfg, fstate, d)
             if r == INVALID:
                 _invalid(cnt, ln)
@@ -470,11 +468,25 @@ def zero_fill(gulp, mask, nslots, d, zero, nsrc, p, seq_start):
 '''
 
 
+# Where packet ``i`` of the receive buffer is.  A backend whose packets stay where the
+# kernel put them (the sniffer: in the mmap-ed TPACKET ring) defines its own ``_packet``
+# reading offsets it stored in ``hdrs`` from the ring it passes as ``control``.
+_PACKET_DEFAULT = '''
+
+@numba.njit(nogil=True, cache=True)
+def _packet(rbuf, hdrs, control, i, ln):
+    return rbuf[i, :ln]
+'''
+
+
 def _backend_source(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown capture backend {backend!r}; known: {', '.join(BACKENDS)}")
     from asbru.sockets import msgvec
-    return BACKENDS[backend].replace("{off_msg_len}", str(msgvec.OFF_MSG_LEN)).replace(
+    src = BACKENDS[backend]
+    if "def _packet(" not in src:
+        src += _PACKET_DEFAULT
+    return src.replace("{off_msg_len}", str(msgvec.OFF_MSG_LEN)).replace(
         "{off_msg_flags}", str(msgvec.OFF_MSG_FLAGS))
 
 

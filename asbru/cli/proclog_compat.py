@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - depends on the tree state
 
 
 def root() -> Path:
-    for name in ("root", "proclog_root", "proclog_dir"):
+    for name in ("proclog_root", "root", "proclog_dir"):
         fn = getattr(_proclog, name, None) if _proclog is not None else None
         if callable(fn):
             try:
@@ -77,6 +77,15 @@ def _free_block(base: str) -> str:
 
 class Publisher:
     """The logs of one block (e.g. ``cli_capture``) of this process."""
+
+    def __new__(cls, block: str):
+        blocklogs = getattr(_proclog, "BlockLogs", None) if _proclog is not None else None
+        if blocklogs is not None:
+            try:
+                return blocklogs(block)   # same interface: update(log, contents), close()
+            except OSError:
+                pass
+        return super().__new__(cls)
 
     def __init__(self, block: str) -> None:
         self._logs: dict[str, Any] = {}

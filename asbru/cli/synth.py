@@ -18,6 +18,12 @@ is neither corrupted nor duplicated, a corrupted one is not duplicated):
 * reorder W: each emitted packet's position gets a uniform random delay in [0, W)
   positions (a stable sort by ``position + delay``); ``reordered`` counts the packets
   that arrive after a packet that was originally behind them.
+
+Formats whose decoder learns a stream parameter from the first packets (tbn: decimation
+from two frames of one input; vdif: frames per second from a whole second) get their
+first 2 (tbn) or fps + 1 (vdif) time steps without faults and in order; a fault there
+would change how the decoder numbers everything after it, and the truth could not say
+what a capture sees.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ class Recipe:
     info: Callable[[int], dict]          # HeaderInfo fields for source j
     max_nsrc: int | None = None
     check_nsrc: Callable[[int], str | None] = lambda n: None
+    learn_steps: int = 0                 # leading time steps kept fault-free (see below)
 
 
 def _triangular_error(n: int) -> str | None:
@@ -79,12 +86,27 @@ def recipe_for(fmt: Format, nsrc: int) -> Recipe:
     if name == "tbn":
         step = 512 * 1960  # 100 kS/s
         return Recipe(p.fmt, 0, 1000 * step, step, lambda j: j,
-                      lambda j: {"tuning": 0x10000000, "gain": 20}, max_nsrc=1023)
+                      lambda j: {"tuning": 0x10000000, "gain": 20}, max_nsrc=1023,
+                      learn_steps=2)
     if name in ("drx", "drx8"):
         step = 10 * 4096  # 19.6 MS/s
         # DRX ID byte: tuning in bits 3-5 (1, 2), polarisation in bit 7
         return Recipe(p.fmt, 0, 1000 * step, step, lambda j: ((j // 2 + 1) << 3) | ((j % 2) << 7),
                       lambda j: {"tuning": 0x20000000, "decimation": 10}, max_nsrc=4)
+    if name == "tbf":
+        # sources are blocks of 12 channels; the reader's src0 is the first channel
+        t = 7840  # time-tag ticks per spectrum (the reader's default)
+        return Recipe(p.fmt, 1000, 1000 * t, t, lambda j: 1000 + 12 * j,
+                      lambda j: {"nsrc": 256})
+    if name == "vdif":
+        fps = 10  # frames per second; the reader learns it after one whole second
+        return Recipe(p.fmt, 0, 100 * fps, 1, lambda j: j,
+                      lambda j: {"decimation": fps, "tuning": 8 << 8, "nchan": 1}, max_nsrc=1024,
+                      learn_steps=fps + 1)
+    if name == "snap2":
+        # every source an input block of the same channels
+        return Recipe(p.fmt, 0, 1000, 1, lambda j: j,
+                      lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 0})
     return Recipe(p.fmt, 0, 1000, 1, lambda j: j,
                   lambda j: {"nsrc": nsrc, "nchan": nchan})
 
@@ -151,13 +173,19 @@ def make_stream(fmt: Format, nsrc: int, ntime: int, loss: float, reorder: int, d
     seq = desc[:, spec.SEQ].copy()
     src = desc[:, spec.SRC].copy()
 
-    drop = rng.random(n) < loss
-    corr = (rng.random(n) < corrupt) & ~drop
-    dup = (rng.random(n) < duplicate) & ~drop & ~corr
+    # formats that learn a stream parameter (tbn decimation, vdif frames per second) get
+    # their first time steps fault-free and in order, so the decoder numbers every packet
+    # the same way in the clean and in the faulty stream
+    protected = np.arange(n) < min(n, recipe.learn_steps * nsrc)
+    drop = (rng.random(n) < loss) & ~protected
+    corr = (rng.random(n) < corrupt) & ~drop & ~protected
+    dup = (rng.random(n) < duplicate) & ~drop & ~corr & ~protected
     kept = np.flatnonzero(~drop)
     order = np.repeat(kept, 1 + dup[kept].astype(np.int64))       # duplicates adjacent
     if reorder > 1 and order.size:
-        key = np.arange(order.size) + rng.uniform(0, reorder, order.size)
+        delay = rng.uniform(0, reorder, order.size)
+        delay[protected[order]] = 0.0
+        key = np.arange(order.size) + delay
         order = order[np.argsort(key, kind="stable")]
     if order.size:
         running = np.maximum.accumulate(order)

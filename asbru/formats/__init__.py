@@ -15,6 +15,7 @@ import importlib
 import importlib.metadata
 import threading
 import types
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy as np
 from ..errors import ArgumentError
 from .spec import CFG_NSRC, CFG_SRC0, DESC_INDEX, NCFG, FormatError, FormatParams, Header
 
-__all__ = ["Format", "FormatError", "get", "list", "module", "register", "ROLES"]
+__all__ = ["Format", "FormatError", "get", "list", "module", "register", "broken", "describe", "ROLES"]
 
 ROLES = ("capture", "disk", "write")
 
@@ -34,9 +35,10 @@ BUILTIN = ("simple", "chips", "snap2", "ibeam", "pbeam", "cor", "vdif", "tbn", "
 _REQUIRED = ("NAME", "HEADER", "matches", "parse", "capture_config", "decode", "place",
              "CHANGE", "CALLBACK_FAMILY", "callback_args", "time_tag_of")
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a format module may use the registry at import
 _modules: dict[str, types.ModuleType] | None = None  # NAME -> module, in lookup order
 _runtime: dict[str, types.ModuleType] = {}            # added by register()
+_broken: dict[str, str] = {}                          # failed to load: name -> reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +118,13 @@ def _entry_point_modules() -> builtins.list[tuple[str, types.ModuleType]]:
     for ep in eps:
         try:
             mod = ep.load()
-        except ImportError:
+        except ModuleNotFoundError as exc:
+            if exc.name != ep.value.split(":")[0].strip():
+                _skip(ep.name, exc)  # the plugin exists but one of its imports is missing
             continue  # declared but not installed/written: skip, like a missing built-in
+        except Exception as exc:  # a broken plugin must not take the built-ins down
+            _skip(ep.name, exc)
+            continue
         if isinstance(mod, types.ModuleType):
             found.append((ep.name, mod))
     return found
@@ -129,22 +136,43 @@ def _load() -> dict[str, types.ModuleType]:
         if _modules is not None:
             return _modules
         mods: dict[str, types.ModuleType] = {}
+        _broken.clear()
         for name in BUILTIN:
             try:
                 mod = importlib.import_module(f"{__name__}.{name}")
+                _check_module(mod)
             except ModuleNotFoundError as exc:
                 if exc.name == f"{__name__}.{name}":
                     continue  # not written (yet)
-                raise
-            _check_module(mod)
+                _skip(name, exc)
+                continue
+            except Exception as exc:  # one broken format must not take the others down
+                _skip(name, exc)
+                continue
             mods[mod.NAME] = mod
-        for _ep_name, mod in _entry_point_modules():
-            _check_module(mod)
+        for ep_name, mod in _entry_point_modules():
+            try:
+                _check_module(mod)
+            except FormatError as exc:
+                _skip(ep_name, exc)
+                continue
             mods.setdefault(mod.NAME, mod)
         for name, mod in _runtime.items():
             mods.setdefault(name, mod)
         _modules = mods
         return mods
+
+
+def _skip(name: str, exc: BaseException) -> None:
+    msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    _broken[name] = msg
+    warnings.warn(f"asbru format {name!r} skipped: {msg}", RuntimeWarning, stacklevel=3)
+
+
+def broken() -> dict[str, str]:
+    """Formats that failed to load (name -> one-line reason); empty when all is well."""
+    _load()
+    return dict(_broken)
 
 
 def register(mod: types.ModuleType) -> None:
@@ -185,7 +213,8 @@ def get(fmt: str, role: str = "capture") -> Format:
         if mod.matches(fmt):
             params = mod.parse(fmt, role)
             return _make(mod, params)
-    raise FormatError(f"unknown format {fmt!r}; known formats: {', '.join(mods)}")
+    extra = f" (failed to load: {', '.join(_broken)})" if _broken else ""
+    raise FormatError(f"unknown format {fmt!r}; known formats: {', '.join(mods)}{extra}")
 
 
 def _make(mod: types.ModuleType, params: FormatParams) -> Format:

@@ -10,7 +10,8 @@ Wire format identical to Bifrost's (FORMATS.md §4).  Deliberate differences:
   is INVALID instead of wrapping to 2**64 - 1 (FORMATS.md §14.6).  The writer writes the
   seq it is given, unchanged, as Bifrost does (a round trip shifts seq by -1).
 * The payload must be exactly 32 * nchan bytes and nchan > 0 (FORMATS.md §14.18); a
-  fixed-size capture (``chips_N``) also requires nchan == N.
+  DiskReader with ``chips_N`` also requires nchan == N.  Network captures look only at
+  the prefix, as Bifrost's do (``chips_N`` captures any nchan).
 """
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ def parse(fmt: str, role: str) -> FormatParams:
             raise FormatError(f"format {fmt!r}: the {role} role needs 'chips_N' (N channels per packet)")
         return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None)
     nchan = _parse_nchan(fmt)
+    if role == "capture":
+        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
+        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
+                            extra={"nchan": 0, "nchan_given": nchan})
     p = NINPUT * nchan
     return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
                         record_size=HSIZE + p, fixed_packet_size=HSIZE + p,

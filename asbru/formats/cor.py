@@ -1,7 +1,8 @@
 """``cor``: LWA-SV ADP / NDP correlator visibilities, cf32 [chan][4 pol products].
 
 Wire format identical to Bifrost's (FORMATS.md §7).  Strings: ``cor`` (capture, any
-nchan), ``cor_N`` (N channels per packet; files and writing).  Deliberate differences:
+nchan), ``cor_N`` (N channels per packet; files and writing; a network capture ignores N,
+as Bifrost's does).  Deliberate differences:
 
 * seq is the integration index computed exactly, ``time_tag // (navg * 1 960 000)``
   (navg counts 10 ms sub-slots of the 196 MHz clock).  Bifrost computes
@@ -15,7 +16,8 @@ nchan), ``cor_N`` (N channels per packet; files and writing).  Deliberate differ
   existing pipeline's baselines by one.
 * Absurd headers are INVALID instead of dividing by zero or mis-indexing: nserver == 0,
   server outside 1..nserver, stands outside 1..nstand or stand0 > stand1, a payload that is
-  not a positive multiple of 32 bytes (or not 32*N with ``cor_N``), bad sync word.
+  not a positive multiple of 32 bytes (or not 32*N for a DiskReader ``cor_N``), bad sync
+  word.
 * The callback's time tag is the one of seq0 (plus the stream's phase), not that of the
   packet that triggered the sequence.
 """
@@ -71,6 +73,10 @@ def parse(fmt: str, role: str) -> FormatParams:
         return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
                             extra={"nchan": 0})
     nchan = parse_int_suffix(fmt, "cor_", "N")
+    if role == "capture":
+        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
+        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
+                            extra={"nchan": 0, "nchan_given": nchan})
     p = 32 * nchan
     return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
                         record_size=HSIZE + p, fixed_packet_size=HSIZE + p,

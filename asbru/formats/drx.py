@@ -14,10 +14,11 @@ unchanged:
 * Decimation 0 is INVALID (Bifrost divided by it first); a tuning field other than 1 or 2 is
   INVALID; a time tag below the time offset (or >= 2**63) is INVALID.
 * Tuning words: a frame of tuning 1 says ``tuning`` (and -1 = "not said" for ``tuning1``), a
-  frame of tuning 2 says ``tuning1``.  A sequence's configuration is the merge of both; the
-  engine waits for every tuning the configured sources cover (``required_fields``) before it
-  starts a sequence (or a time slot has passed).  Bifrost's validity depended on sticky
-  descriptor state of earlier packets and lost the first frames of tuning 1.
+  frame of tuning 2 says ``tuning1``.  A sequence's configuration is the merge of both: the
+  engine holds start-up frames until every CHANGE field has been said or a time slot's worth
+  of frames has arrived (a stream of one tuning never says the other).  Bifrost's validity
+  depended on sticky descriptor state of earlier packets and lost the first frames of
+  tuning 1.
 * Any ``nsrc`` is accepted (Bifrost: only 2 and 4); ``0 <= src < nsrc`` is checked.
 * Beam: only the beam of the first header-valid frame is accepted; frames of other beams are
   INVALID (counted).  Bifrost ignored the beam field, so frames of two beams landed in the
@@ -100,22 +101,6 @@ def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
     return cfg
 
 
-def tunings_covered(nsrc: int, src0: int) -> tuple[bool, bool]:
-    """Which tunings (1, 2) the raw source indices ``[src0, src0 + nsrc)`` include."""
-    lo, hi = src0, src0 + nsrc  # raw index = 2 * (tuning - 1) + pol: 0, 1 tuning 1; 2, 3 tuning 2
-    return (lo < 2 and hi > 0, lo < 4 and hi > 2)
-
-
-def required_fields(nsrc: int, src0: int) -> tuple[int, ...]:
-    """Descriptor fields a sequence's configuration needs before it is complete.
-
-    (Extension of the format contract: the engine holds start-up packets until each of these
-    has been said by some packet, or a time slot has passed.)
-    """
-    t1, t2 = tunings_covered(nsrc, src0)
-    return ((TUNING,) if t1 else ()) + ((TUNING1,) if t2 else ()) + (DECIMATION,)
-
-
 @kernel
 def decode_frame(pkt, cfg, state, d, frame_size):
     """Shared by drx and drx8: everything but the frame size is the same."""
@@ -161,17 +146,25 @@ def decode_frame(pkt, cfg, state, d, frame_size):
 
 @kernel
 def place_interleaved(payload, d, slot, nsrc, bps):
-    """Sample k of source ``src`` (``bps`` bytes) goes to ``(k * nsrc + src) * bps``."""
+    """Sample k of source ``src`` (``bps`` bytes) goes to ``(k * nsrc + src) * bps``.
+
+    Samples that would not fit in ``slot`` are not written.  Strided slices rather than
+    computed indices keep numba's per-element index checks out of the loop
+    (``benchmarks/bench_formats_lwa_place.py`` compares the two).
+    """
     src = d[SRC]
     if src < 0 or src >= nsrc or bps <= 0:
         return
-    nsamp = payload.size // bps
-    for k in range(nsamp):
-        o = (k * nsrc + src) * bps
-        if o + bps > slot.size:
-            return
-        for b in range(bps):
-            slot[o + b] = payload[k * bps + b]
+    row = nsrc * bps
+    room = slot.size - src * bps - bps
+    if room < 0:
+        return
+    nsamp = min(payload.size // bps, room // row + 1)
+    for b in range(bps):
+        dst = slot[src * bps + b:: row]
+        part = payload[b:: bps]
+        for k in range(nsamp):
+            dst[k] = part[k]
 
 
 @kernel

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .drx import (CALLBACK_ARGS, CALLBACK_FAMILY, CHANGE, HEADER, HEADER_SIZE, SAMPLES,
                   callback_args, capture_config, decode_frame, fill_frame, parse_exact,
-                  place_interleaved, required_fields, time_tag_of, write_config)
+                  place_interleaved, time_tag_of, write_config)
 from .spec import FormatParams, kernel
 
 NAME = "drx8"
@@ -25,7 +25,7 @@ ID_FLAG = 0x40
 
 __all__ = ["NAME", "HEADER", "CHANGE", "CALLBACK_FAMILY", "CALLBACK_ARGS", "WRITE_DTYPE",
            "matches", "parse", "capture_config", "decode", "place", "fill", "callback_args",
-           "time_tag_of", "write_config", "required_fields"]
+           "time_tag_of", "write_config"]
 
 
 def matches(fmt: str) -> bool:

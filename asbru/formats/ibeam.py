@@ -1,14 +1,15 @@
 """``ibeamB`` (B = 1..4 beams): integrated/voltage beam packets, cf32 [chan][beam][pol].
 
 Wire format identical to Bifrost's (FORMATS.md §5).  Strings: ``ibeamB`` (capture, any
-nchan), ``ibeamB_N`` (N channels per packet; required to read files and to write).
+nchan), ``ibeamB_N`` (N channels per packet; required to read files and to write; a network
+capture ignores N, as Bifrost's does).
 Deliberate differences:
 
 * The header seq is 1-based (``seq = header - 1``) as in Bifrost, but header seq 0 is
   INVALID instead of wrapping; the writer writes the seq it is given (Bifrost's asymmetry,
   FORMATS.md §14.6).
-* The payload must be exactly 16 * B * nchan bytes, nchan > 0, and with ``ibeamB_N``
-  nchan == N (FORMATS.md §14.18).
+* The payload must be exactly 16 * B * nchan bytes, nchan > 0, and for a DiskReader
+  ``ibeamB_N`` nchan == N (FORMATS.md §14.18).
 * chan0 is normalised as Bifrost does (header chan0 - nchan * src: server k is assumed to
   carry channels chan0 + k*nchan) and reported to the callback.  But only packets of
   source 0 vote on a chan0 change (descriptor ``x0``): Bifrost's own writer puts the same
@@ -66,6 +67,10 @@ def parse(fmt: str, role: str) -> FormatParams:
     nchan = int(tail[1:])
     if nchan > 255:
         raise FormatError(f"format {fmt!r}: N (channels per packet) must be 1..255 (one header byte)")
+    if role == "capture":
+        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
+        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
+                            extra={"nbeam": nbeam, "nchan": 0, "nchan_given": nchan})
     p = 16 * nbeam * nchan
     return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
                         record_size=HSIZE + p, fixed_packet_size=HSIZE + p,

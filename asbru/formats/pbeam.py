@@ -3,7 +3,8 @@
 Wire format identical to Bifrost's (FORMATS.md §6).  Strings: ``pbeam`` (capture, any
 nchan); ``pbeam_N`` and ``pbeamB_N`` (N channels per packet, B beams) for every role —
 Bifrost's reader only understands ``pbeam_N`` (``pbeam1_N`` makes it divide by zero) and
-its writer only ``pbeam1_N``; asbru accepts both spellings everywhere.
+its writer only ``pbeam1_N``; asbru accepts both spellings everywhere.  A network capture
+ignores N (Bifrost looks only at the prefix there).
 Deliberate differences (FORMATS.md §14.5, §14.7, §14.18):
 
 * navg is kept at full width (Bifrost stores it in 8 bits: a spurious CHANGED on every
@@ -15,7 +16,7 @@ Deliberate differences (FORMATS.md §14.5, §14.7, §14.18):
 * The source index is Bifrost's: ``(beam - src0) * nserver + (server - 1)``, beams being
   1-based on the wire, so ``src0 = 1`` makes the first beam source 0 (what Bifrost users
   pass).  nserver == 0, server outside 1..nserver, nbeam == 0 or beam == 0 are INVALID.
-* The payload must be exactly 16 * nchan bytes, nchan > 0 (== N with ``pbeam_N``).
+* The payload must be exactly 16 * nchan bytes, nchan > 0 (== N for a DiskReader).
 * The callback's time tag is the one of seq0 (``seq0 * navg`` plus the stream's phase
   ``time_tag % navg``), not that of whichever packet triggered the sequence.
 * Writer: with ``nsrc < B`` Bifrost divides by zero (nserver = nsrc / B); asbru uses
@@ -70,6 +71,10 @@ def parse(fmt: str, role: str) -> FormatParams:
     nchan = int(tail)
     if not 1 <= nbeam <= 255 or nchan > 255:
         raise FormatError(f"format {fmt!r}: B and N must be 1..255 (one header byte each)")
+    if role == "capture":
+        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
+        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
+                            extra={"nbeam": nbeam, "nchan": 0, "nchan_given": nchan})
     p = 16 * nchan
     return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
                         record_size=HSIZE + p, fixed_packet_size=HSIZE + p,

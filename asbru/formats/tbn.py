@@ -18,12 +18,14 @@ Deliberate differences from Bifrost (FORMATS.md section 14, item 11), wire forma
   difference, so it never fixes a wrong multiple (Bifrost took the first difference it saw,
   from the first input, and dropped the first frame of every input).  A difference that is not
   a multiple of 512 is never adopted: the frames stay held.
-* Re-learning: once a step is known, a forward difference that disagrees with it marks the
-  cadence as "in doubt" from that frame on; frames from there are held.  If the next forward
-  difference agrees with the old step, it was a lost frame and the held frames are decoded
-  with the old decimation; if it repeats the new value, the new decimation is adopted (a new
-  sequence starts, ``decimation`` is a CHANGE field) and the held frames decode with it.
-  Bifrost never re-learnt.
+* Re-learning: once a step is known, a forward difference that disagrees with it is a
+  candidate, adopted when the next forward difference repeats it (a new sequence starts,
+  ``decimation`` is a CHANGE field); a difference equal to the known step drops it.  A
+  candidate that is a whole multiple of the known step (the usual case: a frame lost on the
+  way) changes nothing until adopted: those frames decode with the known step, at their true
+  time positions.  A candidate that is not a multiple (a faster or non-integer cadence)
+  holds the frames from that time tag on until it is adopted or dropped, so no frame is
+  placed with a wrong decimation.  Bifrost never re-learnt.
 * Known gap: a single corrupt frame whose time tag lies far in the future raises the "largest
   time tag seen" and so stops re-learning until the stream passes that time.
 * The sequence callback's ``time_tag`` is the time tag of ``seq0`` (``time_tag_of``), not of
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .drx import place_interleaved
 from .spec import (CFG_NSRC, CFG_SRC0, DECIMATION, GAIN, H_GAIN, H_TUNING, HOLD, INVALID,
                    NCFG, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID,
                    BitField, Field, FormatError, FormatParams, Header, kernel, rd_be16,
@@ -139,8 +142,8 @@ def decode(pkt, cfg, state, d):
     step = state[ST_STEP]
     if step <= 0:
         return HOLD
-    if state[ST_COUNT] > 0 and t >= state[ST_PENDING]:
-        return HOLD  # cadence in doubt from here on
+    if state[ST_COUNT] > 0 and t >= state[ST_PENDING] and state[ST_CAND] % step != 0:
+        return HOLD  # a step the old cadence cannot explain: wait for the next difference
     d[SEQ] = t // step
     d[SRC] = src
     d[TIME_TAG] = t
@@ -154,17 +157,9 @@ def decode(pkt, cfg, state, d):
 
 @kernel
 def place(payload, d, slot, nsrc):
-    """Sample k of input ``src`` (2 bytes) goes to ``(k * nsrc + src) * 2`` in the slot."""
-    src = d[SRC]
-    if src < 0 or src >= nsrc:
-        return
-    nsamp = payload.size // 2
-    for k in range(nsamp):
-        o = (k * nsrc + src) * 2
-        if o + 2 > slot.size:
-            return
-        slot[o] = payload[2 * k]
-        slot[o + 1] = payload[2 * k + 1]
+    """Sample k of input ``src`` (2 bytes) goes to ``(k * nsrc + src) * 2`` in the slot
+    (DRX's interleaved layout with 2-byte samples)."""
+    place_interleaved(payload, d, slot, nsrc, 2)
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:

@@ -320,7 +320,9 @@ class Ring:
                 raise ArgumentError(f"begin_sequence: name {name!r} is already used by a sequence still in the ring")
             if tt != -1 and tt in self._by_time:
                 raise ArgumentError(f"begin_sequence: time_tag {tt} is already used by a sequence still in the ring")
-            seq = _Sequence(name, tt, hdr, int(nringlet), self._head)
+            # = the head when nothing is reserved; bytes still reserved for the previous
+            # sequence stay outside this one.
+            seq = _Sequence(name, tt, hdr, int(nringlet), self._reserve_head)
             if self._last is not None:
                 self._last.next = seq
             self._last = seq
@@ -404,8 +406,10 @@ class Ring:
             return
         with self._lock:
             if self._pending[-1] is span:
-                # The most recent reservation: give the unused tail back right away.
-                self._reserve_head = span._abs + nbyte
+                # The most recent reservation: give the unused tail back right away (unless its
+                # sequence has ended and a new one may already start at the reserve head).
+                if span._seq is self._open_seq:
+                    self._reserve_head = span._abs + nbyte
                 if nbyte == 0:
                     self._pending.pop()
                     self._open_spans -= 1

@@ -21,18 +21,26 @@ _DTYPES: dict[Any, np.dtype] = {}
 
 
 def _as_dtype(dtype: Any) -> np.dtype:
-    """A NumPy dtype for a NumPy spelling or a Bifrost type name ('ci8', 'cf32', ...)."""
+    """A NumPy dtype for a NumPy dtype/type or a type name.
+
+    Strings are read as Bifrost type names first ('u8' is uint8, 'cf32' complex64, 'ci8' a
+    (re, im) int8 pair), as Bifrost's ``data_view`` does, then as NumPy spellings.
+    """
     try:
         return _DTYPES[dtype]
     except (KeyError, TypeError):
         pass
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
+    dt = None
+    if isinstance(dtype, str):
         try:
             from ..dtypes import DataType
             dt = np.dtype(DataType(dtype).as_numpy_dtype())
         except Exception:
+            dt = None
+    if dt is None:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
             raise ArgumentError(f"dtype must be a NumPy dtype or a Bifrost type name; got {dtype!r}") from None
     try:
         _DTYPES[dtype] = dt

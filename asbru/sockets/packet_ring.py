@@ -207,10 +207,16 @@ class PacketRing:
     ``sniff(addr)`` was called (the ring filters for ``addr``'s port and, unless it is the
     wildcard, its address).  ``PacketRing.open(addr)`` does both and owns the socket.
 
+    ``retire_ms``: the kernel hands over a block when it is full or this long after its
+    first packet.  Short = low latency at low rates, but each partly filled block still
+    takes a whole block of the ring, so at low rates the ring holds less; ``0`` lets the
+    kernel choose (derived from the link speed).
+
     Attributes: ``ring`` (uint8, ``block_size * block_count`` bytes, the mmap),
     ``block_size``, ``block_count``, ``fd``, ``pollfd`` (int32[2], a ``struct pollfd`` for
     :func:`wait`), ``off``/``length`` (int64 scratch arrays of
-    ``max_frames_per_block(block_size)`` for :func:`walk_block`), ``next_block``.
+    ``max_frames_per_block(block_size)`` for :func:`walk_block`), ``next_block`` and
+    ``blocks_read`` (the Python-level reader's position and count).
     """
 
     def __init__(self, sock, block_size: int = 1 << 22, block_count: int = 64,
@@ -260,6 +266,7 @@ class PacketRing:
         self.off = np.zeros(nmax, dtype=np.int64)
         self.length = np.zeros(nmax, dtype=np.int64)
         self.next_block = 0
+        self.blocks_read = 0          #: blocks walked and released by read_payloads()
 
     @classmethod
     def open(cls, addr: Address, interface: Optional[str] = None, **kwargs) -> "PacketRing":
@@ -293,6 +300,7 @@ class PacketRing:
             out.extend(self.ring[o:o + ln].tobytes() for o, ln in zip(self.off[:n], self.length[:n]))
             release_block(self.ring, self.block_size, self.next_block)
             self.next_block = (self.next_block + 1) % self.block_count
+            self.blocks_read += 1
         return out
 
     def stats(self) -> tuple[int, int]:

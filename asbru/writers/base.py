@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -89,6 +89,9 @@ def _block_logs(kind: str) -> Any | None:
     return BlockLogs(kind)
 
 
+#: header arrays up to this size are kept for the next send() (no allocation per call)
+KEEP_HEADER_BYTES = 16 << 20
+
 #: statistics are published at most this often (s): rewriting the proclog file costs
 #: ~0.1 ms, more than a small send() itself; monitoring tools sample about once a second
 PUBLISH_INTERVAL = 0.1
@@ -110,7 +113,7 @@ class PacketWriter:
         self._wcfg = self._format.write_config()
         self._fill = batch.header_filler(self._format) if self._hsize else None
         self._target = target       # keep the object (and so its descriptor) alive
-        self._fileno()               # reject a target without a usable descriptor now
+        self._check_target(self._fileno())  # reject an unusable target before anything else
         self._core = _check_core(core)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -141,6 +144,9 @@ class PacketWriter:
 
     _TARGET_ARG = "target"
 
+    def _check_target(self, fd: int) -> None:
+        """Back ends refuse descriptors they cannot use (one-line ArgumentError)."""
+
     # -- Bifrost API ------------------------------------------------------------------
     def send(self, headerinfo: HeaderInfo, seq: int, seq_increment: int, src: int,
              src_increment: int, data: Any) -> int:
@@ -165,13 +171,16 @@ class PacketWriter:
             fd = self._fileno()
             if npkt == 0:
                 return 0
-            if self._hbuf.shape[0] < npkt:
-                self._hbuf = np.zeros((npkt, self._hsize), dtype=np.uint8)
-            hdrs = self._hbuf[:npkt]
+            if self._hbuf.shape[0] >= npkt:
+                hdrs = self._hbuf[:npkt]
+            else:
+                hdrs = np.zeros((npkt, self._hsize), dtype=np.uint8)
+                if hdrs.nbytes <= KEEP_HEADER_BYTES:  # reused by later sends of this size
+                    self._hbuf = hdrs
             if self._fill is not None:
-                self._fill(hdrs, info, self._wcfg, np.int64(seq), np.int64(seq_increment),
-                           np.int64(src), np.int64(src_increment), np.int64(ntime),
-                           np.int64(nsrc), np.int64(self._framecount))
+                # Python ints: numba types them int64 (cheaper than building np.int64s)
+                self._fill(hdrs, info, self._wcfg, seq, seq_increment, src, src_increment,
+                           ntime, nsrc, self._framecount)
             self._framecount += ntime
             self._run(fd, hdrs, payload, out)
             self._counts += out[:4]

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from asbru.errors import ArgumentError
 from asbru.writers import kernels as K
 from asbru.writers.base import PacketWriter
 
@@ -12,6 +13,9 @@ __all__ = ["DiskWriter"]
 
 #: bytes per write() when records are staged (METHOD "image")
 STAGE_BYTES = 1 << 20
+#: "auto" uses writev from this payload size up (benchmarks/writers.py: writev ahead at
+#: 4 KiB and 8 KiB, the staging copy level at 1 KiB and well ahead at 128 B)
+WRITEV_MIN_PAYLOAD = 4096
 
 
 class DiskWriter(PacketWriter):
@@ -25,7 +29,7 @@ class DiskWriter(PacketWriter):
     ``method`` (asbru extension): ``"writev"`` hands header/payload pairs to ``writev``
     (512 packets per call, no copy of the payload); ``"image"`` copies records into a 1 MiB
     staging buffer and writes it in one call.  ``"auto"`` (default) picks the faster one
-    measured in ``benchmarks/writers.py``: writev when payloads are at least 1 KiB (or the
+    measured in ``benchmarks/writers.py``: writev when payloads are at least 4 KiB (or the
     format has no header), the staging buffer for smaller packets.
     """
 
@@ -34,14 +38,13 @@ class DiskWriter(PacketWriter):
     METHODS = ("auto", "writev", "image")
 
     def __init__(self, fmt: str, fh: Any, core: int | None = None, *, method: str = "auto") -> None:
-        from asbru.errors import ArgumentError
         if method not in self.METHODS:
             raise ArgumentError(f"method: expected one of {', '.join(self.METHODS)}, got {method!r}")
         super().__init__(fmt, fh, core)
         rec = self._hsize + int(self._format.params.payload_size or 0)
         if method == "auto":
             p = int(self._format.params.payload_size or 0)
-            method = "writev" if (self._hsize == 0 or p >= 1024) else "image"
+            method = "writev" if (self._hsize == 0 or p >= WRITEV_MIN_PAYLOAD) else "image"
         self.method = method
         self._stage = np.zeros(max(STAGE_BYTES, rec), dtype=np.uint8) if method == "image" else None
         self._iovs = np.zeros((K.IOV_MAX, 2), dtype=np.uint64)

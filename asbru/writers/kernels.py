@@ -26,7 +26,8 @@ O_NVALID, O_NVALID_BYTES, O_NINVALID, O_NINVALID_BYTES, O_FATAL, O_SOFT, O_NSOFT
 
 MMSG_BATCH = 1024          # sendmmsg accepts at most UIO_MAXIOV messages per call
 IOV_MAX = 1024             # writev accepts at most IOV_MAX iovecs per call
-STALL_LIMIT = 100          # consecutive 100 ms waits without progress before giving up (10 s)
+STALL_NS = 10_000_000_000  # give up after this long without progress (10 s)
+NOBUFS_WAIT_NS = 200_000   # ENOBUFS: poll says "writable" at once; back off this long instead
 
 _EINTR = sc.EINTR
 _EAGAIN = sc.EAGAIN
@@ -41,6 +42,15 @@ def _wait_writable(pfd, fd):
     pfd[0] = fd
     pfd[1] = sc.POLLOUT
     sc.poll(pfd.ctypes.data, 1, 100)
+
+
+@njit(nogil=True, cache=True)
+def _stalled(ts, since):
+    """Start or check a no-progress timer: returns (new ``since``, True when over STALL_NS)."""
+    t = rl.now_ns(ts)
+    if since == 0:
+        return t, False
+    return since, t - since > STALL_NS
 
 
 @njit(nogil=True, cache=True)
@@ -62,12 +72,12 @@ def udp_send(fd, hdrs, payload, msgs, iovs, pfd, state, ts, out):
     maddr = msgs.ctypes.data
     rec = hsize + psize
     k = 0
-    stalls = 0
+    since = 0
     while k < npkt:
         want = npkt - k
         if want > nmax:
             want = nmax
-        want = rl.pace(state, ts, want)
+        want = rl.pace(state, ts, want, k == 0)
         for b in range(want):
             row = iovs[b]
             row[0] = haddr + np.uint64((k + b) * hsize)
@@ -80,17 +90,20 @@ def udp_send(fd, hdrs, payload, msgs, iovs, pfd, state, ts, out):
             out[O_NVALID] += r
             out[O_NVALID_BYTES] += r * rec
             rl.paced(state, r)
-            stalls = 0
+            since = 0
             continue
         e = sc.errno() if r < 0 else _EAGAIN
         if e == _EINTR:
             continue
         if e == _EAGAIN or e == _ENOBUFS:
-            stalls += 1
-            if stalls > STALL_LIMIT:
+            since, over = _stalled(ts, since)
+            if over:
                 out[O_FATAL] = _ETIMEDOUT
                 break
-            _wait_writable(pfd, fd)
+            if e == _ENOBUFS:
+                rl.sleep_until(ts, rl.now_ns(ts) + NOBUFS_WAIT_NS)
+            else:
+                _wait_writable(pfd, fd)
             continue
         if e == _ECONNREFUSED:
             # the peer's port was unreachable (an ICMP error from an earlier datagram,
@@ -111,13 +124,13 @@ def udp_send(fd, hdrs, payload, msgs, iovs, pfd, state, ts, out):
 
 
 @njit(nogil=True, cache=True)
-def _write_all(fd, iovs, niov, pfd, out):
+def _write_all(fd, iovs, niov, pfd, ts, out):
     """writev the first ``niov`` iovecs completely (resuming after short writes).
 
     Returns the bytes written; sets ``out[O_FATAL]`` on an error that stops it."""
     done = 0
     first = 0
-    stalls = 0
+    since = 0
     while first < niov and iovs[first, 1] == 0:
         first += 1
     while first < niov:
@@ -127,8 +140,8 @@ def _write_all(fd, iovs, niov, pfd, out):
             if e == _EINTR:
                 continue
             if e == _EAGAIN:
-                stalls += 1
-                if stalls > STALL_LIMIT:
+                since, over = _stalled(ts, since)
+                if over:
                     out[O_FATAL] = _ETIMEDOUT
                     return done
                 _wait_writable(pfd, fd)
@@ -136,13 +149,13 @@ def _write_all(fd, iovs, niov, pfd, out):
             out[O_FATAL] = e
             return done
         if r == 0:
-            stalls += 1
-            if stalls > STALL_LIMIT:
+            since, over = _stalled(ts, since)
+            if over:
                 out[O_FATAL] = _ETIMEDOUT
                 return done
             _wait_writable(pfd, fd)
             continue
-        stalls = 0
+        since = 0
         done += r
         # skip the iovecs written completely, trim a partly written one
         while first < niov and r > 0:
@@ -178,7 +191,7 @@ def disk_write_pairs(fd, hdrs, payload, iovs, pfd, state, ts, out):
         want = npkt - k
         if want > per_call:
             want = per_call
-        want = rl.pace(state, ts, want)
+        want = rl.pace(state, ts, want, k == 0)
         niov = 0
         if hsize == 0:
             # no headers: the payload rows are contiguous, one iovec covers the burst
@@ -192,7 +205,7 @@ def disk_write_pairs(fd, hdrs, payload, iovs, pfd, state, ts, out):
                 iovs[niov + 1, 0] = paddr + np.uint64((k + b) * psize)
                 iovs[niov + 1, 1] = np.uint64(psize)
                 niov += 2
-        done = _write_all(fd, iovs, niov, pfd, out)
+        done = _write_all(fd, iovs, niov, pfd, ts, out)
         full = done // rec if rec > 0 else want
         out[O_NVALID] += full
         out[O_NVALID_BYTES] += full * rec
@@ -223,7 +236,7 @@ def disk_write_image(fd, hdrs, payload, stage, iovs, pfd, state, ts, out):
         want = npkt - k
         if want > per_call:
             want = per_call
-        want = rl.pace(state, ts, want)
+        want = rl.pace(state, ts, want, k == 0)
         if rec > stage.shape[0]:
             want = 0
             out[O_FATAL] = sc.EINVAL
@@ -239,7 +252,7 @@ def disk_write_image(fd, hdrs, payload, stage, iovs, pfd, state, ts, out):
                 d2[q] = p[q]
         iovs[0, 0] = np.uint64(stage.ctypes.data)
         iovs[0, 1] = np.uint64(want * rec)
-        done = _write_all(fd, iovs, 1, pfd, out)
+        done = _write_all(fd, iovs, 1, pfd, ts, out)
         full = done // rec if rec > 0 else want
         out[O_NVALID] += full
         out[O_NVALID_BYTES] += full * rec

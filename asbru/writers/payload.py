@@ -70,39 +70,63 @@ def _same(a: np.dtype, b: np.dtype) -> bool:
     return False
 
 
+_verdicts: dict[tuple[str, np.dtype], str] = {}
+
+
+def _verdict(write_dtype: str, dt: np.dtype) -> str:
+    """"scalar", "pair" or "" for a numpy dtype (cached: send() is called in tight loops)."""
+    key = (write_dtype, dt)
+    v = _verdicts.get(key)
+    if v is None:
+        scalars, pair = _RULES[write_dtype]
+        v = "scalar" if any(_same(dt, s) for s in scalars) else \
+            "pair" if pair is not None and _same(dt, pair) else ""
+        if len(_verdicts) < 256:
+            _verdicts[key] = v
+    return v
+
+
 def payload_view(data: object, fmt_name: str, write_dtype: str,
                  samples_per_packet: int) -> tuple[np.ndarray, int, int]:
     """``data`` as ``uint8[npkt, P]`` (a view, no copy) plus ``(ntime, nsrc)``.
 
     Raises :class:`ArgumentError` (one line) for anything but the accepted layouts.
     """
-    if write_dtype not in _RULES:  # a plugin format with an unusual dtype: exact numpy match
+    if write_dtype not in _RULES:
         raise ArgumentError(f"format {fmt_name!r}: writer dtype {write_dtype!r} is not supported")
     if not isinstance(data, np.ndarray):
-        raise ArgumentError(f"data: expected a numpy/asbru array of {describe_accepted(write_dtype, samples_per_packet)}, "
+        raise ArgumentError(f"data: expected a numpy/asbru array of "
+                            f"{describe_accepted(write_dtype, samples_per_packet)}, "
                             f"got {type(data).__name__}")
-    scalars, pair = _RULES[write_dtype]
     dt = data.dtype
-    expected = describe_accepted(write_dtype, samples_per_packet)
     bf = getattr(getattr(data, "bf", None), "dtype", None)
-    if bf is not None and str(bf) != write_dtype and not (write_dtype == "ci4" and str(bf) in ("u8", "ci4")):
+    if bf is not None and str(bf) != write_dtype and not (write_dtype == "ci4" and str(bf) == "u8"):
         # an asbru.ndarray says what it holds: a packed i4 array is not ci4 even if both are bytes
-        raise ArgumentError(f"data: format {fmt_name!r} needs {expected}; got an asbru.ndarray of {bf}")
-    if any(_same(dt, s) for s in scalars):
-        if data.ndim != 3:
-            raise ArgumentError(f"data: format {fmt_name!r} needs {expected}; got ndim {data.ndim} "
-                                f"shape {data.shape}")
-    elif pair is not None and _same(dt, pair):
-        if data.ndim != 4 or data.shape[3] != 2:
-            raise ArgumentError(f"data: format {fmt_name!r} needs {expected}; got {dt} of shape {data.shape}")
+        raise ArgumentError(f"data: format {fmt_name!r} needs "
+                            f"{describe_accepted(write_dtype, samples_per_packet)}; "
+                            f"got an asbru.ndarray of {bf}")
+    verdict = _verdict(write_dtype, dt)
+    shape = data.shape
+    if verdict == "scalar":
+        if len(shape) != 3:
+            raise ArgumentError(f"data: format {fmt_name!r} needs "
+                                f"{describe_accepted(write_dtype, samples_per_packet)}; "
+                                f"got ndim {data.ndim} shape {shape}")
+    elif verdict == "pair":
+        if len(shape) != 4 or shape[3] != 2:
+            raise ArgumentError(f"data: format {fmt_name!r} needs "
+                                f"{describe_accepted(write_dtype, samples_per_packet)}; "
+                                f"got {dt} of shape {shape}")
     else:
-        raise ArgumentError(f"data: format {fmt_name!r} needs {expected}; got dtype {dt}")
-    if data.shape[2] != samples_per_packet:
+        raise ArgumentError(f"data: format {fmt_name!r} needs "
+                            f"{describe_accepted(write_dtype, samples_per_packet)}; got dtype {dt}")
+    if shape[2] != samples_per_packet:
         raise ArgumentError(f"data: format {fmt_name!r} needs {samples_per_packet} samples per packet "
-                            f"(last axis); got shape {data.shape}")
+                            f"(last axis); got shape {shape}")
     if not data.flags.c_contiguous:
-        raise ArgumentError(f"data: must be C-contiguous (use numpy.ascontiguousarray); got strides {data.strides}")
-    ntime, nsrc = int(data.shape[0]), int(data.shape[1])
+        raise ArgumentError(f"data: must be C-contiguous (use numpy.ascontiguousarray); "
+                            f"got strides {data.strides}")
+    ntime, nsrc = int(shape[0]), int(shape[1])
     npkt = ntime * nsrc
     # a plain ndarray view of the same memory (asbru.ndarray subclass hooks never run here)
     raw = np.asarray(data).reshape(-1).view(np.uint8)

@@ -11,8 +11,14 @@ loops update before every burst of at most :data:`MAX_BURST` packets:
   run of bursts and ``count`` the packets sent since then (so pacing errors do not
   accumulate: every target is computed from ``t0``, not from the previous burst);
 * the loop sleeps (``clock_nanosleep``, absolute, CLOCK_MONOTONIC) until the target;
-* if the writer is already later than its target by more than one full burst (it was idle,
-  or the caller was slow), the run restarts at "now" - there is no catch-up burst.
+* at the start of a ``send()``, if the writer is later than its target by more than one
+  full burst (it was idle, or the caller was slow to send more), the run restarts at "now":
+  there is no catch-up burst after an idle period;
+* inside one ``send()``, a delay that is not the caller's (the sending thread was preempted,
+  the socket was full) is caught up - in bursts of at most 16 - as long as it is at most
+  :data:`CATCHUP_NS` (20 ms); a longer delay also restarts the run.  Without this grace a
+  busy machine (a few ms of preemption now and then) would make the average rate fall
+  short of the limit by several per cent, and a real-time stream fall behind for good.
 
 The burst size is ``clamp(rate / 1000, 1, 16)``: low rates are paced packet by packet (one
 packet per millisecond at 1000 pkt/s), high rates in bursts of 16 so that the sleep/wake
@@ -32,6 +38,7 @@ from asbru.errors import ArgumentError
 __all__ = ["RateLimiter", "pace", "paced", "now_ns", "MAX_BURST"]
 
 MAX_BURST = 16
+CATCHUP_NS = 20_000_000
 CLOCK_MONOTONIC = 1
 TIMER_ABSTIME = 1
 
@@ -60,7 +67,8 @@ def now_ns(ts):
 
 
 @njit(nogil=True, cache=True)
-def _sleep_until(ts, t_ns):
+def sleep_until(ts, t_ns):
+    """Sleep until CLOCK_MONOTONIC ``t_ns`` (absolute: no drift from wake-up latency)."""
     ts[0] = t_ns // 1000000000
     ts[1] = t_ns - ts[0] * 1000000000
     # EINTR: a signal woke us early; sleeping again to the same absolute time is correct
@@ -70,11 +78,12 @@ def _sleep_until(ts, t_ns):
 
 
 @njit(nogil=True, cache=True)
-def pace(state, ts, want):
+def pace(state, ts, want, first):
     """Wait until a burst may go; return how many of ``want`` packets it may hold.
 
-    Called by the send loops before each burst; they then report the packets actually
-    handed over with :func:`paced`.  With no limit it returns ``want`` at once.
+    Called by the send loops before each burst (``first``: the first burst of a ``send()``);
+    they then report the packets actually handed over with :func:`paced`.  With no limit
+    it returns ``want`` at once.
     """
     rate = state[R_RATE]
     if rate <= 0:
@@ -89,21 +98,30 @@ def pace(state, ts, want):
         return n
     # integer ns arithmetic; count * 1e9 stays far below 2**63 for any realistic run
     target = state[R_T0] + (state[R_COUNT] * 1000000000) // rate
-    if now - target > (MAX_BURST * 1000000000) // rate:
-        # idle or slow for more than a burst: restart the run, no catch-up
+    slack = (MAX_BURST * 1000000000) // rate
+    if not first and slack < CATCHUP_NS:
+        slack = CATCHUP_NS
+    if now - target > slack:
+        # idle (or too far behind): restart the run, no catch-up burst
         state[R_T0] = now
         state[R_COUNT] = 0
         state[R_NRESTART] += 1
     elif target > now:
-        _sleep_until(ts, target)
+        sleep_until(ts, target)
     return n
 
 
 @njit(nogil=True, cache=True)
 def paced(state, n):
     """Record that ``n`` packets of the burst left (or failed): they used their time slot."""
-    if state[R_RATE] > 0:
+    rate = state[R_RATE]
+    if rate > 0:
         state[R_COUNT] += n
+        # keep count * 1e9 far from int64 overflow on long runs: move t0 on by whole
+        # seconds (exact in integers, so the pacing grid does not drift)
+        while state[R_COUNT] >= rate and state[R_T0] != 0:
+            state[R_COUNT] -= rate
+            state[R_T0] += 1000000000
 
 
 class RateLimiter:
@@ -120,7 +138,7 @@ class RateLimiter:
     def set(self, packets_per_second: int) -> None:
         """Limit to ``packets_per_second`` (0 = unlimited); restarts the pacing clock."""
         try:
-            pps = int(packets_per_second)
+            pps = -1 if isinstance(packets_per_second, bool) else int(packets_per_second)
         except (TypeError, ValueError):
             pps = -1
         if pps < 0 or pps != packets_per_second:

@@ -1,9 +1,9 @@
 """``UDPTransmit``: packets as datagrams on a connected UDP socket, via sendmmsg."""
 from __future__ import annotations
 
+import os
 import socket
 import stat
-import os
 from typing import Any
 
 import numpy as np
@@ -51,8 +51,10 @@ class UDPTransmit(PacketWriter):
 
     def __init__(self, fmt: str, sock: Any, core: int | None = None) -> None:
         super().__init__(fmt, sock, core)
-        _check_connected_udp(self._fileno())
         self._vec = SendVec(K.MMSG_BATCH)
+
+    def _check_target(self, fd: int) -> None:
+        _check_connected_udp(fd)
 
     def _transfer(self, fd: int, hdrs: np.ndarray, payload: np.ndarray, out: np.ndarray) -> None:
         st = self._limiter

@@ -86,6 +86,12 @@ class Receiver:
         self.proc = proc
         self.port = port
 
+    def go(self) -> None:
+        """Let a receiver started with ``wait_ms=-1`` start reading."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
     def result(self, timeout: float = 120) -> dict[str, float]:
         try:
             out, err = self.proc.communicate(timeout=timeout)
@@ -106,12 +112,17 @@ class Receiver:
 
 def start_receiver(exe: os.PathLike, npkt: int, port: int = 0, *, addr: str = "127.0.0.1",
                    nsrc: int = 4, ring_mib: int = 256, timeout: float = 2.0, maxsize: int = 9000,
-                   batch: int = 64) -> Receiver:
-    """Start the receiver and wait for its ``ready`` line (so a sender can start at once)."""
+                   batch: int = 64, wait_ms: int = 0) -> Receiver:
+    """Start the receiver and wait for its ``ready`` line (so a sender can start at once).
+
+    ``wait_ms``: the receiver sleeps that long before reading; ``-1``: until
+    :meth:`Receiver.go` (drain measurements: pre-fill the socket buffer, then go).
+    """
     proc = subprocess.Popen(
         [str(exe), str(port), str(npkt), "--addr", addr, "--nsrc", str(nsrc), "--ring-mib",
-         str(ring_mib), "--timeout", str(timeout), "--maxsize", str(maxsize), "--batch", str(batch)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         str(ring_mib), "--timeout", str(timeout), "--maxsize", str(maxsize), "--batch", str(batch),
+         "--wait-ms", str(wait_ms)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("ready port="):

@@ -6,7 +6,10 @@
  * --timeout seconds.
  *
  * usage: recvmmsg_rx PORT NPKT [--addr A] [--nsrc N] [--ring-mib M] [--timeout S]
- *                    [--maxsize B] [--batch K] [--rcvbuf BYTES]
+ *                    [--maxsize B] [--batch K] [--rcvbuf BYTES] [--wait-ms W]
+ * --wait-ms: sleep W ms after binding before reading; W < 0: wait for a line on stdin
+ * ("drain" mode: a sender pre-fills the socket buffer, then only the receiver's own work
+ * is timed).
  * stdout: "ready port=P" once bound (flushed), then one result line:
  *   "rx packets=N bytes=B invalid=I seconds=S pps=X gbps=G"
  */
@@ -39,7 +42,7 @@ static uint64_t be64(const unsigned char *p) {
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s PORT NPKT [--addr A] [--nsrc N] [--ring-mib M] [--timeout S] "
-                        "[--maxsize B] [--batch K] [--rcvbuf BYTES]\n", argv[0]);
+                        "[--maxsize B] [--batch K] [--rcvbuf BYTES] [--wait-ms W]\n", argv[0]);
         return 2;
     }
     int port = atoi(argv[1]);
@@ -48,6 +51,7 @@ int main(int argc, char **argv) {
     int nsrc = 4, batch = 64, maxsize = 9000;
     long long ring_mib = 256, rcvbuf = 256LL << 20;
     double timeout = 5.0;
+    long wait_ms = 0;
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--addr")) addr = argv[i + 1];
         else if (!strcmp(argv[i], "--nsrc")) nsrc = atoi(argv[i + 1]);
@@ -56,6 +60,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--maxsize")) maxsize = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--rcvbuf")) rcvbuf = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--wait-ms")) wait_ms = atol(argv[i + 1]);
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
     if (nsrc < 1 || batch < 1 || batch > 1024 || maxsize <= HDR || ring_mib < 1) {
@@ -95,6 +100,13 @@ int main(int argc, char **argv) {
     }
     printf("ready port=%d\n", ntohs(sa.sin_port));
     fflush(stdout);
+    if (wait_ms < 0) {
+        char line[16];
+        if (!fgets(line, sizeof line, stdin)) return 1;
+    } else if (wait_ms > 0) {
+        struct timespec ws = { wait_ms / 1000, (wait_ms % 1000) * 1000000L };
+        while (nanosleep(&ws, &ws) < 0 && errno == EINTR) {}
+    }
 
     long long got = 0, invalid = 0, bytes = 0;
     size_t payload = 0, nslot = 0;

@@ -1,0 +1,88 @@
+"""Helpers for tests, benchmarks and demos of the capture engine (not a hot path).
+
+* :class:`RingCollector` -- a reader thread that copies every sequence of a ring (time
+  tag, header, bytes, flags) with a bounded join;
+* :func:`run_capture` -- call ``recv()`` until a terminal status, returning the statuses;
+* :func:`free_udp_port` -- a free loopback port.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import numpy as np
+
+TERMINAL = (1, 4, 5, 6)  # ENDED, NO_DATA, INTERRUPTED, ERROR
+
+
+class CollectedSequence:
+    def __init__(self, time_tag: int, header: bytes) -> None:
+        self.time_tag = time_tag
+        self.header = header
+        self.chunks: list[np.ndarray] = []
+        self.flag_chunks: list[np.ndarray] = []
+        self.overwritten = 0
+
+    @property
+    def data(self) -> np.ndarray:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.uint8)
+
+    @property
+    def flags(self) -> np.ndarray | None:
+        if not self.flag_chunks:
+            return None
+        return np.concatenate(self.flag_chunks)
+
+
+class RingCollector:
+    """Read every sequence of ``ring`` in a thread (guaranteed reads) until writing ends."""
+
+    def __init__(self, ring: Any, span_size: int) -> None:
+        self.ring = ring
+        self.span_size = span_size
+        self.sequences: list[CollectedSequence] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for rseq in self.ring.read(guarantee=True):
+                cs = CollectedSequence(int(rseq.time_tag), bytes(rseq.header))
+                self.sequences.append(cs)
+                size = min(self.span_size, int(self.ring.contiguous_span))
+                for span in rseq.read(size):
+                    cs.chunks.append(np.array(span.data_view(np.uint8)[0]))
+                    f = span.flags
+                    if f is not None:
+                        cs.flag_chunks.append(np.array(f))
+                    cs.overwritten += span.size_overwritten
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+
+    def join(self, timeout: float = 30.0) -> list[CollectedSequence]:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("ring reader thread did not finish (writing never ended?)")
+        if self.error is not None:
+            raise self.error
+        return self.sequences
+
+
+def run_capture(capture: Any, max_calls: int = 100000) -> list[int]:
+    """``recv()`` until ENDED/NO_DATA/INTERRUPTED/ERROR (or ``max_calls``); the statuses."""
+    out = []
+    for _ in range(max_calls):
+        s = int(capture.recv())
+        out.append(s)
+        if s in TERMINAL:
+            break
+    return out
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

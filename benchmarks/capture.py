@@ -1,0 +1,328 @@
+"""Capture throughput beside baselines measured in the same run.
+
+    .venv/bin/python benchmarks/capture.py [--repeat 3] [--quick]
+
+Receive side ("drain"): the receiver's queue is pre-filled first, then one receiver drains
+it all, so the figure is the receiver's capacity, not the sender's (on loopback with two
+vCPUs the sender is the limit).  CHIPS packets from 16 sources, 16-byte header + 8160 B
+("8 KiB": chips_255, the largest CHIPS packet) or 1024 B payload, sent by the C sendmmsg
+sender of benchmarks/baseline.
+
+* baseline: the minimal C recvmmsg receiver (benchmarks/baseline/recvmmsg_rx.c: batch 64,
+  CHIPS decode, memcpy scatter into a pre-faulted ring), stopped (SIGSTOP) while its socket
+  (SO_RCVBUFFORCE 512 MiB) is filled, then continued; it times itself from its first packet;
+* UDPCapture: the same, into a bound asbru UDPSocket of the same buffer size; timed from the
+  first recv() until every packet is placed in the ring (a watcher thread reads the
+  capture's live counters, so the final receive timeout is not counted);
+* UDPSniffer: the kernel copies each datagram into the TPACKET_V3 ring while it is sent
+  (softirq), so the pre-filled ring is drained and timed the same way.
+
+The asbru rings are pre-faulted by a warm-up stream (which also compiles the kernels) before
+anything is timed.  Every figure is the median of ``--repeat`` rounds; each round measures
+the baseline and both captures one after the other.
+
+DiskReader: GB/s reading a page-cached file of chips_255 records (16 sources) into a ring
+(second pass; the first compiles and faults the ring), beside reading the same file in
+1 MiB ``readinto`` calls (what ``cat`` does).
+
+Start-up: seconds from starting a fresh ``python`` to the return of its first
+UDPCapture.recv() (a 10 ms timeout), with the kernel cache warm (second run), beside
+``python -c "import numpy"``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from asbru.address import Address  # noqa: E402
+from asbru.capture import layout as L  # noqa: E402
+from asbru.capture.sniffer import have_cap_net_raw  # noqa: E402
+from asbru.packet_capture import DiskReader, PacketCaptureCallback, UDPCapture, UDPSniffer  # noqa: E402
+from asbru.ring import Ring  # noqa: E402
+from asbru.udp_socket import UDPSocket  # noqa: E402
+from benchmarks.baseline.build import build, parse_result, run_sender  # noqa: E402
+
+NSRC = 16
+RCVBUF = 512 << 20
+GULP = 32                     # time slots per gulp: 512 packets
+SIZES = {"8 KiB": 8160, "1 KiB": 1024}
+NPKT = {"8 KiB": 24_000, "1 KiB": 120_000}   # fits the 512 MiB socket buffer / the sniffer ring
+TARGET = {("UDPCapture", "8 KiB"): 1.0, ("UDPCapture", "1 KiB"): 1.0,
+          ("UDPSniffer", "8 KiB"): 2.0, ("UDPSniffer", "1 KiB"): 4.0}
+SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+
+
+def _k(x: float) -> str:
+    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.0f}k"
+
+
+# --------------------------------------------------------------------------------------
+# baseline: the C receiver, stopped while its socket fills
+def baseline_drain(exe: Any, npkt: int, payload: int) -> dict[str, float]:
+    proc = subprocess.Popen(
+        [str(exe.rx), "0", str(npkt), "--nsrc", str(NSRC), "--ring-mib", "256", "--timeout", "1.0",
+         "--rcvbuf", str(RCVBUF)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("ready port="):
+            raise RuntimeError(f"recvmmsg_rx did not start: {proc.stderr.read()[:200]}")
+        port = int(line.split("=", 1)[1])
+        os.kill(proc.pid, signal.SIGSTOP)
+        run_sender(exe.tx, port, npkt, payload, nsrc=NSRC)
+        time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = [ln for ln in out.splitlines() if ln.startswith("rx ")]
+    if not lines:
+        raise RuntimeError(f"recvmmsg_rx failed: {err[:200]}")
+    return parse_result(lines[-1])
+
+
+# --------------------------------------------------------------------------------------
+# asbru captures: warm-up stream, pre-fill, timed drain
+def _drain(cap: Any, want: int, limit_s: float = 30.0) -> float:
+    """recv() until ``want`` packets are placed; seconds from the first recv() to that."""
+    cnt = cap.stats_obj.cnt
+    start = cnt[L.C_NVALID]
+    done = threading.Event()
+    t_done = [0.0]
+
+    def watch() -> None:
+        while not done.is_set():
+            if cnt[L.C_NVALID] - start >= want:
+                t_done[0] = time.perf_counter()
+                return
+            time.sleep(0.0002)
+
+    w = threading.Thread(target=watch, daemon=True)
+    t0 = time.perf_counter()
+    w.start()
+    deadline = t0 + limit_s
+    try:
+        while cnt[L.C_NVALID] - start < want and time.perf_counter() < deadline:
+            s = int(cap.recv())
+            if s in (1, 4, 5, 6) and cnt[L.C_NVALID] - start < want:
+                break  # ended / no data before every packet arrived (drops)
+    finally:
+        done.set()
+        w.join()
+    if t_done[0] == 0.0:
+        raise RuntimeError(f"only {int(cnt[L.C_NVALID] - start)} of {want} packets were placed")
+    # let the capture see the end of the stream (ENDED), outside the timing
+    while int(cap.recv()) not in (1, 4, 5, 6):
+        pass
+    return t_done[0] - t0
+
+
+class Receiver:
+    """One asbru capture (UDP or sniffer) on its own port, warmed up."""
+
+    def __init__(self, kind: str, exe: Any, payload: int) -> None:
+        self.kind = kind
+        self.exe = exe
+        self.payload = payload
+        self.sock = UDPSocket(buffer_size=RCVBUF)
+        port = _free_port()
+        addr = Address("127.0.0.1", port)
+        self.port = port
+        ring = Ring(name=f"bench_{kind}_{payload}")
+        if kind == "udp":
+            self.sock.bind(addr)
+            self.sock.timeout = 0.1
+            self.cap = UDPCapture("chips", self.sock, ring, NSRC, 0, 9000, GULP, 1, None)
+        else:
+            self.sock.sniff(addr)
+            self.sock.timeout = 0.1
+            self.cap = UDPSniffer("chips", self.sock, ring, NSRC, 0, 9000, GULP, 1, None,
+                                  sniff_block_size=1 << 22, sniff_block_count=64)
+            pr = self.cap._pring.ring
+            pr[::4096].max()              # map every page of the kernel ring
+        self.seq = 1
+        # warm-up: compile, and cycle the data ring once (first-touch page faults)
+        self.round(8 * GULP * NSRC)
+
+    def round(self, npkt: int) -> float:
+        run_sender(self.exe.tx, self.port, npkt, self.payload, nsrc=NSRC, seq0=self.seq)
+        self.seq += npkt // NSRC + 1000     # a new sequence each round
+        time.sleep(0.05)                    # the sniffer's last block retires after 8 ms
+        return _drain(self.cap, npkt)
+
+    def close(self) -> None:
+        self.cap.end()
+        self.sock.close()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_receive(exe: Any, repeat: int, sniffer: bool, scale: float) -> None:
+    for label, payload in SIZES.items():
+        npkt = int(NPKT[label] * scale) // NSRC * NSRC
+        kinds = ["udp"] + (["sniffer"] if sniffer else [])
+        rx = {k: Receiver(k, exe, payload) for k in kinds}
+        base, ours = [], {k: [] for k in kinds}
+        try:
+            for _ in range(repeat):
+                b = baseline_drain(exe, npkt, payload)
+                if b["packets"] < npkt:
+                    print(f"  (baseline received {b['packets']:.0f} of {npkt}: socket buffer overflow)")
+                base.append(b["pps"])
+                for k in kinds:
+                    ours[k].append(npkt / rx[k].round(npkt))
+        finally:
+            for r in rx.values():
+                r.close()
+        bpps = statistics.median(base)
+        gbit = lambda pps: pps * (16 + payload) * 8 / 1e9
+        for k in kinds:
+            name = "UDPCapture" if k == "udp" else "UDPSniffer"
+            pps = statistics.median(ours[k])
+            ratio = pps / bpps
+            print(f"{name} {label}: {_k(pps)} pkt/s, {gbit(pps):.1f} Gbit/s (baseline C recvmmsg "
+                  f"{_k(bpps)} pkt/s, ratio {ratio:.2f}; target >= {TARGET[(name, label)]:.0f}x)",
+                  flush=True)
+    if not sniffer:
+        print("UDPSniffer: not measured (needs CAP_NET_RAW)")
+
+
+# --------------------------------------------------------------------------------------
+def bench_disk(mib: int, repeat: int) -> None:
+    payload = 8160
+    rec = 16 + payload
+    ntime = (mib << 20) // (rec * NSRC)
+    nrec = ntime * NSRC
+    # records laid out as DiskWriter('chips_255') writes them: time-major, roach = src + 1
+    recs = np.empty((ntime, NSRC, rec), dtype=np.uint8)
+    recs[:, :, 16:] = np.random.default_rng(0).integers(0, 256, size=payload, dtype=np.uint8)
+    recs[:, :, :16] = 0
+    recs[:, :, 0] = np.arange(1, NSRC + 1, dtype=np.uint8)
+    recs[:, :, 2] = payload // 32
+    recs[:, :, 3] = 1
+    recs[:, :, 5] = NSRC
+    seq = np.arange(1, ntime + 1, dtype=">u8").view(np.uint8).reshape(ntime, 1, 8)
+    recs[:, :, 8:16] = seq
+    path = SHM / f"asbru-bench-capture-{os.getpid()}.dat"
+    try:
+        path.write_bytes(recs.tobytes())
+        del recs
+        nbytes = path.stat().st_size
+        buf = bytearray(1 << 20)
+
+        def cat() -> float:
+            t0 = time.perf_counter()
+            with open(path, "rb", buffering=0) as fh:
+                while fh.readinto(buf):
+                    pass
+            return nbytes / (time.perf_counter() - t0) / 1e9
+
+        ring = Ring(name="bench_disk")
+        # each pass re-reads the same seqs: give each sequence its own time tag (the ring
+        # refuses a time tag still in use)
+        passes = iter(range(1, 1 << 30))
+        cb = PacketCaptureCallback()
+        cb.set_chips(lambda seq0, chan0, nchan, nsrc: (next(passes) << 32, None))
+        with open(path, "rb") as fh:
+            dr = DiskReader("chips_255", fh, ring, NSRC, 0, GULP, 1, cb)
+
+            def ours() -> float:
+                dr.seek(0, os.SEEK_SET)
+                before = dr.stats["nvalid"]
+                t0 = time.perf_counter()
+                while int(dr.recv()) not in (1, 4, 5, 6):
+                    pass
+                dt = time.perf_counter() - t0
+                got = dr.stats["nvalid"] - before
+                if got != nrec:
+                    raise RuntimeError(f"DiskReader placed {got} of {nrec} records")
+                return nbytes / dt / 1e9
+
+            ours()                       # compile + fault the ring
+            cat()
+            mine, base = [], []
+            for _ in range(repeat):
+                base.append(cat())
+                mine.append(ours())
+            dr.end()
+        m, b = statistics.median(mine), statistics.median(base)
+        print(f"DiskReader chips_255 ({nbytes >> 20} MiB, page cache): {m:.2f} GB/s "
+              f"(baseline readinto 1 MiB 'cat' {b:.2f} GB/s, ratio {m / b:.2f}; target >= 3 GB/s)",
+              flush=True)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------
+_STARTUP = r"""
+import time, sys
+from asbru.address import Address
+from asbru.packet_capture import UDPCapture
+from asbru.udp_socket import UDPSocket
+s = UDPSocket(buffer_size=1 << 20)
+s.bind(Address("127.0.0.1", 0))
+s.timeout = 0.01
+cap = UDPCapture("chips", s, 16, 0, 9000, 32, 1, None)
+cap.recv()
+print("first-recv", flush=True)
+cap.end()
+"""
+
+
+def _time_process(code: str) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    t = time.perf_counter() - t0
+    proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError("start-up probe failed")
+    return t
+
+
+def bench_startup() -> None:
+    first = _time_process(_STARTUP)
+    second = _time_process(_STARTUP)
+    bare = _time_process("import numpy; print('x', flush=True)")
+    print(f"UDPCapture start-up to first recv (2nd run, JIT cache): {second:.2f} s (first run "
+          f"{first:.2f} s; baseline python + import numpy {bare:.2f} s; target < 2 s)", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="capture benchmarks")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="a quarter of the packets, 1 round")
+    ap.add_argument("--disk-mib", type=int, default=512)
+    a = ap.parse_args()
+    repeat = 1 if a.quick else max(1, a.repeat)
+    scale = 0.25 if a.quick else 1.0
+    exe = build()
+    sniffer = have_cap_net_raw()
+    bench_receive(exe, repeat, sniffer, scale)
+    bench_disk(max(16, int(a.disk_mib * scale)), repeat)
+    bench_startup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
