@@ -179,3 +179,20 @@ def test_top_sees_a_running_capture_and_serves_prometheus(tmp_path):
     # the capture removed its statistics when it ended
     from asbru.cli.proclog_compat import root
     assert not (root() / str(cap.pid) / "cli_capture").exists()
+
+
+def test_capture_multicast_pinned_to_loopback(tmp_path):
+    group, port = "239.255.77.11", free_udp_port()
+    got = tmp_path / "got.dat"
+    cap = start("capture", "simple", "--bind", f"{group}:{port}", "--interface", "127.0.0.1",
+                "--out", str(got), "--packets", "6", "--duration", "120", "--json")
+    try:
+        wait_published(cap.pid, proc=cap)
+        run("generate", "simple", "--to", f"{group}:{port}", "--interface", "127.0.0.1",
+            "--ntime", "6", "--rate", "1000", "--seed", "4")
+        out, _ = cap.communicate(timeout=120)
+    finally:
+        stop(cap)
+    assert _summary(out)["kept"] == 6
+    rep = run_json("inspect", str(got), "--format", "simple", "--json")
+    assert rep["valid"] == 6 and (rep["seq_min"], rep["seq_max"]) == (1000, 1005)

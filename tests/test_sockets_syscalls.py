@@ -249,13 +249,13 @@ def test_file_calls(tmp_path):
 def test_poll_waits_and_sees_data():
     rx, tx = _udp_pair()
     with rx, tx:
-        fds = np.zeros(2, np.int32)  # struct pollfd: fd, events|revents<<16
-        fds[0] = rx.fileno()
-        fds[1] = sc.POLLIN
+        fds = np.zeros((1, 2), np.int32)  # one struct pollfd: [fd, events | revents << 16]
+        fds[0, 0] = rx.fileno()
+        fds[0, 1] = sc.POLLIN
         assert _poll(fds, 20) == 0
         tx.send(b"p")
         assert _poll(fds, 5000) == 1
-        assert (fds[1] >> 16) & sc.POLLIN
+        assert (fds[0, 1] >> 16) & sc.POLLIN
 
 
 # ---- caching across processes ------------------------------------------------------------

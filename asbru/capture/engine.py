@@ -235,7 +235,14 @@ class CaptureEngine:
             reason = self._run(nofetch)
             active = w[L.W_MODE] == L.MODE_ACTIVE
             if reason == L.RS_START:
-                self._begin_sequence()
+                try:
+                    self._begin_sequence()
+                except BaseException:
+                    # the callback or the ring refused: the gathered packets cannot be
+                    # placed; count them (invalid) so that end() does not retry forever
+                    self._kmod_drop_hold()
+                    self._changing = False
+                    raise
                 if self._changing:
                     self._changing = False
                     return Status.CHANGED

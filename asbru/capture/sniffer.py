@@ -174,6 +174,9 @@ class UDPSniffer(UDPCapture):
     ``sock``: a ``UDPSocket`` after ``sniff(addr)``, or one bound to an IPv4 address (see
     the module docstring).  Extra keywords: ``sniff_block_size`` (bytes, a multiple of the
     page size; default 4 MiB) and ``sniff_block_count`` (default 32) size the kernel ring;
+    ``sniff_retire_ms`` (default 8) is how long the kernel fills a block before handing it
+    over anyway (latency; a slow stream leaves blocks part-filled, so the ring then holds
+    fewer packets);
     the receive timeout is ``sock.timeout`` (0: wait forever), read at every ``recv()``.
     """
 
@@ -182,14 +185,16 @@ class UDPSniffer(UDPCapture):
     _what = "sock"
 
     def __init__(self, fmt: str, sock: Any, *args: Any, sniff_block_size: int = SNIFF_BLOCK_SIZE,
-                 sniff_block_count: int = SNIFF_BLOCK_COUNT, **kwargs: Any) -> None:
+                 sniff_block_count: int = SNIFF_BLOCK_COUNT,
+                 sniff_retire_ms: int = SNIFF_RETIRE_MS, **kwargs: Any) -> None:
         self._pring: Optional[pr.PacketRing] = None
         self._timeout_sock = sock
         bsize = _check_block("sniff_block_size", sniff_block_size)
         bcount = _check_block("sniff_block_count", sniff_block_count)
+        retire = _check_block("sniff_retire_ms", sniff_retire_ms)
         # the packet ring first: a permission or socket error must not leave the data ring
         # with writing begun (a ring accepts only one writer, ever)
-        self._pring = self._open_packet_ring(sock, bsize, bcount)
+        self._pring = self._open_packet_ring(sock, bsize, bcount, retire)
         try:
             super().__init__(fmt, sock, *args, **kwargs)
         except BaseException:
@@ -197,22 +202,20 @@ class UDPSniffer(UDPCapture):
             raise
 
     # ------------------------------------------------------------------ set-up
-    def _open_packet_ring(self, sock: Any, bsize: int, bcount: int) -> pr.PacketRing:
+    def _open_packet_ring(self, sock: Any, bsize: int, bcount: int, retire: int) -> pr.PacketRing:
         if not hasattr(sock, "fileno"):
             raise ArgumentError(f"sock must be an asbru UDPSocket (after sniff(addr), or bound to an "
                                 f"IPv4 address); got {type(sock).__name__}")
         if getattr(sock, "sniff_address", None) is not None:
             if not have_cap_net_raw():
                 raise PermissionNeeded(_NEEDS_RAW)
-            return pr.PacketRing(sock, block_size=bsize, block_count=bcount,
-                                 retire_ms=SNIFF_RETIRE_MS)
+            return pr.PacketRing(sock, block_size=bsize, block_count=bcount, retire_ms=retire)
         addr = self._bound_address(sock)
         if not have_cap_net_raw():
             raise PermissionNeeded(_NEEDS_RAW)
         from asbru.address import Address
         ring = pr.PacketRing.open(Address(addr[0], addr[1]), block_size=bsize,
-                                  block_count=bcount, retire_ms=SNIFF_RETIRE_MS)
-        self._timeout_sock = sock
+                                  block_count=bcount, retire_ms=retire)
         # the bound socket only holds the port: it must not queue a second copy of each datagram
         with socket.socket(fileno=os.dup(sock.fileno())) as dup:
             bpf.attach(dup, bpf.drop_all())

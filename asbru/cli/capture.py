@@ -24,18 +24,17 @@ SO_RCVBUFFORCE = 33
 SO_RXQ_OVFL = 40
 
 
-def open_socket(host: str, port: int, family: int, rcvbuf: int, timeout: float) -> socket.socket:
+def open_socket(host: str, port: int, family: int, rcvbuf: int, timeout: float,
+                interface: str = "0.0.0.0") -> socket.socket:
     """A bound UDP socket with a large receive buffer, drop counting and a receive timeout."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         ip = ipaddress.ip_address(host)
-        bind_host = host
-        if ip.is_multicast:
-            bind_host = host  # binding the group address filters other traffic to the port
-        sock.bind((bind_host, port))
+        # binding a multicast group's address keeps other traffic to the port out
+        sock.bind((host, port))
         if ip.is_multicast:
             if family == socket.AF_INET:
-                mreq = socket.inet_aton(host) + socket.inet_aton("0.0.0.0")
+                mreq = socket.inet_aton(host) + socket.inet_aton(interface)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
             else:
                 mreq = socket.inet_pton(socket.AF_INET6, host) + struct.pack("@I", 0)
@@ -118,10 +117,12 @@ def capture(
     json_out: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
     rcvbuf: int = typer.Option(64 << 20, "--rcvbuf", help="socket receive buffer to ask for (bytes)"),
     batch: int = typer.Option(64, "--batch", help="datagrams per recvmmsg call"),
+    interface: Optional[str] = typer.Option(None, "--interface", help="multicast: IPv4 address of the interface to join the group on"),
 ) -> None:
     """Receive FORMAT packets, keep the valid ones (recorded to --out), show live statistics."""
     f = common.get_format(fmt, "capture")
     host, port, family = common.parse_hostport(bind, "--bind", allow_port_zero=True)
+    iface = common.interface_address(interface)
     common.positive(nsrc, "--nsrc")
     common.positive(src0, "--src0", allow_zero=True)
     common.positive(batch, "--batch")
@@ -156,7 +157,7 @@ def capture(
     # compile (or load from the cache) before announcing readiness
     recv(np.int32(-1), np.int64(rv.addr), *args, np.int64(0), np.int64(-1), counters, np.int64(0))
 
-    sock = open_socket(host, port, family, rcvbuf, 0.1)
+    sock = open_socket(host, port, family, rcvbuf, 0.1, iface)
     bound = sock.getsockname()
     pub = Publisher(BLOCK)
     pub.update("type", {"type": fmt})

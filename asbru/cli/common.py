@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
 import sys
 from typing import Any
@@ -12,7 +13,9 @@ from rich.console import Console
 from ..errors import ArgumentError
 
 # stdout for results, stderr for live displays and messages (so `--json | jq` stays clean)
-out = Console(highlight=False, soft_wrap=True)
+# (tables piped to a file or a pager get 160 columns instead of rich's 80 unless COLUMNS says)
+out = Console(highlight=False,
+              width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True, highlight=False)
 
 
@@ -109,3 +112,34 @@ def probability(value: float, option: str) -> None:
 
 def human_rate(pps: float, bps: float) -> str:
     return f"{pps:,.0f} pkt/s  {bps / 1e9:.3f} Gbit/s"
+
+
+def interface_address(value: str | None, option: str = "--interface") -> str:
+    """The IPv4 address naming the interface multicast goes through (default: the kernel's)."""
+    if value is None:
+        return "0.0.0.0"
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise ArgumentError(f"{option}: expected the IPv4 address of an interface "
+                            f"(e.g. 127.0.0.1), got {value!r}") from None
+    if ip.version != 4:
+        raise ArgumentError(f"{option}: only IPv4 interface addresses are accepted, got {value!r}")
+    return str(ip)
+
+
+def connect_sender(host: str, port: int, family: int, interface: str | None = None,
+                   option: str = "--to") -> socket.socket:
+    """A UDP socket connected to host:port; multicast leaves through ``interface``."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+        if ipaddress.ip_address(host).is_multicast and family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                            socket.inet_aton(interface_address(interface)))
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        sock.connect((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ArgumentError(f"{option}: cannot send to {host}:{port} ({exc.strerror})") from None
+    return sock

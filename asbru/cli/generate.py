@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from typing import Optional
 
 import typer
@@ -29,6 +28,7 @@ def generate(
     seed: Optional[int] = typer.Option(None, "--seed", help="random seed (payloads and faults)"),
     truth: Optional[str] = typer.Option(None, "--truth", help="write the truth JSON here"),
     json_out: bool = typer.Option(False, "--json", help="print the truth (without packet lists) as JSON"),
+    interface: Optional[str] = typer.Option(None, "--interface", help="multicast: IPv4 address of the interface to send through"),
 ) -> None:
     """Make synthetic FORMAT traffic with faults; --truth records what was sent, dropped, ..."""
     if (to is None) == (out is None):
@@ -41,6 +41,7 @@ def generate(
     for value, opt in ((loss, "--loss"), (duplicate, "--duplicate"), (corrupt, "--corrupt")):
         common.probability(value, opt)
     dest = common.parse_hostport(to, "--to") if to is not None else None
+    common.interface_address(interface)
     rec = (f.params.payload_size or 0) + f.header.size
     if rec * nsrc * ntime > MAX_BYTES:
         raise ArgumentError(f"--ntime/--nsrc: {nsrc}x{ntime} packets of {rec} bytes exceed "
@@ -57,13 +58,7 @@ def generate(
     else:
         from ..recorder import send_packets
         host, port, family = dest
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
-            sock.connect((host, port))
-        except OSError as exc:
-            sock.close()
-            raise ArgumentError(f"--to: cannot send to {host}:{port} ({exc.strerror})") from None
+        sock = common.connect_sender(host, port, family, interface)
         with progress_bar(len(packets), "sending", enabled=not json_out) as advance:
             res = send_packets(sock, packets, rate=rate, progress=advance)
         sock.close()

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 from typing import Callable, Iterator, Optional
 
 import typer
 
-from ..errors import ArgumentError
 from ..recorder import load_packets, send_packets
 from . import common
 
@@ -35,6 +33,7 @@ def replay(
     loop: int = typer.Option(1, "--loop", help="send the file this many times"),
     port: Optional[int] = typer.Option(None, "--port", help="pcap: only datagrams that were sent to this port"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    interface: Optional[str] = typer.Option(None, "--interface", help="multicast: IPv4 address of the interface to send through"),
 ) -> None:
     """Send FILE's packets to --to at --rate, --loop times."""
     f = common.get_reader_format(fmt, "disk", "--format")
@@ -42,13 +41,8 @@ def replay(
     common.positive(rate, "--rate", allow_zero=True)
     common.positive(loop, "--loop")
     packets = load_packets(file, f.params.record_size, port=port)
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
-        sock.connect((host, dport))
-    except OSError as exc:
-        sock.close()
-        raise ArgumentError(f"--to: cannot send to {host}:{dport} ({exc.strerror})") from None
+    common.interface_address(interface)
+    sock = common.connect_sender(host, dport, family, interface)
     stop = {"flag": False}
     old = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
     try:

@@ -26,8 +26,9 @@ Deliberate differences from Bifrost (FORMATS.md section 14, item 11), wire forma
   time positions.  A candidate that is not a multiple (a faster or non-integer cadence)
   holds the frames from that time tag on until it is adopted or dropped, so no frame is
   placed with a wrong decimation.  Bifrost never re-learnt.
-* Known gap: a single corrupt frame whose time tag lies far in the future raises the "largest
-  time tag seen" and so stops re-learning until the stream passes that time.
+* Known gaps: a single corrupt frame whose time tag lies far in the future raises the
+  "largest time tag seen" and so stops re-learning until the stream passes that time; a
+  single-input stream that loses every other frame is indistinguishable from half the rate.
 * The sequence callback's ``time_tag`` is the time tag of ``seq0`` (``time_tag_of``), not of
   the packet that triggered the callback.
 """

@@ -195,6 +195,8 @@ def walk_block(ring, block_size, b, off, length):
 @njit(nogil=True, cache=True)
 def wait(pollfd, timeout_ms):
     """poll() the ring's socket: >0 ready, 0 timeout, -errno on error (EINTR included)."""
+    if pollfd.shape[0] < 2:            # one struct pollfd = int32[2]: never read past it
+        return -sc.EINVAL
     pollfd[1] = sc.POLLIN | sc.POLLERR
     return sc.poll_e(pollfd.ctypes.data, 1, timeout_ms)
 

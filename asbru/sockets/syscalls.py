@@ -64,8 +64,9 @@ ENOTSOCK: int = _errno_mod.ENOTSOCK
 EFAULT: int = _errno_mod.EFAULT
 ENOMEM: int = _errno_mod.ENOMEM
 
-# struct pollfd { int fd; short events; short revents; }  -> 8 bytes.  A numpy array of
-# int32 pairs [fd, events | revents << 16] or dtype POLLFD_DTYPE below matches it.
+# struct pollfd { int fd; short events; short revents; }  -> 8 bytes.  Use an int32 numpy
+# array of shape (nfds, 2): row i = [fd, events | revents << 16] (little-endian hosts), and
+# pass arr.shape[0] (not arr.size) as nfds.
 POLLIN = 0x001
 POLLOUT = 0x004
 POLLERR = 0x008
