@@ -597,17 +597,40 @@ def test_span_reserved_when_its_sequence_ends_stays_out_of_the_next():
     late = s1.reserve(300)
     s1.end()                       # ends at the committed head (100 bytes)
     s2 = w.begin_sequence("two")   # starts after the still-reserved bytes
-    with s2.reserve(50) as span:
-        span.data[0][:] = 2
+    sp2 = s2.reserve(50)
+    sp2.data[0][:] = 2
+    with pytest.raises(ArgumentError, match="commit spans in reservation order"):
+        sp2.close()                # would wait forever for `late`, reserved by this thread
     late.data[0][:] = 9
-    late.commit(0)                 # cancelled after its sequence ended: leaves a gap
     late.close()
+    sp2.close()
     s2.end()
     w.end_writing()
     one, two = r.open_sequence("one"), r.open_sequence("two")
     assert one.size == 100 and two.size == 50
     with two.acquire(0, 50) as sp:
         assert (sp.data[0] == 2).all()
+
+
+def test_cancel_after_sequence_end_leaves_a_gap():
+    r = Ring()
+    r.resize(4096, 1 << 15)
+    w = r.begin_writing()
+    s1 = w.begin_sequence("one")
+    late = s1.reserve(300)
+    s1.end()
+    late.commit(0)
+    late.close()
+    with w.begin_sequence("two") as s2:
+        with s2.reserve(10) as sp:
+            assert sp.offset == 300   # the cancelled bytes stay a gap, outside both sequences
+            sp.data[0][:] = 4
+    w.end_writing()
+    assert r.open_sequence("one").size == 0
+    two = r.open_sequence("two")
+    assert two.size == 10
+    with two.acquire(0, 10) as sp:
+        assert (sp.data[0] == 4).all()
 
 
 def test_deleting_everything_is_clean():

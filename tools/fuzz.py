@@ -81,7 +81,7 @@ FUZZ_FORMATS: dict[str, FuzzFormat] = {f.name: f for f in [
                dict(nsrc=2, nchan=8, chan0=1000, tuning=1700000000), 100, 1, 0, 1),
     FuzzFormat("ibeam", "ibeam2", "ibeam2_4", 2, 0, dict(nsrc=2, nchan=4, chan0=50), 9, 1, 0, 1),
     FuzzFormat("pbeam", "pbeam", "pbeam1_4", 2, 1, dict(nsrc=2, nchan=4, chan0=50, decimation=300),
-               900, 1, 1, 1),
+               900, 300, 0, 1),
     FuzzFormat("cor", "cor", "cor_4", 3, 1,
                dict(nsrc=3, chan0=5, decimation=100, tuning=0x10101), 196_000_000, 196_000_000, 0, 1),
     FuzzFormat("vdif", "vdif", "vdif_1056", 2, 0,

@@ -393,9 +393,23 @@ class Ring:
             m = min(e, ghost)
             buf[:, cap + b:cap + m] = buf[:, b:m]
 
+    def _check_order(self, span: WriteSpan, nbyte: int) -> None:
+        """Refuse a commit that would wait forever on this thread's own earlier spans."""
+        with self._lock:
+            if nbyte == 0 and self._pending[-1] is span:
+                return                      # cancelling the latest span does not wait
+            me = threading.get_ident()
+            earlier = list(itertools.takewhile(lambda p: p is not span, self._pending))
+            if earlier and all(p._owner == me for p in earlier):
+                span._open = True           # still reserved: it can be closed again later
+                raise ArgumentError(f"commit: the span at offset {earlier[0]._abs} was reserved earlier by "
+                                    f"this thread and is not committed; commit spans in reservation order")
+
     def _commit(self, span: WriteSpan) -> None:
         nbyte = span._commit_size
         err: Optional[str] = None
+        if self._pending[0] is not span:
+            self._check_order(span, nbyte)
         if nbyte == span._size:
             # The memory is still reserved (invisible to readers): mirror without the lock.
             self._mirror(span, nbyte)

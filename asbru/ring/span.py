@@ -6,6 +6,7 @@ capacity: the ring keeps a "ghost" copy of its first ``contiguous_span`` bytes a
 """
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -112,7 +113,7 @@ class SpanBase:
 class WriteSpan(SpanBase):
     """A reserved region the writer fills; committed (published to readers) on close/exit."""
 
-    __slots__ = ("_seq", "_commit_size", "_flags", "_frame_nbyte")
+    __slots__ = ("_seq", "_commit_size", "_flags", "_frame_nbyte", "_owner")
 
     def __init__(self, ring: "Ring", seq: "_Sequence", buf: np.ndarray, bufpos: int, abs_offset: int,
                  size: int) -> None:
@@ -121,6 +122,7 @@ class WriteSpan(SpanBase):
         self._commit_size = size
         self._flags: Optional[np.ndarray] = None
         self._frame_nbyte = 0
+        self._owner = threading.get_ident()   # lets the ring refuse a self-deadlocking commit
 
     @property
     def offset(self) -> int:
