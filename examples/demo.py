@@ -247,6 +247,24 @@ def live_table(row: dict[str, Any]) -> Any:
     return t
 
 
+def show(console: Any, capt: threading.Thread, row: Any) -> None:
+    """Live statistics until the capture thread ends: a rich table on a terminal, one
+    plain line a second otherwise (logs, CI)."""
+    if console.is_terminal:
+        from rich.live import Live
+        with Live(live_table(row()), console=console, refresh_per_second=4) as live:
+            while capt.is_alive():
+                capt.join(0.25)
+                live.update(live_table(row()))
+        return
+    while capt.is_alive():
+        capt.join(1.0)
+        r = row()
+        print(f"[{r['elapsed']:5.1f} s] sent {r['sent']} packets {r['packets']} "
+              f"{r['gbps']:.3f} Gbit/s missing {r['missing']} late {r['late']} "
+              f"invalid {r['invalid']}", flush=True)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0, help="how long to send (default 30)")
@@ -294,20 +312,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         t0 = time.perf_counter()
         sender.start()
         last: dict = {}
-        if console.is_terminal:
-            from rich.live import Live
-            with Live(live_table(stats_row(cap, sender, t0, last)), console=console,
-                      refresh_per_second=4) as live:
-                while capt.is_alive():
-                    capt.join(0.25)
-                    live.update(live_table(stats_row(cap, sender, t0, last)))
-        else:
-            while capt.is_alive():
-                capt.join(1.0)
-                r = stats_row(cap, sender, t0, last)
-                print(f"[{r['elapsed']:5.1f} s] sent {r['sent']} packets {r['packets']} "
-                      f"{r['gbps']:.3f} Gbit/s missing {r['missing']} late {r['late']} "
-                      f"invalid {r['invalid']}", flush=True)
+        try:
+            show(console, capt, lambda: stats_row(cap, sender, t0, last))
+        except KeyboardInterrupt:      # Ctrl-C: stop sending, then verify what was sent
+            sender.stop.set()
+            console.print("interrupted: stopping the sender, verifying what was sent so far")
+            show(console, capt, lambda: stats_row(cap, sender, t0, last))
         sender.stop.set()
         sender.join(10)
         rec.join(30)
@@ -324,7 +334,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         npkt = st["nvalid"]
         # average over the sending time (the capture then waits one receive timeout)
         gbps = st["nvalid_bytes"] * 8 / max(sender.t_end - t0, 1e-9) / 1e9
-        ok, msg, missing = verify(rec, sender.data, a.nsrc, nslots)
+        ok, msg, missing = verify(rec, sender.data, a.nsrc, sender.sent // a.nsrc)
         if rec.overwritten:
             ok, msg = False, f"the reader lost {rec.overwritten} bytes to overwriting"
         console.print(f"summary: packets {npkt:,} received of {sender.sent:,} sent, "

@@ -23,7 +23,7 @@ import numpy as np
 from asbru import formats
 from asbru.formats import batch, spec
 
-VECTORS = Path(os.environ.get("ASBRU_VECTORS", "/work/shared/vectors"))
+from vectors_path import VECTORS  # noqa: E402
 
 
 @dataclasses.dataclass

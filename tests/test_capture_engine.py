@@ -318,3 +318,52 @@ def test_garbage_only_returns_no_data(tmp_path):
     cap, statuses, seqs = capture_file(tmp_path, noise, 2, budget=500, calls=7)
     assert statuses == [4] * 7
     assert cap.stats["ninvalid"] == 3000 and seqs == []
+
+
+def test_end_places_everything_already_received(tmp_path):
+    nsrc, ntime = 2, 24
+    data, pk = chips_stream(ntime, nsrc, seed=14)
+    # the whole file is read by the first receive; end() after two calls must still place it
+    cap, statuses, seqs = capture_file(tmp_path, in_order(pk, ntime, nsrc), nsrc, calls=2)
+    assert statuses == [0, 2]
+    st = cap.stats
+    assert st["nreceived"] == ntime * nsrc == st["nvalid"]
+    got = slots(seqs[0], nsrc)
+    assert got.shape[0] == ntime
+    assert all(np.array_equal(got[t], slot_of(data[t])) for t in range(ntime))
+
+
+@pytest.mark.parametrize("nsrc", [1, 2, 3])
+def test_one_corrupt_header_does_not_split_the_stream(tmp_path, nsrc):
+    ntime = 40
+    data, pk = chips_stream(ntime, nsrc, seed=15)
+    packets = in_order(pk, ntime, nsrc)
+    bad = bytearray(pk[(17, 0)]); bad[6:8] = (999).to_bytes(2, "big")  # chan0 bit errors
+    packets.insert(17 * nsrc + 1, bytes(bad))
+    cap, statuses, seqs = capture_file(tmp_path, packets, nsrc)
+    assert 3 not in statuses and len(seqs) == 1  # the majority of the next packets says no
+    got = slots(seqs[0], nsrc)
+    assert got.shape[0] == ntime and seqs[0].flags.all()
+    assert all(np.array_equal(got[t], slot_of(data[t])) for t in range(ntime))
+    st = cap.stats
+    assert (st["nvalid"], st["ninvalid"], st["nlate"], st["nduplicate"]) == (ntime * nsrc, 1, 0, 0)
+
+
+def test_change_with_reordered_old_packets(tmp_path):
+    # the first packets of the new configuration arrive before the last old ones
+    nsrc, ntime, tc = 2, 32, 16
+    d1, pk1 = chips_stream(ntime, nsrc, chan0=100, seed=16)
+    d2, pk2 = chips_stream(ntime, nsrc, chan0=300, seed=17)
+    packets = [pk1[(t, s)] for t in range(tc - 1) for s in range(nsrc)]
+    packets += [pk2[(tc, 0)], pk1[(tc - 1, 0)], pk1[(tc - 1, 1)]]
+    packets += [pk2[(t, s)] for t in range(tc, ntime) for s in range(nsrc) if (t, s) != (tc, 0)]
+    cap, statuses, seqs = capture_file(tmp_path, packets, nsrc)
+    assert statuses.count(3) == 1 and len(seqs) == 2
+    a, b = slots(seqs[0], nsrc), slots(seqs[1], nsrc)
+    # the old packets that came after the change was seen are counted late (the vote had
+    # already closed their sequence); every new-configuration packet is placed
+    assert cap.stats["nlate"] == 2 and cap.stats["nvalid"] == ntime * nsrc - 2
+    assert a.shape[0] == tc and not a[tc - 1].any() and not seqs[0].flags[tc - 1].any()
+    assert all(np.array_equal(a[t], slot_of(d1[t])) for t in range(tc - 1))
+    assert b.shape[0] == ntime - tc
+    assert all(np.array_equal(b[t - tc], slot_of(d2[t])) for t in range(tc, ntime))

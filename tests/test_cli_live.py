@@ -47,6 +47,10 @@ def test_generate_to_capture_out_inspect_round_trip(tmp_path):
     assert summary["received"] == truth["sent"]
     assert summary["invalid"] == truth["corrupted"]
     assert summary["valid"] == summary["kept"] == truth["sent"] - truth["corrupted"]
+    # the live slot bookkeeping agrees with the truth too
+    assert summary["duplicates"] == truth["duplicated"]
+    assert summary["missing"] == truth["missing"]
+    assert summary["late"] == 0 and summary["restarts"] == 0
     rep = run_json("inspect", str(cap_file), "--format", "chips_4", "--nsrc", "3", "--json")
     assert rep["packets"] == rep["valid"] == truth["valid"]
     assert rep["invalid"] == 0                    # the capture kept only valid packets
@@ -152,7 +156,9 @@ def test_top_sees_a_running_capture_and_serves_prometheus(tmp_path):
             if mine["valid"] + mine["invalid"] == 40 or time.monotonic() > deadline:
                 break
         assert mine["valid"] == truth["valid"] and mine["invalid"] == truth["corrupted"]
-        assert mine["kernel_drops"] == 0
+        assert mine["kernel_drops"] == 0 and mine["duplicates"] == 0
+        lost = truth["missing"]                        # corrupted packets leave empty slots
+        assert mine["missing_percent"] == pytest.approx(100.0 * lost / 40, abs=1e-3)
         assert mine["packets_per_second"] == 0.0      # nothing arrives any more
         text = run("top", "--once", "--interval", "0.2").stdout
         assert str(cap.pid) in text and "cli_capture" in text

@@ -213,18 +213,50 @@ def test_partial_commit_and_cancel():
     assert np.array_equal(spans[0][1], pattern(0, 160))
 
 
-def test_partial_commit_of_older_span_is_rejected_but_committed():
+def test_partial_commit_of_older_span_then_cancel_ends_there():
+    """The capture's end of sequence: the older gulp is committed in part, the newer cancelled."""
     r = Ring()
     r.resize(4096)
     with r.begin_writing() as w:
-        with w.begin_sequence() as s:
+        with w.begin_sequence("a") as s:
             a = s.reserve(1000)
             b = s.reserve(1000)
+            a.data[0][:] = pattern(0, 1000)
+            b.data[0][:] = 7
             a.commit(10)
-            with pytest.raises(ArgumentError, match="most recent reservation"):
-                a.close()
+            a.close()
+            b.commit(0)
             b.close()
-    assert r.open_earliest_sequence().size == 2000
+        with w.begin_sequence("b") as s:
+            with s.reserve(5) as span:
+                span.data[0][:] = 3
+    assert r.open_sequence("a").size == 10
+    with r.open_sequence("a").acquire(0, 4096) as sp:
+        assert np.array_equal(sp.data[0], pattern(0, 10))
+    with r.open_sequence("b").acquire(0, 4096) as sp:
+        assert sp.size == 5 and (sp.data[0] == 3).all()
+
+
+def test_partial_commit_of_older_span_then_more_data_zero_fills_the_hole():
+    r = Ring()
+    r.resize(4096, 4096)
+    with r.begin_writing() as w:
+        with w.begin_sequence("h") as s:
+            for _ in range(3):        # leave old non-zero bytes all over the ring
+                with s.reserve(4096) as span:
+                    span.data[0][:] = 0xEE
+            a = s.reserve(1000)
+            b = s.reserve(1000)
+            a.data[0][:] = 1
+            b.data[0][:] = 2
+            a.commit(600)
+            a.close()
+            b.close()
+    rseq = r.open_sequence("h", guarantee=False)
+    assert rseq.size == 3 * 4096 + 2000
+    with rseq.acquire(3 * 4096, 2000) as sp:
+        d = sp.data[0]
+        assert (d[:600] == 1).all() and (d[600:1000] == 0).all() and (d[1000:] == 2).all()
 
 
 def test_commits_publish_in_reservation_order():

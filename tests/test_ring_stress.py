@@ -54,7 +54,7 @@ def test_writer_and_three_readers(seqs, span_a, span_b, span_c, seed):
     ring = Ring(name="stress")
     ring.resize(CONTIG, CAPACITY)
     assert ring.total_span == CAPACITY and ring.contiguous_span == CONTIG
-    sizes = [sum(s) for s in seqs]
+    expected: list[np.ndarray] = [np.zeros(0, np.uint8)] * len(seqs)
     errors: list[str] = []
     results: dict[str, list] = {"a": [], "b": [], "c": []}
 
@@ -66,21 +66,39 @@ def test_writer_and_three_readers(seqs, span_a, span_b, span_c, seed):
     rc = ring.open_earliest_sequence(guarantee=False)
 
     def write():
+        """Like the capture: up to two spans reserved at once, committed oldest first, some
+        committed in part or cancelled.  ``expected`` models what readers must then see."""
         rng = random.Random(seed)
         wseq = first
         for k, spans in enumerate(seqs):
             if k:
                 wseq = writer.begin_sequence(name=f"s{k}", time_tag=1000 + k, header=header_for(k))
-            off = 0
+            depth = rng.choice([1, 2])
+            model = np.zeros(CONTIG * (len(spans) + 1), np.uint8)
+            begin = None
+            pending: list = []
+
+            def commit_oldest():
+                span, o, n = pending.pop(0)
+                c = rng.randrange(n + 1) if rng.random() < 0.2 else n
+                span.commit(c)
+                model[o:o + c] = pattern(o, c, k)
+                model[o + c:o + n] = 0          # a hole: zero-filled if later data follows
+                span.close()
+
             for n in spans:
-                with wseq.reserve(n) as span:
-                    span.data[0][:] = pattern(off, n, k)
-                    if rng.random() < 0.2:
-                        span.commit(rng.randrange(n + 1))   # partial commit / cancel
-                    committed = span.commit_size
-                off += committed
+                span = wseq.reserve(n)
+                if begin is None:
+                    begin = span.offset
+                o = span.offset - begin
+                span.data[0][:] = pattern(o, n, k)
+                pending.append((span, o, n))
+                if len(pending) >= depth:
+                    commit_oldest()
+            while pending:
+                commit_oldest()
             wseq.end()
-            sizes[k] = off
+            expected[k] = model[:wseq.size].copy()
             if rng.random() < 0.3:
                 time.sleep(0.001)
         writer.end_writing()
@@ -93,15 +111,12 @@ def test_writer_and_three_readers(seqs, span_a, span_b, span_c, seed):
         k = 0
         while True:
             check_meta(who, rseq, k)
-            got = 0
+            chunks = []
             for span in rseq.read(span_size):
-                if span.offset != got or span.size_overwritten:
-                    errors.append(f"{who}: seq {k} span at {span.offset} (expected {got}), "
-                                  f"overwritten {span.size_overwritten}")
-                if not np.array_equal(span.data[0], pattern(got, span.size, k)):
-                    errors.append(f"{who}: seq {k} bytes differ in [{got}, {got + span.size})")
-                got += span.size
-            results[who].append(got)
+                if span.offset != sum(map(len, chunks)) or span.size_overwritten:
+                    errors.append(f"{who}: seq {k} span at {span.offset}, overwritten {span.size_overwritten}")
+                chunks.append(span.data[0].copy())
+            results[who].append(np.concatenate(chunks) if chunks else np.zeros(0, np.uint8))
             try:
                 rseq.increment()
             except EndOfDataStop:
@@ -112,17 +127,18 @@ def test_writer_and_three_readers(seqs, span_a, span_b, span_c, seed):
         k = 0
         while True:
             check_meta(who, rseq, k)
-            got = 0
+            chunks, got = [], 0
             while True:
                 try:
                     span = rseq.acquire(got, span_size)
                 except EndOfDataStop:
                     break
                 with span:
-                    if span.size_overwritten or not np.array_equal(span.data[0], pattern(got, span.size, k)):
-                        errors.append(f"{who}: seq {k} bad span at {got}")
+                    if span.size_overwritten:
+                        errors.append(f"{who}: seq {k} span at {got} overwritten")
+                    chunks.append(span.data[0].copy())
                     got += span.size
-            results[who].append(got)
+            results[who].append(np.concatenate(chunks) if chunks else np.zeros(0, np.uint8))
             try:
                 rseq.increment()
             except EndOfDataStop:
@@ -134,7 +150,7 @@ def test_writer_and_three_readers(seqs, span_a, span_b, span_c, seed):
         k = 0
         while True:
             check_meta(who, rseq, k)
-            intact = lost = 0
+            spans = []
             expect_offset = 0
             for span in rseq.read(span_size):
                 copy = span.data[0].copy()
@@ -143,12 +159,9 @@ def test_writer_and_three_readers(seqs, span_a, span_b, span_c, seed):
                 ow = span.size_overwritten  # checked after copying (seqlock-style)
                 if span.offset != expect_offset:
                     errors.append(f"{who}: span at {span.offset}, expected {expect_offset}")
-                if not np.array_equal(copy[ow:], pattern(span.offset, span.size, k)[ow:]):
-                    errors.append(f"{who}: seq {k} bytes reported intact are wrong near {span.offset}")
-                intact += span.size - ow
-                lost += ow
+                spans.append((span.offset, copy, ow))
                 expect_offset += span.size
-            results[who].append((intact, lost))
+            results[who].append(spans)
             try:
                 rseq.increment()
             except EndOfDataStop:
@@ -171,9 +184,19 @@ def test_writer_and_three_readers(seqs, span_a, span_b, span_c, seed):
         ring.end_writing()   # let the others go before failing
     assert not alive, f"threads still running after {JOIN}s: {alive}"
     assert not errors, errors[:5]
-    assert results["a"] == sizes
-    assert results["b"] == sizes
-    assert [i + l for i, l in results["c"]] == sizes
+    for who in "ab":
+        assert len(results[who]) == len(seqs)
+        for k, got in enumerate(results[who]):
+            assert np.array_equal(got, expected[k]), f"reader {who}, sequence {k}"
+    assert len(results["c"]) == len(seqs)
+    for k, spans in enumerate(results["c"]):
+        intact = lost = 0
+        for off, copy, ow in spans:
+            assert np.array_equal(copy[ow:], expected[k][off + ow:off + len(copy)]), \
+                f"reader c, sequence {k}: bytes reported intact at {off + ow} are wrong"
+            intact += len(copy) - ow
+            lost += ow
+        assert intact + lost == len(expected[k])
     for r in (ra, rb, rc):
         r.close()
 

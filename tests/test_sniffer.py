@@ -153,6 +153,49 @@ def test_gaps_duplicates_and_invalid_are_counted():
 
 
 @needs_raw
+def test_same_ring_and_statistics_as_udpcapture():
+    # one stream seen by both backends at once: the engine is shared, so the rings, flags
+    # and counters must be identical
+    from asbru.packet_capture import UDPCapture
+    port = free_udp_port()
+    usock = UDPSocket()
+    usock.bind(Address("127.0.0.1", port))
+    usock.timeout = 0.3
+    ssock = _sniffing_socket(port)
+    uring, sring = Ring(name="both_udp"), Ring(name="both_sniff")
+    nsrc, nchan, ntime = 3, 3, 40
+    ucap = UDPCapture("chips", usock, uring, nsrc, 0, 9000, 4, 1, None)
+    scap = UDPSniffer("chips", ssock, sring, nsrc, 0, 9000, 4, 1, None, **SMALL_RING)
+    tx, w = _transmitter(f"chips_{nchan}", port)
+    info = HeaderInfo()
+    info.set_nchan(nchan)
+    data = np.random.default_rng(2).integers(0, 256, size=(ntime, nsrc, 32 * nchan), dtype=np.uint8)
+    w.send(info, 1, 1, 0, 1, data[:10])
+    w.send(info, 12, 1, 0, 1, np.ascontiguousarray(data[11:20, :2]))  # slot 10 lost; src 2 lost 11..19
+    w.send(info, 21, 1, 0, 1, data[20:])
+    w.send(info, 3, 1, 0, 1, data[2:3])           # far behind the window by now: late
+    ucol, scol = RingCollector(uring, 1 << 16), RingCollector(sring, 1 << 16)
+    ust, sst = run_capture(ucap), run_capture(scap)
+    ucap.end()
+    scap.end()
+    useqs, sseqs = ucol.join(), scol.join()
+    tx.close()
+    usock.close()
+    ssock.close()
+    assert ust == sst
+    assert len(useqs) == len(sseqs) == 1
+    assert np.array_equal(useqs[0].data, sseqs[0].data)
+    assert np.array_equal(useqs[0].flags, sseqs[0].flags)
+    a, b = ucap.stats, scap.stats
+    for key in ("nvalid", "nvalid_bytes", "ninvalid", "nlate", "nduplicate", "ngood_bytes",
+                "nmissing_bytes", "nreceived", "nsequences"):
+        assert a[key] == b[key], key
+    for key in ("valid", "late", "duplicate", "missing"):
+        assert np.array_equal(a["per_source"][key], b["per_source"][key]), key
+    assert b["nlate"] == nsrc and b["nmissing_bytes"] == (nsrc + 9) * 32 * nchan
+
+
+@needs_raw
 def test_ipv4_options_move_the_payload():
     # the payload is found from the IPv4 header length, not at a fixed 28 bytes
     port = free_udp_port()
@@ -194,7 +237,43 @@ def test_bound_socket_holds_the_port_and_queues_nothing():
         with pytest.raises(BlockingIOError):
             dup.recv(100)
     tx.close()
+    # end() detached the filter: the socket is an ordinary bound socket again
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.sendto(b"after", ("127.0.0.1", port))
+    with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+        dup.settimeout(5)
+        assert dup.recv(100) == b"after"
     sock.close()
+
+
+@needs_raw
+def test_kernel_ring_overflow_is_counted_as_kernel_drops():
+    port = free_udp_port()
+    sock = _sniffing_socket(port)
+    ring = Ring(name="sniff_drops")
+    # two one-page blocks hold a few dozen small frames; the rest overflow in the kernel
+    cap = UDPSniffer("chips", sock, ring, 4, 0, 9000, 4, 1, None, sniff_block_size=4096,
+                     sniff_block_count=2, sniff_retire_ms=1000)
+    tx, w = _transmitter("chips_1", port)
+    info = HeaderInfo()
+    info.set_nchan(1)
+    data = np.random.default_rng(9).integers(0, 256, size=(50, 4, 32), dtype=np.uint8)
+    assert w.send(info, 1, 1, 0, 1, data) == 200
+    statuses, seqs = _capture_all(cap, ring)
+    tx.close()
+    sock.close()
+    st = cap.stats
+    assert 0 < st["nvalid"] < 200
+    assert st["nkernel_drops"] == 200 - st["nreceived"] > 0
+    assert st["nvalid"] == st["nreceived"] and st["ninvalid"] == 0
+    # what did arrive is in place, bit-exact, and flagged
+    flags = seqs[0].flags.astype(bool)
+    assert flags.sum() == st["nvalid"]
+    seq0 = cap.sequence_info["seq0"]
+    got = seqs[0].data.reshape(-1, 4, 32)
+    want = data[seq0:seq0 + got.shape[0]].copy()
+    want[~flags] = 0
+    assert np.array_equal(got, want)
 
 
 def test_bad_socket_arguments_are_one_line():

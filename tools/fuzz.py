@@ -56,6 +56,10 @@ COUNT_NAMES = ("valid", "invalid", "hold", "placed", "zero_fills", "rejected_siz
 GUARD = 256   # guard bytes before and after every time slot
 NSLOT = 16    # time slots (seq mod NSLOT)
 EXTRA = 64    # packets may grow this far beyond the longest template
+#: the decode state is zeroed every this many packets (as at a capture start), so that the
+#: learning formats (tbn, vdif) keep being exercised: one corrupt TBN frame during learning
+#: holds every later frame (tests/test_fuzz_formats.py, xfail)
+RESET_EVERY = 4096
 
 
 @dataclasses.dataclass
@@ -171,8 +175,7 @@ def _mutate(work, tpl, tl, fields, hsize, maxlen):
     # -> length of the mutated packet in work[:len]
     r = np.random.randint(0, 100)
     ln = tl
-    for i in range(tl):
-        work[i] = tpl[i]
+    work[:tl] = tpl[:tl]
     if r < 12:
         return ln                                     # pristine
     if r < 27:
@@ -270,12 +273,15 @@ def _place_checked(pkt, ln, d, slots, nsrc, p, g, zero, counts):
 
 @numba.njit(cache=True, nogil=True)
 def fuzz_run(tpl, tlens, fields, hsize, npkt, seed, cfg, state, nsrc, p, slots, g, zero,
-             counts, work, held, d):
+             counts, work, held, d, reset_every):
     np.random.seed(seed)
     ntpl = tpl.shape[0]
     maxlen = work.shape[0]
     nheld = -1
     for k in range(npkt):
+        if reset_every > 0 and k % reset_every == 0:
+            state[:] = 0                              # a new capture: learning starts over
+            nheld = -1
         t = k % ntpl if np.random.randint(0, 4) != 0 else np.random.randint(0, ntpl)
         ln = _mutate(work, tpl[t], tlens[t], fields, hsize, maxlen)
         for q in range(d.shape[0]):
@@ -300,8 +306,7 @@ def fuzz_run(tpl, tlens, fields, hsize, npkt, seed, cfg, state, nsrc, p, slots, 
                 nheld = -1
         elif r == HOLD:
             counts[{n_hold}] += 1
-            for i in range(ln):
-                held[i] = work[i]
+            held[:ln] = work[:ln]
             nheld = ln
         else:
             counts[{n_invalid}] += 1
@@ -355,7 +360,7 @@ class Fuzz:
     def run(self, n: int, seed: int) -> np.ndarray:
         self.kernel(self.tpl, self.tlens, self.fields, self.hsize, n, seed, self.cfg, self.state,
                     self.fmt_nsrc, self.p, self.slots, GUARD, self.zero, self.counts, self.work,
-                    self.held, self.d)
+                    self.held, self.d, RESET_EVERY)
         self.npkt += n
         return self.counts
 

@@ -25,7 +25,7 @@ def bind_args(cls_name: str, names: list[str], aliases: dict[str, str], args: tu
             raise ArgumentError(f"{cls_name}: argument {k2!r} given twice")
         kw[k2] = v
     order = list(names)
-    if "ring" not in kw and args and not _is_ring(args[0]):
+    if "ring" not in kw and args and args[0] is not None and not _is_ring(args[0]):
         order.remove("ring")        # tutorial form: the capture owns its ring
     if len(args) > len(order):
         raise ArgumentError(f"{cls_name}: too many positional arguments ({len(args)}); expected at "

@@ -98,7 +98,6 @@ class CaptureEngine:
         self.core = -1 if core is None else _int("core", core)
         self._max_packet = max_packet
         self._ended = False
-        self._changing = False
         self.stats_obj = CaptureStats(nsrc)
         self.sequence_info: dict[str, Any] | None = None  # the current/last sequence
         self.sequence_history: list[dict[str, Any]] = []  # the last 1000 sequences begun
@@ -122,6 +121,9 @@ class CaptureEngine:
         self._fstate = np.zeros(spec.NSTATE, dtype=np.int64)
         self._d = np.full(NDESC, -1, dtype=np.int64)
         self._cur = np.full(NDESC, -1, dtype=np.int64)
+        self._ref = np.full(NDESC, -1, dtype=np.int64)   # open sequence's config, while confirming
+        self._confirming = False
+        self._change_end = 0
         self._chg = np.asarray(fmt.change, dtype=np.int64)
         self._rst = np.zeros(L.NRST, dtype=np.int64)
         self._setup_backend()
@@ -140,6 +142,7 @@ class CaptureEngine:
         w[L.W_MAXJUMP] = min(max_jump_gulps if max_jump_gulps is not None
                              else max(ring_factor, 2), 1 << 30)
         w[L.W_BACKTHRESH] = buffer_ntime * nsrc + 1
+        w[L.W_GTARGET] = nsrc
         self._dummy_gulp = np.zeros(1, dtype=np.uint8)
         self._dummy_mask = np.zeros((1, 1), dtype=np.uint8)
 
@@ -172,7 +175,7 @@ class CaptureEngine:
         st = self.stats_obj
         st.process_seconds = st.reserve_seconds = 0.0
         try:
-            status = self._pump(nofetch=False)
+            status = self._pump(nofetch=0)
         finally:
             self._publish()
         return Status(status)
@@ -191,7 +194,7 @@ class CaptureEngine:
         if self._ended:
             return
         try:
-            self._drain()
+            self._drain(received_too=True)
             # held packets that never became decodable count as invalid
             self._kmod_drop_hold()
         finally:
@@ -212,28 +215,32 @@ class CaptureEngine:
     def _check_open(self) -> None:
         """Subclasses: raise ArgumentError when the socket/file was closed."""
 
-    def _run(self, nofetch: bool) -> int:
+    def _run(self, nofetch: int) -> int:
         g = self._gulps
         gA = g[0].data if len(g) > 0 else self._dummy_gulp
         mA = g[0].mask if len(g) > 0 else self._dummy_mask
         gB = g[1].data if len(g) > 1 else self._dummy_gulp
         mB = g[1].mask if len(g) > 1 else self._dummy_mask
-        self._win[L.W_NOFETCH] = 1 if nofetch else 0
+        self._win[L.W_NOFETCH] = int(nofetch)
         t0 = time.perf_counter()
         st = self.stats_obj
         r = self._kmod.run(self._io, self._rbuf, self._rlen, self._rst, self._hdrs, self._control,
                            self._controllens, self._hold, self._hlen, self._hst, self._cfg,
-                           self._fstate, self._d, self._cur, self._chg, gA, gB, mA, mB,
+                           self._fstate, self._d, self._cur, self._ref, self._chg, gA, gB, mA, mB,
                            self._win, st.cnt, st.psrc)
         st.process_seconds += time.perf_counter() - t0
         return int(r)
 
-    def _pump(self, nofetch: bool) -> int:
+    def _pump(self, nofetch: int) -> int:
         """Run the compiled loop and act on why it returned, until there is a status."""
         w = self._win
         while True:
             reason = self._run(nofetch)
-            active = w[L.W_MODE] == L.MODE_ACTIVE
+            active = w[L.W_MODE] == L.MODE_ACTIVE or self._confirming
+            if reason == L.RS_START and self._confirming:
+                if self._resolve_change():
+                    return Status.CHANGED
+                continue  # a glitch: the open sequence goes on with the held packets
             if reason == L.RS_START:
                 try:
                     self._begin_sequence()
@@ -241,26 +248,21 @@ class CaptureEngine:
                     # the callback or the ring refused: the gathered packets cannot be
                     # placed; count them (invalid) so that end() does not retry forever
                     self._kmod_drop_hold()
-                    self._changing = False
                     raise
-                if self._changing:
-                    self._changing = False
-                    return Status.CHANGED
                 return Status.STARTED
             if reason == L.RS_ADVANCE:
                 self._advance()
                 return Status.CONTINUED
             if reason == L.RS_CHANGE:
-                s_c = int(w[L.W_SC])
-                end = max(min(s_c, self._window_end()), int(w[L.W_LAST]) + 1)
-                self._end_sequence(end)
-                self._changing = True
+                self._start_confirming()
                 continue
             if reason in (L.RS_JUMP, L.RS_BACKJUMP):
                 self._end_sequence(int(w[L.W_LAST]) + 1)
                 self.stats_obj.nrestarts += 1
                 continue
             if reason in (L.RS_TIMEOUT, L.RS_EOF):
+                if self._confirming:   # nothing left to vote with: keep the old config
+                    self._stop_confirming()
                 if active:
                     self._end_sequence(int(w[L.W_LAST]) + 1)
                     return Status.ENDED
@@ -275,10 +277,76 @@ class CaptureEngine:
                 return _DRAINED
             raise AsbruError(f"capture: internal error, compiled loop returned {reason}")
 
-    def _drain(self) -> None:
-        """Process everything already received (and held), then close the sequence."""
-        while self._pump(nofetch=True) != _DRAINED:
+    def _start_confirming(self) -> None:
+        """A packet disagrees with the open sequence's CHANGE fields: before ending the
+        sequence, gather 2*nsrc+1 packets and let them vote (one corrupt header must not
+        split the stream).  The open gulps stay reserved meanwhile."""
+        w = self._win
+        s_c = int(w[L.W_SC])
+        # if the change wins, the old sequence ends here: at the change point, or after the
+        # last old-configuration packet already placed
+        self._change_end = max(min(s_c, self._window_end()), int(w[L.W_LAST]) + 1)
+        self._ref[:] = self._cur
+        self._compact_hold()
+        w[L.W_MODE] = L.MODE_GATHER
+        w[L.W_VOTE] = 1
+        w[L.W_GTARGET] = 2 * self.nsrc + 1
+        self._confirming = True
+
+    def _stop_confirming(self) -> None:
+        w = self._win
+        self._confirming = False
+        w[L.W_VOTE] = 0
+        w[L.W_GTARGET] = self.nsrc
+        self._cur[:] = self._ref
+        w[L.W_MODE] = L.MODE_ACTIVE
+        self._hst[L.H_POS] = 0
+
+    def _resolve_change(self) -> bool:
+        """The vote is in (``W_NEWCFG``).  New configuration: end the old sequence, begin
+        the new one at max(its smallest seq, the old sequence's end).  Old: carry on."""
+        w = self._win
+        if not w[L.W_NEWCFG]:
+            self._stop_confirming()
+            return False
+        self._confirming = False
+        w[L.W_VOTE] = 0
+        w[L.W_GTARGET] = self.nsrc
+        end = self._change_end
+        gmin = int(w[L.W_GMIN])
+        self._end_sequence(end)
+        # sequences after a change never overlap in time, so their default time tags differ
+        w[L.W_GMIN] = gmin if gmin - end >= 0 else end
+        try:
+            self._begin_sequence()
+        except BaseException:
+            self._kmod_drop_hold()
+            raise
+        return True
+
+    def _compact_hold(self) -> None:
+        """Forget the held packets already processed (before ``H_POS``)."""
+        h = self._hst
+        pos, nh = int(h[L.H_POS]), int(h[L.H_N])
+        if pos > 0:
+            rest = nh - pos
+            if rest > 0:
+                self._hold[:rest] = self._hold[pos:nh]
+                self._hlen[:rest] = self._hlen[pos:nh]
+            h[L.H_N] = max(rest, 0)
+        h[L.H_POS] = 0
+        h[L.H_GPOS] = 0
+        h[L.H_NVALID] = 0
+
+    def _drain(self, received_too: bool = False) -> None:
+        """Place the held packets (and, for end(), the received but unprocessed ones)
+        without receiving more, then close the sequence."""
+        while self._pump(nofetch=2 if received_too else 1) != _DRAINED:
             pass
+        if self._confirming:  # the disagreeing packet is still unprocessed: keep the old config
+            self._stop_confirming()
+            while self._pump(nofetch=1) != _DRAINED:
+                pass
         if self._win[L.W_MODE] == L.MODE_ACTIVE:
             self._end_sequence(int(self._win[L.W_LAST]) + 1)
 
@@ -355,17 +423,7 @@ class CaptureEngine:
         w[L.W_K] = 0
         w[L.W_MODE] = L.MODE_GATHER
         # keep the held packets not yet processed, at the front, for the next gather
-        h = self._hst
-        pos, nh = int(h[L.H_POS]), int(h[L.H_N])
-        if pos > 0:
-            rest = nh - pos
-            if rest > 0:
-                self._hold[:rest] = self._hold[pos:nh]
-                self._hlen[:rest] = self._hlen[pos:nh]
-            h[L.H_N] = max(rest, 0)
-        h[L.H_POS] = 0
-        h[L.H_GPOS] = 0
-        h[L.H_NVALID] = 0
+        self._compact_hold()
 
     # --- gulps
     def _reserve(self) -> None:

@@ -199,16 +199,44 @@ def _merge(cur, d, chg, first):
 
 @numba.njit(nogil=True, cache=True)
 def _ready(cur, chg, hst, win):
-    # start once one time slot's worth of VALID packets is held: every CHANGE field a
-    # multi-source format (DRX tunings) spreads over its sources is then known, and a
-    # reordered first time slot is not lost (seq0 = the smallest seq held)
-    return hst[H_NVALID] >= win[W_NSRC]
+    # start once W_GTARGET VALID packets are held (one time slot's worth, nsrc, at start-up:
+    # every CHANGE field a multi-source format spreads over its sources -- DRX tunings -- is
+    # then known, and a reordered first time slot is not lost; 2*nsrc+1 to confirm a change)
+    return hst[H_NVALID] >= win[W_GTARGET]
 
 
 @numba.njit(nogil=True, cache=True)
-def _finalize(hold, hlen, hst, cfg, fstate, d, cur, chg, win, cnt):
+def _agrees(d, ref, chg):
+    # does this packet's configuration agree with the open sequence's?
+    for j in range(chg.shape[0]):
+        f = chg[j]
+        if d[f] != -1 and ref[f] != -1 and d[f] != ref[f]:
+            return False
+    return True
+
+
+@numba.njit(nogil=True, cache=True)
+def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     # decode every held packet again (the format may have learnt what it needed) and
-    # derive seq0 = the smallest seq and the sequence descriptor; returns #VALID
+    # derive seq0 = the smallest seq and the sequence descriptor; returns #VALID used.
+    # W_VOTE: a change is being confirmed: the held packets vote between the open
+    # sequence's configuration (ref) and a new one; the majority wins (a tie keeps the old),
+    # the minority is dropped: counted invalid (a glitch) or late (old data after a change)
+    n_same = 0
+    n_diff = 0
+    vote = win[W_VOTE] != 0
+    if vote:
+        for i in range(hst[H_N]):
+            ln = hlen[i]
+            if ln < 0:
+                continue
+            if _decode_fresh(hold[i, :ln], cfg, fstate, d) == VALID:
+                if _agrees(d, ref, chg):
+                    n_same += 1
+                else:
+                    n_diff += 1
+    new_wins = n_diff > n_same
+    win[W_NEWCFG] = 1 if new_wins else 0
     nv = 0
     gmin = np.int64(0)
     for i in range(hst[H_N]):
@@ -221,6 +249,16 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, chg, win, cnt):
             hlen[i] = -1
             continue
         if r != VALID:
+            continue
+        if vote and _agrees(d, ref, chg) == new_wins:
+            if new_wins:
+                cnt[C_NLATE] += 1
+                cnt[C_NLATE_BYTES] += d[PAYLOAD_SIZE]
+                if d[SRC] >= 0 and d[SRC] < psrc.shape[1]:
+                    psrc[PS_LATE, d[SRC]] += 1
+            else:
+                _invalid(cnt, ln)
+            hlen[i] = -1
             continue
         _merge(cur, d, chg, nv == 0)
         if nv == 0 or d[SEQ] - gmin < 0:
@@ -325,7 +363,7 @@ def _fetch_reason(f):
 
 @numba.njit(nogil=True, cache=True)
 def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, fstate, d,
-        cur, chg, gA, gB, mA, mB, win, cnt, psrc):
+        cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc):
     consumed = 0
     budget = win[W_BUDGET]
     while True:
@@ -349,8 +387,10 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                     hst[H_GPOS] = 0
                     hst[H_NVALID] = 0
                 continue
-            # 2. the receive buffer (not in W_NOFETCH mode: flush only finishes the hold)
-            if win[W_NOFETCH] != 0:
+            # 2. the receive buffer (W_NOFETCH 1: flush only finishes the hold;
+            #    2: end() also processes what was already received, without receiving)
+            nofetch = win[W_NOFETCH]
+            if nofetch == 1 or (nofetch == 2 and rst[R_POS] >= rst[R_COUNT]):
                 return RS_DRAINED
             if rst[R_POS] >= rst[R_COUNT]:
                 f = _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt)
@@ -386,21 +426,19 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                 if r == VALID:
                     _merge(cur, d, chg, hst[H_NVALID] == 0)
                     hst[H_NVALID] += 1
-                    if _ready(cur, chg, hst, win) and _finalize(hold, hlen, hst, cfg, fstate, d,
-                                                                 cur, chg, win, cnt) > 0:
+                    if _ready(cur, chg, hst, win) and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                         return RS_START
                 continue
-            if win[W_NOFETCH] != 0:
-                if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, chg,
-                                                   win, cnt) > 0:
+            nofetch = win[W_NOFETCH]
+            if nofetch == 1 or (nofetch == 2 and rst[R_POS] >= rst[R_COUNT]):
+                if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                     return RS_START
                 return RS_DRAINED
             if rst[R_POS] >= rst[R_COUNT]:
                 f = _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt)
                 if f < 0:
                     if f == F_TIMEOUT or f == F_EOF:
-                        if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur,
-                                                           chg, win, cnt) > 0:
+                        if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                             return RS_START
                         _drop_hold(hlen, hst, cnt)
                     return _fetch_reason(f)
@@ -422,8 +460,7 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                 consumed += 1
                 continue
             if hst[H_N] >= hold.shape[0] or ln > hold.shape[1]:
-                if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, chg,
-                                                   win, cnt) > 0:
+                if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                     return RS_START  # this packet stays pending
                 _invalid(cnt, ln)  # hold full of undecodable packets
                 rst[R_POS] += 1
@@ -439,8 +476,7 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
             if r == VALID:
                 _merge(cur, d, chg, hst[H_NVALID] == 0)
                 hst[H_NVALID] += 1
-                if _ready(cur, chg, hst, win) and _finalize(hold, hlen, hst, cfg, fstate, d, cur,
-                                                             chg, win, cnt) > 0:
+                if _ready(cur, chg, hst, win) and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                     return RS_START
 
 

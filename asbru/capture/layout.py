@@ -32,9 +32,12 @@ W_BUDGET = 8     # packets one call may consume before returning (bounded work)
 W_MAXJUMP = 9    # forward jump (in gulps beyond the window) that restarts the sequence
 W_BACKRUN = 10   # current run of packets late by more than two gulps
 W_BACKTHRESH = 11  # run length that restarts the sequence (backward jump)
-W_NOFETCH = 12   # 1: never receive; return RS_DRAINED when the buffers are exhausted
+W_NOFETCH = 12   # 0: receive; 1: only finish the hold buffer; 2: hold + receive buffer, no receive
 W_SC = 13        # seq of the packet that reported a change
-NWIN = 16
+W_GTARGET = 14   # VALID packets to gather before a sequence starts (nsrc; 2*nsrc+1 for a change)
+W_VOTE = 15      # 1: the gather confirms a change (held packets vote; ref = open config)
+W_NEWCFG = 16    # result of the vote: 1 = the new configuration won
+NWIN = 20
 
 MODE_GATHER = 0
 MODE_ACTIVE = 1

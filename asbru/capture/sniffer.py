@@ -19,7 +19,8 @@ How it differs from Bifrost's sniffer (SEMANTICS §5.2, §14.14):
 called (Bifrost's usage), or a UDP socket bound to an IPv4 address: the sniffer then opens
 its own packet socket for that address and port, and the bound socket only holds the port
 (so the kernel does not answer each datagram with ICMP port-unreachable); a drop-all
-filter is attached to it so that it does not queue a second copy of every datagram.
+filter is attached to it so that it does not queue a second copy of every datagram
+(``end()`` detaches it).
 
 Needs CAP_NET_RAW; without it construction raises :class:`~asbru.errors.PermissionNeeded`.
 """
@@ -50,6 +51,7 @@ SNIFF_BLOCK_COUNT = 32
 SNIFF_RETIRE_MS = 8
 
 _CAP_NET_RAW = 13
+_SO_DETACH_FILTER = getattr(socket, "SO_DETACH_FILTER", 27)
 _NEEDS_RAW = ("UDPSniffer needs CAP_NET_RAW (run as root, or `setcap cap_net_raw+ep` on the "
               "python binary); use UDPCapture without it")
 
@@ -139,6 +141,10 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
 '''
 
 
+# the same io[] slots, for the Python side
+_IO_BSIZE, _IO_NBLOCK, _IO_BLOCK, _IO_HELD, _IO_MAXLEN = (L.NIO + k for k in range(5))
+
+
 def _backend_source() -> str:
     # the generated module's name hashes its source: carry packet_ring's fingerprint so an
     # edit of the block walker gives a fresh module and a fresh numba cache
@@ -188,7 +194,7 @@ class UDPSniffer(UDPCapture):
                  sniff_block_count: int = SNIFF_BLOCK_COUNT,
                  sniff_retire_ms: int = SNIFF_RETIRE_MS, **kwargs: Any) -> None:
         self._pring: Optional[pr.PacketRing] = None
-        self._timeout_sock = sock
+        self._filtered: Optional[Any] = None     # a bound socket we attached drop-all to
         bsize = _check_block("sniff_block_size", sniff_block_size)
         bcount = _check_block("sniff_block_count", sniff_block_count)
         retire = _check_block("sniff_retire_ms", sniff_retire_ms)
@@ -216,9 +222,11 @@ class UDPSniffer(UDPCapture):
         from asbru.address import Address
         ring = pr.PacketRing.open(Address(addr[0], addr[1]), block_size=bsize,
                                   block_count=bcount, retire_ms=retire)
-        # the bound socket only holds the port: it must not queue a second copy of each datagram
+        # the bound socket only holds the port: it must not queue a second copy of each
+        # datagram (detached again by end())
         with socket.socket(fileno=os.dup(sock.fileno())) as dup:
             bpf.attach(dup, bpf.drop_all())
+        self._filtered = sock
         return ring
 
     @staticmethod
@@ -253,15 +261,15 @@ class UDPSniffer(UDPCapture):
         io[L.IO_FD] = ring.fd
         io[L.IO_POLL_MS] = self._poll_ms()
         io[L.IO_POLLFD_ADDR] = io.ctypes.data + 8 * L.IO_POLLFD
-        io[L.NIO + 0] = ring.block_size
-        io[L.NIO + 1] = ring.block_count
-        io[L.NIO + 2] = ring.next_block
-        io[L.NIO + 3] = 0
-        io[L.NIO + 4] = self._bufsize
+        io[_IO_BSIZE] = ring.block_size
+        io[_IO_NBLOCK] = ring.block_count
+        io[_IO_BLOCK] = ring.next_block
+        io[_IO_HELD] = 0
+        io[_IO_MAXLEN] = self._bufsize
         self._io = io
 
     def _poll_ms(self) -> int:
-        t = getattr(self._timeout_sock, "timeout", 0.0)
+        t = getattr(self._sock, "timeout", 0.0)
         try:
             t = float(t or 0.0)
         except (TypeError, ValueError):
@@ -293,6 +301,13 @@ class UDPSniffer(UDPCapture):
             self._close_packet_ring()
 
     def _close_packet_ring(self) -> None:
+        sock, self._filtered = self._filtered, None
+        if sock is not None:
+            try:
+                with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+                    dup.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
+            except OSError:
+                pass              # closed meanwhile: nothing to undo
         ring, self._pring = self._pring, None
         if ring is None:
             return

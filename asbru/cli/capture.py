@@ -17,6 +17,7 @@ from ..errors import ArgumentError
 from ..formats import spec
 from . import common
 from . import recv_kernel as rk
+from . import slots
 from .proclog_compat import Publisher
 
 BLOCK = "cli_capture"
@@ -74,12 +75,13 @@ class _Live:
             return
         from rich.table import Table
         t = Table(title=self.title, show_header=True)
-        for col in ("elapsed s", "pkt/s", "Gbit/s", "valid", "invalid", "held", "recorded",
-                    "kernel drops"):
+        for col in ("elapsed s", "pkt/s", "Gbit/s", "valid", "invalid", "duplicates", "missing",
+                    "late", "recorded", "kernel drops"):
             t.add_column(col, justify="right")
         t.add_row(f"{snap['seconds']:.1f}", f"{snap['rate_pps']:,.0f}", f"{snap['rate_gbps']:.3f}",
-                  f"{snap['valid']:,}", f"{snap['invalid']:,}", f"{snap['held']:,}",
-                  f"{snap['kept']:,}", f"{snap['kernel_drops']:,}")
+                  f"{snap['valid']:,}", f"{snap['invalid']:,}", f"{snap['duplicates']:,}",
+                  f"{snap['missing']:,}", f"{snap['late']:,}", f"{snap['kept']:,}",
+                  f"{snap['kernel_drops']:,}")
         self.live.update(t)
 
     def stop(self) -> None:
@@ -87,19 +89,32 @@ class _Live:
             self.live.stop()
 
 
-def _snapshot(c: np.ndarray, seconds: float, rate_pps: float, rate_bps: float) -> dict:
+def _missing(seen: np.ndarray, track: np.ndarray) -> int:
+    return int(track[slots.T_MISSING]) + int(slots.pending_missing(seen, track))
+
+
+def _snapshot(c: np.ndarray, seen: np.ndarray, track: np.ndarray, seconds: float,
+              rate_pps: float, rate_bps: float) -> dict:
     return {"seconds": seconds, "received": int(c[rk.RECEIVED]), "valid": int(c[rk.VALID]),
-            "invalid": int(c[rk.INVALID]), "held": int(c[rk.HELD]), "kept": int(c[rk.KEPT]),
+            "invalid": int(c[rk.INVALID]), "held": int(c[rk.HELD]),
+            "duplicates": int(track[slots.T_DUP]), "missing": _missing(seen, track),
+            "late": int(track[slots.T_LATE]), "restarts": int(track[slots.T_RESTARTS]),
+            "kept": int(c[rk.KEPT]),
             "kept_bytes": int(c[rk.KEPT_BYTES]), "kernel_drops": int(c[rk.KERNEL_DROPS]),
             "truncated": int(c[rk.TRUNCATED]), "rate_pps": rate_pps, "rate_gbps": rate_bps / 1e9}
 
 
-def _stats_log(c: np.ndarray) -> dict:
-    # Bifrost's stats keys (missing/late are not tracked by a recorder: 0) + extensions
-    return {"ngood_bytes": int(c[rk.VALID_BYTES]), "nmissing_bytes": 0,
+def _stats_log(c: np.ndarray, seen: np.ndarray, track: np.ndarray) -> dict:
+    # Bifrost's stats keys + extensions; "good" = payload of first arrivals, "missing" =
+    # empty (seq, src) slots times the last payload size (see slots.py)
+    psize = int(track[slots.T_PSIZE])
+    return {"ngood_bytes": int(track[slots.T_GOOD_BYTES]),
+            "nmissing_bytes": _missing(seen, track) * psize,
             "ninvalid": int(c[rk.INVALID]), "ninvalid_bytes": int(c[rk.INVALID_BYTES]),
-            "nlate": 0, "nlate_bytes": 0, "nvalid": int(c[rk.VALID]),
+            "nlate": int(track[slots.T_LATE]), "nlate_bytes": int(track[slots.T_LATE]) * psize,
+            "nvalid": int(c[rk.VALID]),
             "nvalid_bytes": int(c[rk.VALID_BYTES]),
+            "nduplicate": int(track[slots.T_DUP]), "nmissing": _missing(seen, track),
             "nreceived": int(c[rk.RECEIVED]), "nreceived_bytes": int(c[rk.RECEIVED_BYTES]),
             "nheld": int(c[rk.HELD]), "nrecorded": int(c[rk.KEPT]),
             "nkernel_drops": int(c[rk.KERNEL_DROPS]), "ntruncated": int(c[rk.TRUNCATED])}
@@ -138,13 +153,6 @@ def capture(
     except spec.FormatError as exc:
         raise ArgumentError(f"--nsrc/--src0: {exc}") from None
 
-    fh = None
-    if out is not None:
-        try:
-            fh = open(out, "wb")
-        except OSError as exc:
-            raise ArgumentError(f"--out {out!r}: cannot be written ({exc.strerror})") from None
-
     from ..sockets.msgvec import RecvVec
     recv = rk.receiver(f)
     rv = RecvVec(batch, size, control=True)
@@ -152,19 +160,28 @@ def capture(
     counters = np.zeros(rk.NCOUNTERS, dtype=np.int64)
     state = np.zeros(spec.NSTATE, dtype=np.int64)
     d = np.full(spec.NDESC, -1, dtype=np.int64)
+    seen, track = slots.new_tracker(nsrc)
     args = (rv.buffers, rv.lengths, rv.flags, rv.controllens, rv.control, np.int64(rv.control_size),
             cfg, state, d, outbuf)
     # compile (or load from the cache) before announcing readiness
-    recv(np.int32(-1), np.int64(rv.addr), *args, np.int64(0), np.int64(-1), counters, np.int64(0))
+    recv(np.int32(-1), np.int64(rv.addr), *args, np.int64(0), np.int64(-1), counters, np.int64(0),
+         seen, track)
 
     sock = open_socket(host, port, family, rcvbuf, 0.1, iface)
     bound = sock.getsockname()
+    fh = None
+    if out is not None:
+        try:
+            fh = open(out, "wb")
+        except OSError as exc:
+            sock.close()
+            raise ArgumentError(f"--out {out!r}: cannot be written ({exc.strerror})") from None
     pub = Publisher(BLOCK)
     pub.update("type", {"type": fmt})
     pub.update("sizes", {"nsrc": nsrc, "src0": src0, "max_size": size})
     pub.update("bind", {"address": f"{bound[0]}:{bound[1]}", "ncore": 1, "core0": -1})
     pub.update("out", {"file": os.path.abspath(out) if out else "-"})
-    pub.update("stats", _stats_log(counters))
+    pub.update("stats", _stats_log(counters, seen, track))
 
     stop = {"why": ""}
 
@@ -184,7 +201,8 @@ def capture(
     error = ""
     try:
         while not stop["why"]:
-            pos, e = recv(fd, np.int64(rv.addr), *args, np.int64(0), keep_limit, counters, np.int64(8))
+            pos, e = recv(fd, np.int64(rv.addr), *args, np.int64(0), keep_limit, counters, np.int64(8),
+                          seen, track)
             if pos and fh is not None:
                 fh.write(memoryview(outbuf[:pos]))
             if e not in (0, _errno.EAGAIN, _errno.EWOULDBLOCK, _errno.EINTR):
@@ -201,8 +219,8 @@ def capture(
                     rate_pps = (counters[rk.RECEIVED] - last_n) / dt
                     rate_bps = (counters[rk.RECEIVED_BYTES] - last_b) * 8 / dt
                 last_t, last_n, last_b = now, int(counters[rk.RECEIVED]), int(counters[rk.RECEIVED_BYTES])
-                pub.update("stats", _stats_log(counters))
-                live.show(_snapshot(counters, now - t0, rate_pps, rate_bps))
+                pub.update("stats", _stats_log(counters, seen, track))
+                live.show(_snapshot(counters, seen, track, now - t0, rate_pps, rate_bps))
     finally:
         live.stop()
         for s, h in old.items():
@@ -212,7 +230,8 @@ def capture(
             fh.close()
         pub.close()
     seconds = time.monotonic() - t0
-    summary = _snapshot(counters, seconds, counters[rk.RECEIVED] / seconds if seconds else 0.0,
+    slots.finish(seen, track)
+    summary = _snapshot(counters, seen, track, seconds, counters[rk.RECEIVED] / seconds if seconds else 0.0,
                         counters[rk.RECEIVED_BYTES] * 8 / seconds if seconds else 0.0)
     summary = {"format": fmt, "bind": f"{bound[0]}:{bound[1]}", "out": out, **summary,
                "stopped_by": stop["why"]}

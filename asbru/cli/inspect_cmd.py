@@ -108,14 +108,17 @@ def _print_text(res: dict[str, Any]) -> None:
         for r in rows:
             t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in cols))
         common.out.print(t)
-    s = Table(title="summary", show_header=False, title_justify="left")
+    # headings as plain lines: a table title would wrap to the (narrow) table's width
+    common.out.print("summary", style="bold")
+    s = Table(show_header=False)
     for key in ("packets", "valid", "invalid", "held", "duplicates", "missing", "seq_min", "seq_max",
                 "short_tail_bytes", "pcap_skipped_records"):
         if key in res:
             s.add_row(key, "-" if res[key] is None else f"{res[key]:,}")
     common.out.print(s)
     if res["per_source"]:
-        p = Table(title="packets per source", title_justify="left")
+        common.out.print("packets per source", style="bold")
+        p = Table()
         p.add_column("src", justify="right")
         p.add_column("packets", justify="right")
         for k, v in res["per_source"].items():

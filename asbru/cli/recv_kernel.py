@@ -1,7 +1,8 @@
 """The compiled receive loop of ``asbru capture``: recvmmsg + decode + append, per format.
 
 One call receives batches (recvmmsg, no GIL), decodes every datagram with the format's
-``decode``, appends the packets to keep to an output buffer and counts; it returns to
+``decode``, notes each valid one's (seq, src) slot (:mod:`asbru.cli.slots`: duplicates,
+missing, late), appends the packets to keep to an output buffer and counts; it returns to
 Python when the buffer has no room for another full batch, after ``max_batches`` batches,
 when the keep limit is reached, or when the socket times out (``SO_RCVTIMEO``).  Python
 then writes the buffer to the file and refreshes the statistics.  Generated per format
@@ -27,12 +28,13 @@ import numba
 import numpy as np
 from asbru.sockets import syscalls as sc
 from asbru.sockets.msgvec import rxq_ovfl
+from asbru.cli.slots import note
 from {modname} import decode as _decode
 
 
 @numba.njit(cache=True, nogil=True)
 def recv_decode(fd, vaddr, buffers, lengths, flags, controllens, control, control_size,
-                cfg, state, d, out, pos, keep_limit, counters, max_batches):
+                cfg, state, d, out, pos, keep_limit, counters, max_batches, seen, track):
     nmsg = buffers.shape[0]
     bufsize = buffers.shape[1]
     for _b in range(max_batches):
@@ -65,6 +67,7 @@ def recv_decode(fd, vaddr, buffers, lengths, flags, controllens, control, contro
                 counters[{VALID}] += 1
                 if d[{PSIZE}] > 0:
                     counters[{VALID_BYTES}] += d[{PSIZE}]
+                note(seen, track, d[{SEQ}], d[{SRC}], d[{PSIZE}])
             elif r == {HOLD_STATUS}:
                 counters[{HELD}] += 1
             else:
@@ -93,9 +96,10 @@ def receiver(fmt: Format):
                               RECEIVED_BYTES=RECEIVED_BYTES, TRUNCATED=TRUNCATED,
                               KERNEL_DROPS=KERNEL_DROPS, VALID_STATUS=spec.VALID,
                               HOLD_STATUS=spec.HOLD, VALID=VALID, VALID_BYTES=VALID_BYTES,
-                              PSIZE=spec.PAYLOAD_SIZE, HELD=HELD, INVALID=INVALID,
+                              PSIZE=spec.PAYLOAD_SIZE, SEQ=spec.SEQ, SRC=spec.SRC, HELD=HELD, INVALID=INVALID,
                               INVALID_BYTES=INVALID_BYTES, OVER_LIMIT=OVER_LIMIT,
                               KEPT_BYTES=KEPT_BYTES)
+    from . import slots
     mod = engine.generated_module(f"cli_recv_{fmt.name}", source,
-                                  depends_on=(fmt.module, spec, sys.modules[__name__]))
+                                  depends_on=(fmt.module, spec, sys.modules[__name__], slots))
     return mod.recv_decode

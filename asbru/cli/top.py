@@ -63,9 +63,11 @@ def sample() -> dict[tuple[int, str], dict[str, Any]]:
         for block, logs in blocks.items():
             kind = _kind(block)
             stats = logs.get("stats")
-            if kind in WRITER_KINDS or not isinstance(stats, dict):
+            if kind in WRITER_KINDS:
                 continue
-            if kind not in CAPTURE_KINDS and "nvalid" not in stats:
+            if kind in CAPTURE_KINDS:
+                stats = stats if isinstance(stats, dict) else {}   # constructed, no recv() yet
+            elif not isinstance(stats, dict) or "nvalid" not in stats:
                 continue
             fmt = (logs.get("type") or {}).get("type", "")
             found[(pid, block)] = {"stats": stats, "type": fmt, "logs": logs}
@@ -161,7 +163,12 @@ class _Collector:
 
 
 def serve_prometheus(port: int, host: str):
-    from prometheus_client import CollectorRegistry, start_http_server
+    try:
+        from prometheus_client import CollectorRegistry, start_http_server
+    except ImportError:
+        from ..errors import ArgumentError
+        raise ArgumentError("--prometheus: needs the prometheus-client package "
+                            "(pip install 'asbru[prometheus]')") from None
     registry = CollectorRegistry()
     registry.register(_Collector())
     try:

@@ -102,6 +102,7 @@ class Ring:
         self._reserve_head = 0
         self._tail = 0
         self._pending: deque[WriteSpan] = deque()
+        self._holes: list[tuple[int, int, _Sequence]] = []   # uncommitted tails of older spans
         self._open_spans = 0
         self._resizing = False
         self._pins: dict[int, int] = {}
@@ -393,6 +394,17 @@ class Ring:
             m = min(e, ghost)
             buf[:, cap + b:cap + m] = buf[:, b:m]
 
+    def _zero(self, lo: int, hi: int) -> None:
+        """Zero absolute offsets [lo, hi) (still reserved, so no reader sees this), ghost included."""
+        buf, cap, ghost = self._buf, self._capacity, self._ghost
+        while lo < hi:
+            pos = lo % cap
+            n = min(hi - lo, cap - pos)
+            buf[:, pos:pos + n] = 0
+            if pos < ghost:
+                buf[:, cap + pos:cap + min(pos + n, ghost)] = 0
+            lo += n
+
     def _check_order(self, span: WriteSpan, nbyte: int) -> None:
         """Refuse a commit that would wait forever on this thread's own earlier spans."""
         with self._lock:
@@ -407,7 +419,6 @@ class Ring:
 
     def _commit(self, span: WriteSpan) -> None:
         nbyte = span._commit_size
-        err: Optional[str] = None
         if self._pending[0] is not span:
             self._check_order(span, nbyte)
         if nbyte == span._size:
@@ -430,20 +441,25 @@ class Ring:
                     self._wake_space()
                     return
             else:
-                err = (f"commit: only the most recent reservation can commit less than it reserved "
-                       f"({nbyte} of {span._size} bytes); the whole span was committed")
-                nbyte = span._size
+                # An older span commits less while later ones are still reserved (a capture
+                # ending mid-gulp): the rest becomes a hole.  If the sequence ends before a
+                # later span commits data, the hole is simply outside it; otherwise the hole is
+                # zero-filled when that data is published (see _publish).
+                self._holes.append((span._abs + nbyte, span._abs + span._size, span._seq))
             while self._pending[0] is not span:
                 self._wait_space()
         self._mirror(span, nbyte)
         with self._lock:
             self._publish(span, nbyte)
-        if err:
-            raise ArgumentError(err)
 
     def _publish(self, span: WriteSpan, nbyte: int) -> None:
         """Make ``nbyte`` bytes of the oldest pending span visible (lock held)."""
         self._pending.popleft()
+        if self._holes and nbyte > 0:
+            for lo, hi, seq in self._holes:
+                if seq is span._seq and hi <= span._abs:
+                    self._zero(lo, hi)
+            self._holes = [h for h in self._holes if h[1] > span._abs]
         self._head = span._abs + nbyte
         self._open_spans -= 1
         if span._flags is not None and nbyte > 0:

@@ -34,7 +34,7 @@ from numba import njit, types
 
 __all__ = [
     "recvmmsg", "sendmmsg", "read", "write", "writev", "poll", "lseek", "close",
-    "errno", "recvmmsg_e", "sendmmsg_e", "read_e", "write_e", "writev_e", "poll_e",
+    "errno", "set_errno", "recvmmsg_e", "sendmmsg_e", "read_e", "write_e", "writev_e", "poll_e",
     "lseek_e",
     "MSG_DONTWAIT", "MSG_WAITFORONE", "MSG_TRUNC", "MSG_CTRUNC", "MSG_PEEK",
     "EAGAIN", "EWOULDBLOCK", "EINTR", "EBADF", "EINVAL", "ENOBUFS", "ECONNREFUSED",

@@ -46,7 +46,10 @@ def _scatter(pkt, ring, nslot, payload, nsrc):
     if src < 0 or src >= nsrc:
         return False
     row = np.int64(seq % np.uint64(nslot)) * nsrc + src
-    ring[row * payload:(row + 1) * payload] = pkt[16:]
+    dst = ring[row * payload:(row + 1) * payload]     # slice first, then index: vectorised copy
+    src_b = pkt[16:16 + payload]
+    for j in range(payload):
+        dst[j] = src_b[j]
     return True
 
 

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,9 +85,15 @@ int main(int argc, char **argv) {
     socklen_t salen = sizeof sa;
     getsockname(fd, (struct sockaddr *)&sa, &salen);
 
-    /* Ring: the payload size is learnt from the first packet; pre-faulted up front. */
+    /* Ring: the payload size is learnt from the first packet; pre-faulted up front, on
+     * transparent huge pages where the kernel allows it (numpy asks for them too for large
+     * arrays; without them TLB misses over 256 MiB cost the baseline a factor 2-3). */
     size_t ring_bytes = (size_t)ring_mib << 20;
-    unsigned char *ring = malloc(ring_bytes);
+    unsigned char *ring = NULL;
+    if (posix_memalign((void **)&ring, 2u << 20, ring_bytes) != 0) ring = NULL;
+#ifdef MADV_HUGEPAGE
+    if (ring) madvise(ring, ring_bytes, MADV_HUGEPAGE);
+#endif
     unsigned char *bufs = malloc((size_t)batch * maxsize);
     struct mmsghdr *msgs = calloc(batch, sizeof *msgs);
     struct iovec *iovs = calloc(batch, sizeof *iovs);

@@ -1,0 +1,19 @@
+"""Where Bifrost's golden vectors are: ``$ASBRU_VECTORS``, else ``shared/vectors`` beside the
+repository (where CI puts it), else /work/shared/vectors."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def vectors_dir() -> Path:
+    env = os.environ.get("ASBRU_VECTORS")
+    if env:
+        return Path(env)
+    beside_repo = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+    if beside_repo.is_dir():
+        return beside_repo
+    return Path("/work/shared/vectors")
+
+
+VECTORS = vectors_dir()
