@@ -55,14 +55,14 @@ from asbru.capture.sniffer import have_cap_net_raw  # noqa: E402
 from asbru.packet_capture import DiskReader, PacketCaptureCallback, UDPCapture, UDPSniffer  # noqa: E402
 from asbru.ring import Ring  # noqa: E402
 from asbru.udp_socket import UDPSocket  # noqa: E402
-from benchmarks.baseline.build import build, parse_result, run_sender  # noqa: E402
+from benchmarks.baseline.build import BuildError, build, parse_result, run_sender  # noqa: E402
 
 NSRC = 16
 RCVBUF = 512 << 20
 # the sniffer's blocks are handed over when full or after this long: long enough that the
 # pre-fill packs them (a block retired every 8 ms while the sender runs is mostly empty)
 RETIRE_MS = 200
-GULP = 32                     # time slots per gulp: 512 packets
+GULP = 128                    # time slots per gulp: 2048 packets (Python work once per gulp)
 SIZES = {"8 KiB": 8160, "1 KiB": 1024}
 NPKT = {"8 KiB": 16_000, "1 KiB": 100_000}   # fits the 512 MiB socket buffer / the sniffer ring
 TARGET = {("UDPCapture", "8 KiB"): 1.0, ("UDPCapture", "1 KiB"): 1.0,
@@ -169,7 +169,7 @@ class Receiver:
             pr[::4096].max()              # map every page of the kernel ring
         self.seq = 1
         # warm-up: compile, and cycle the data ring once (first-touch page faults)
-        self.round(8 * GULP * NSRC)
+        self.round(6 * GULP * NSRC)
 
     def round(self, npkt: int) -> float:
         """Pre-fill, drain; packets/s."""
@@ -335,9 +335,13 @@ def main() -> int:
     a = ap.parse_args()
     repeat = 1 if a.quick else max(1, a.repeat)
     scale = 0.25 if a.quick else 1.0
-    exe = build()
-    sniffer = have_cap_net_raw()
-    bench_receive(exe, repeat, sniffer, scale)
+    try:
+        exe = build()
+    except BuildError as exc:
+        exe = None
+        print(f"UDPCapture/UDPSniffer: not measured ({exc})")
+    if exe is not None:
+        bench_receive(exe, repeat, have_cap_net_raw(), scale)
     bench_disk(max(16, int(a.disk_mib * scale)), repeat)
     bench_disk(max(16, int(a.disk_mib * scale)) // 2, repeat, payload=1024)
     bench_startup()

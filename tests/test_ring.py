@@ -133,6 +133,14 @@ def test_resize_waits_for_open_spans():
     # The data is still there after the resize.
     with rseq.acquire(0, 4096) as again:
         assert np.array_equal(again.data[0], pattern(0, 4096))
+    # A writer resizing while holding its own reservation would wait forever: refused.
+    with w.begin_sequence() as s:
+        span = s.reserve(10)
+        with pytest.raises(ArgumentError, match="resize: this thread has reserved spans"):
+            r.resize(1 << 16)
+        span.close()
+    r.resize(1 << 16)
+    assert r.contiguous_span == 1 << 16
 
 
 # ----------------------------------------------------------------------------- writing

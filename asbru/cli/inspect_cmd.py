@@ -20,22 +20,63 @@ DEFAULT_NSRC = 65536  # decode window when --nsrc is not given: every source id 
 _STATUS = {spec.VALID: "valid", spec.INVALID: "invalid", spec.HOLD: "held"}
 
 
+CHUNK = 1 << 20  # packets decoded per call: bounds the descriptor memory (192 B/packet)
+
+
 def analyze(packets: PacketSet, fmt, nsrc: int | None, src0: int = 0, limit: int = 20) -> dict[str, Any]:
-    """The inspect summary of ``packets`` decoded as ``fmt`` (a ``Format``)."""
-    from ..formats.batch import decode_buffer
+    """The inspect summary of ``packets`` decoded as ``fmt`` (a ``Format``).
+
+    Large files are decoded in chunks of ``CHUNK`` packets with one decoder state for the
+    whole file; packets the decoder holds (still learning a stream parameter) are decoded
+    again after each chunk until they resolve, as the capture engine does.  Only (seq, src)
+    of the valid packets is kept across chunks.
+    """
+    from ..formats.batch import decode_records
     n = len(packets)
     buf = np.asarray(packets.buf).view(np.ndarray) if packets.buf.size else np.zeros(1, np.uint8)
     decode_nsrc = nsrc if nsrc is not None else DEFAULT_NSRC
-    if n:
-        desc, status = decode_buffer(fmt, buf, packets.offsets, packets.lengths, decode_nsrc, src0)
-    else:
-        desc = np.zeros((0, spec.NDESC), np.int64)
-        status = np.zeros(0, np.int64)
-    valid = status == spec.VALID
-    seq = desc[valid, spec.SEQ]
-    src = desc[valid, spec.SRC]
-    nvalid = int(valid.sum())
-    held = int((status == spec.HOLD).sum())
+    fn = decode_records(fmt)
+    cfg = fmt.capture_config(decode_nsrc, src0)
+    state = np.zeros(spec.NSTATE, dtype=np.int64)
+    offsets = np.ascontiguousarray(packets.offsets, dtype=np.int64)
+    lengths = np.ascontiguousarray(packets.lengths, dtype=np.int64)
+    seqs, srcs = [], []
+    nvalid = 0
+    held_idx = np.zeros(0, np.int64)     # packet indices still held
+    first_n = min(n, limit)
+    desc_first = np.full((first_n, spec.NDESC), -1, np.int64)
+    status_first = np.full(first_n, spec.INVALID, np.int64)
+
+    def _run(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = np.full((idx.size, spec.NDESC), -1, np.int64)
+        st = np.full(idx.size, spec.INVALID, np.int64)
+        if idx.size:
+            fn(buf, offsets[idx], lengths[idx], cfg, state, d, st)
+        return d, st
+
+    def _take(idx: np.ndarray, d: np.ndarray, st: np.ndarray) -> np.ndarray:
+        nonlocal nvalid
+        ok = st == spec.VALID
+        seqs.append(d[ok, spec.SEQ])
+        srcs.append(d[ok, spec.SRC])
+        nvalid += int(ok.sum())
+        early = idx < first_n
+        desc_first[idx[early]] = d[early]
+        status_first[idx[early]] = st[early]
+        return idx[st == spec.HOLD]
+
+    for a in range(0, n, CHUNK):
+        idx = np.arange(a, min(n, a + CHUNK), dtype=np.int64)
+        d, st = _run(idx)
+        still = _take(idx, d, st)
+        if held_idx.size or still.size:
+            again = np.concatenate([held_idx, still])
+            d, st = _run(again)
+            held_idx = _take(again, d, st)
+    held = int(held_idx.size)
+    seq = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
+    src = np.concatenate(srcs) if srcs else np.zeros(0, np.int64)
+    desc, status = desc_first, status_first
     result: dict[str, Any] = {
         "format": fmt.params.fmt, "kind": packets.kind, "packets": n, "valid": nvalid,
         "invalid": n - nvalid, "held": held, "duplicates": 0, "missing": 0,
@@ -57,7 +98,7 @@ def analyze(packets: PacketSet, fmt, nsrc: int | None, src0: int = 0, limit: int
         result["pcap_truncated"] = packets.truncated
     rows = []
     hsize = fmt.header.size
-    for k in range(min(limit, n)):
+    for k in range(min(limit, n, status.shape[0])):
         raw = packets.packet(k)
         row: dict[str, Any] = {"index": k, "length": len(raw), "status": _STATUS.get(int(status[k]), "?")}
         if status[k] == spec.VALID:

@@ -240,6 +240,10 @@ class Ring:
             new_nr = max(self._nringlet, int(nringlet))
             if (new_ghost, new_cap, new_nr) == (self._ghost, self._capacity, self._nringlet):
                 return
+            me = threading.get_ident()
+            if self._pending and all(p._owner == me for p in self._pending):
+                raise ArgumentError("resize: this thread has reserved spans that are not committed; "
+                                    "commit them first (resize waits until no span is open)")
             self._resizing = True
             try:
                 while True:
