@@ -93,7 +93,7 @@ def load_packets(path: str | os.PathLike, record_size: int | None, port: int | N
 # Sending
 
 @numba.njit(cache=True, nogil=True)
-def send_batch(fd, iov, vaddr, msg_size, base_addr, offsets, lengths, i0, count):
+def send_batch(fd, iov, vaddr, base_addr, offsets, lengths, i0, count):
     """sendmmsg packets ``i0 .. i0+count`` of a PacketSet (no payload copy).
 
     Returns the number sent (>= 0) or ``-errno``.  ``iov`` is ``SendVec.iov``; the header
@@ -166,7 +166,7 @@ def send_packets(sock: socket.socket, packets: PacketSet, rate: float = 0.0, loo
                 wait = due - time.perf_counter()
                 if wait > 0.0005:
                     time.sleep(wait)
-            r = send_batch(fd, sv.iov, sv.addr, 0, base, offsets, lengths, i, count)
+            r = send_batch(fd, sv.iov, sv.addr, base, offsets, lengths, i, count)
             if r == 0 or r == -_errno.ENOBUFS or r == -_errno.EAGAIN or r == -_errno.EINTR:
                 time.sleep(0.0005)
                 continue

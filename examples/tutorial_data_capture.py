@@ -124,10 +124,15 @@ class CaptureOp(object):
 
 # ===================================================================== driving the capture
 # (not in the notebook: start CaptureOp, send it CHIPS traffic, watch it through ProcLog)
-def _capture_stats(pid: int):
-    """The capture's ProcLog ``stats`` (what Bifrost's like_top shows), or None."""
+def _capture_logs(pid: int):
+    """The capture's ProcLog block (``stats``, ``sizes``... -- what like_top shows), or None."""
     from asbru.proclog import load_by_pid
-    return load_by_pid(pid).get("udp_capture", {}).get("stats")
+    return load_by_pid(pid).get("udp_capture")
+
+
+def _capture_stats(pid: int):
+    """The capture's ``stats`` log (written by every recv()), or None."""
+    return (_capture_logs(pid) or {}).get("stats")
 
 
 def run_capture() -> bool:
@@ -143,7 +148,7 @@ def run_capture() -> bool:
     # wait until the capture exists (its ProcLog block appears), then send
     pid = os.getpid()
     deadline = _time.monotonic() + 60
-    while _capture_stats(pid) is None and _time.monotonic() < deadline and thread.is_alive():
+    while _capture_logs(pid) is None and _time.monotonic() < deadline and thread.is_alive():
         _time.sleep(0.05)
 
     desc = HeaderInfo()

@@ -367,3 +367,17 @@ def test_change_with_reordered_old_packets(tmp_path):
     assert all(np.array_equal(a[t], slot_of(d1[t])) for t in range(tc - 1))
     assert b.shape[0] == ntime - tc
     assert all(np.array_equal(b[t - tc], slot_of(d2[t])) for t in range(tc, ntime))
+
+
+def test_one_far_future_packet_is_a_glitch_not_a_jump(tmp_path):
+    nsrc, ntime = 2, 32
+    data, pk = chips_stream(ntime, nsrc, seed=18)
+    packets = in_order(pk, ntime, nsrc)
+    bad = bytearray(pk[(9, 1)]); bad[8:16] = (1 << 62).to_bytes(8, "big")  # seq bit error
+    packets.insert(10 * nsrc, bytes(bad))
+    cap, statuses, seqs = capture_file(tmp_path, packets, nsrc)
+    assert len(seqs) == 1 and cap.stats["nrestarts"] == 0 and statuses.count(0) == 1
+    got = slots(seqs[0], nsrc)
+    assert got.shape[0] == ntime and all(np.array_equal(got[t], slot_of(data[t])) for t in range(ntime))
+    st = cap.stats
+    assert (st["nvalid"], st["ninvalid"], st["nlate"], st["nduplicate"]) == (ntime * nsrc, 1, 0, 0)

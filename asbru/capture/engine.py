@@ -238,7 +238,11 @@ class CaptureEngine:
             reason = self._run(nofetch)
             active = w[L.W_MODE] == L.MODE_ACTIVE or self._confirming
             if reason == L.RS_START and self._confirming:
+                kind = int(w[L.W_VOTE])
                 if self._resolve_change():
+                    if kind == 2:
+                        self.stats_obj.nrestarts += 1
+                        return Status.STARTED
                     return Status.CHANGED
                 continue  # a glitch: the open sequence goes on with the held packets
             if reason == L.RS_START:
@@ -254,9 +258,12 @@ class CaptureEngine:
                 self._advance()
                 return Status.CONTINUED
             if reason == L.RS_CHANGE:
-                self._start_confirming()
+                self._start_confirming(1)
                 continue
-            if reason in (L.RS_JUMP, L.RS_BACKJUMP):
+            if reason == L.RS_JUMP:
+                self._start_confirming(2)
+                continue
+            if reason == L.RS_BACKJUMP:
                 self._end_sequence(int(w[L.W_LAST]) + 1)
                 self.stats_obj.nrestarts += 1
                 continue
@@ -277,19 +284,23 @@ class CaptureEngine:
                 return _DRAINED
             raise AsbruError(f"capture: internal error, compiled loop returned {reason}")
 
-    def _start_confirming(self) -> None:
-        """A packet disagrees with the open sequence's CHANGE fields: before ending the
-        sequence, gather 2*nsrc+1 packets and let them vote (one corrupt header must not
-        split the stream).  The open gulps stay reserved meanwhile."""
+    def _start_confirming(self, kind: int) -> None:
+        """A packet disagrees with the open sequence's CHANGE fields (``kind`` 1) or is
+        far ahead of its window (2): before ending the sequence, gather 2*nsrc+1 packets and
+        let them vote (one corrupt header must not split the stream).  The open gulps stay
+        reserved meanwhile."""
         w = self._win
-        s_c = int(w[L.W_SC])
-        # if the change wins, the old sequence ends here: at the change point, or after the
-        # last old-configuration packet already placed
-        self._change_end = max(min(s_c, self._window_end()), int(w[L.W_LAST]) + 1)
+        if kind == 1:
+            # if the change wins, the old sequence ends at the change point, or after the
+            # last old-configuration packet already placed
+            s_c = int(w[L.W_SC])
+            self._change_end = max(min(s_c, self._window_end()), int(w[L.W_LAST]) + 1)
+        else:
+            self._change_end = int(w[L.W_LAST]) + 1
         self._ref[:] = self._cur
         self._compact_hold()
         w[L.W_MODE] = L.MODE_GATHER
-        w[L.W_VOTE] = 1
+        w[L.W_VOTE] = kind
         w[L.W_GTARGET] = 2 * self.nsrc + 1
         self._confirming = True
 
@@ -343,7 +354,7 @@ class CaptureEngine:
         without receiving more, then close the sequence."""
         while self._pump(nofetch=2 if received_too else 1) != _DRAINED:
             pass
-        if self._confirming:  # the disagreeing packet is still unprocessed: keep the old config
+        if self._confirming:  # the disagreeing packet is still unprocessed: keep the old state
             self._stop_confirming()
             while self._pump(nofetch=1) != _DRAINED:
                 pass

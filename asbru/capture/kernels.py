@@ -206,8 +206,11 @@ def _ready(cur, chg, hst, win):
 
 
 @numba.njit(nogil=True, cache=True)
-def _agrees(d, ref, chg):
-    # does this packet's configuration agree with the open sequence's?
+def _agrees(d, ref, chg, win):
+    # does this packet side with the open sequence? W_VOTE 2 (a forward jump): it is not
+    # far ahead of the window; W_VOTE 1 (a change): its configuration agrees
+    if win[W_VOTE] == 2:
+        return d[SEQ] - win[W_S] < (win[W_K] + win[W_MAXJUMP]) * win[W_N]
     for j in range(chg.shape[0]):
         f = chg[j]
         if d[f] != -1 and ref[f] != -1 and d[f] != ref[f]:
@@ -219,9 +222,10 @@ def _agrees(d, ref, chg):
 def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     # decode every held packet again (the format may have learnt what it needed) and
     # derive seq0 = the smallest seq and the sequence descriptor; returns #VALID used.
-    # W_VOTE: a change is being confirmed: the held packets vote between the open
-    # sequence's configuration (ref) and a new one; the majority wins (a tie keeps the old),
-    # the minority is dropped: counted invalid (a glitch) or late (old data after a change)
+    # W_VOTE: a change (1) or a forward jump (2) is being confirmed: the held packets vote
+    # for the open sequence (its configuration ref, its window) or against it; the majority
+    # wins (a tie keeps the old), the minority is dropped: counted invalid (a glitch) or
+    # late (old data, when the sequence ends)
     n_same = 0
     n_diff = 0
     vote = win[W_VOTE] != 0
@@ -231,7 +235,7 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
             if ln < 0:
                 continue
             if _decode_fresh(hold[i, :ln], cfg, fstate, d) == VALID:
-                if _agrees(d, ref, chg):
+                if _agrees(d, ref, chg, win):
                     n_same += 1
                 else:
                     n_diff += 1
@@ -250,7 +254,7 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
             continue
         if r != VALID:
             continue
-        if vote and _agrees(d, ref, chg) == new_wins:
+        if vote and _agrees(d, ref, chg, win) == new_wins:
             if new_wins:
                 cnt[C_NLATE] += 1
                 cnt[C_NLATE_BYTES] += d[PAYLOAD_SIZE]

@@ -14,6 +14,12 @@ reservation waits until ``reserve_end - capacity <= min(pins)``.  Unguaranteed r
 not waited for; ``tail = max(reserve_head - capacity)`` is raised *before* the writer
 touches memory, so a reader that reads data and then compares its span with ``tail``
 (``ReadSpan.size_overwritten``) knows exactly which bytes may have been clobbered.
+
+Writing: spans are reserved back to back and published in reservation order.  The most
+recent reservation may commit less (or 0 = cancel) and gives the rest back; an older span
+that commits less leaves a hole, zero-filled if later data of its sequence is published.
+A sequence begins at the reserve head (= the head when nothing is reserved), so bytes still
+reserved for the previous sequence never show up in the next one.
 """
 from __future__ import annotations
 
