@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+from asbru import _numba_cache  # noqa: F401  (before anything compiled is imported)
+
 __version__ = "0.1.0"
 
 # Top-level names are loaded on first use so that `import asbru` stays cheap (numba is
