@@ -38,7 +38,7 @@ from asbru.ring import Ring
 from asbru.udp_socket import UDPSocket
 
 NO_DATA_GRACE = 20.0   # s: how long a capture may wait for its first packet
-JOIN_TIMEOUT = 60.0    # s: upper bound for a reader / accumulator thread
+JOIN_TIMEOUT = 180.0   # s: upper bound for a reader / accumulator thread (includes a cold numba compile)
 
 # Bifrost's test vector: s0 = 5 cos(0.2 t) + 3j sin(0.2 t), t = 0 .. 2**21 - 1
 _T = np.arange(2 ** 21, dtype=np.float64)
@@ -465,3 +465,46 @@ def test_udp_write_without_listener(name):
         oop = UDPTransmit(sc.writer_fmt, osock)
         for seq, seq_inc, src, src_inc, arr in sc.sends[:8]:
             oop.send(sc.desc, seq, seq_inc, src, src_inc, arr)
+
+
+# ------------------------------------------------------------------------- beyond Bifrost's tests
+def test_disk_drx_tuning_change_keeps_each_sequence_whole(tmp_path):
+    """A tuning change mid-file: CHANGED, and each ring sequence holds exactly its own frames
+    (Bifrost put the two open old-tuning gulps into the new sequence, SEMANTICS §6.6)."""
+    sc = _drx(4)
+    tuning_b = int(round(60e6 / 196e6 * 2 ** 32))
+    path = tmp_path / "drx_change.dat"
+    with open(path, "wb") as fh:
+        oop = DiskWriter("drx", fh)
+        for k, (seq, seq_inc, src, src_inc, arr) in enumerate(sc.sends):
+            if k == 2 * 40:                     # frame 40 on: the second tuning word
+                sc.desc.set_tuning(tuning_b)
+            oop.send(sc.desc, seq, seq_inc, src, src_inc, arr)
+
+    ring = Ring(name="capture_drx_change")
+    sequences: list = []
+
+    def accumulate() -> None:
+        for iseq in ring.read(guarantee=True):
+            chunks = [ispan.data_view(np.uint8).copy() for ispan in iseq.read(sc.span_size)]
+            sequences.append((iseq.time_tag, json.loads(bytes(iseq.header)), chunks))
+
+    with open(path, "rb") as fh:
+        reader = DRXReader(fh, ring, 4, 0, fmt="drx", backend="disk")
+        threads = [threading.Thread(target=reader.main), threading.Thread(target=accumulate)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(JOIN_TIMEOUT)
+    if reader.error is not None:
+        raise reader.error
+    assert 3 in reader.statuses and reader.statuses[-1] == 1, reader.statuses
+    assert len(sequences) == 2
+    (tt0, h0, c0), (tt1, h1, c1) = sequences
+    assert h0["seq0"] == 0 and h1["seq0"] == 40
+    assert h1["chan0"] == tuning_b and h0["chan0"] != tuning_b
+    assert tt1 == 1 + 40 * 10 * 4096          # the time tag of seq0, not of a later packet
+    got0 = np.concatenate([c.reshape(-1) for c in c0]).reshape(-1, sc.expected.shape[1])
+    got1 = np.concatenate([c.reshape(-1) for c in c1]).reshape(-1, sc.expected.shape[1])
+    assert np.array_equal(got0, sc.expected[:40])
+    assert np.array_equal(got1, sc.expected[40:])

@@ -13,6 +13,12 @@
 * Any other language (```c, ```yaml ...) is shown, not run; a block with **no language** is
   a failing test: say what it is (``text`` for output).
 
+Python blocks are independent programs.  A page whose python blocks are pieces of one
+program (e.g. a module shown section by section) says so with the line
+``<!-- test_docs: python blocks share state -->``: then each python block runs after all the
+python blocks above it on that page (block k runs blocks 1..k concatenated, in a fresh
+process), so every prefix of the page must run.
+
 Each block is one test, named ``<file>:<line>``, bounded by ``BLOCK_TIMEOUT`` seconds.  A
 block that cannot run as written fails: nothing is skipped.
 """
@@ -40,6 +46,7 @@ SHELL = {"sh", "bash", "shell"}
 DATA = {"json": json.loads, "toml": tomllib.loads}
 SHOWN = {"text", "c", "cpp", "yaml", "ini", "diff", "make", "makefile", "md", "markdown"}
 
+SHARE_MARK = "<!-- test_docs: python blocks share state -->"
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)[^`]*$")
 
 
@@ -58,7 +65,10 @@ class Block:
 def parse_blocks(path: Path) -> list[Block]:
     """Fenced code blocks of a Markdown file (indented fences, e.g. in lists, included)."""
     blocks: list[Block] = []
-    lines = path.read_text().splitlines()
+    text = path.read_text()
+    lines = text.splitlines()
+    shared = SHARE_MARK in text
+    prefix = ""   # shared pages: the python blocks above this one
     i = 0
     while i < len(lines):
         m = _FENCE.match(lines[i])
@@ -75,7 +85,11 @@ def parse_blocks(path: Path) -> list[Block]:
             ln = lines[j]
             body.append(ln[len(indent):] if ln.startswith(indent) else ln.lstrip())
             j += 1
-        blocks.append(Block(path, i + 1, info, "\n".join(body) + "\n"))
+        code = "\n".join(body) + "\n"
+        if shared and info in PYTHON:
+            code = prefix + code
+            prefix = code + "\n"
+        blocks.append(Block(path, i + 1, info, code))
         i = j + 1
     return blocks
 
@@ -95,7 +109,7 @@ def console_commands(code: str) -> list[str]:
             cmd = ln[2:]
             while cmd.rstrip().endswith("\\") and k + 1 < len(lines):
                 k += 1
-                cmd = cmd.rstrip()[:-1] + "\n" + lines[k]
+                cmd = cmd.rstrip() + "\n" + lines[k]   # bash joins backslash-newline
             cmds.append(cmd)
         k += 1
     return cmds
@@ -121,7 +135,8 @@ def _run(args: list[str], cwd: Path, what: str) -> None:
 
 
 def run_block(block: Block, tmp: Path) -> None:
-    where = f"{block.path.relative_to(ROOT)} line {block.line} ({block.lang or 'no language'})"
+    shown = block.path.relative_to(ROOT) if block.path.is_relative_to(ROOT) else block.path
+    where = f"{shown} line {block.line} ({block.lang or 'no language'})"
     if block.lang in PYTHON:
         script = tmp / "block.py"
         script.write_text(block.code)
@@ -168,13 +183,19 @@ def test_parser_and_conventions(tmp_path: Path) -> None:
     assert [(b.line, b.lang) for b in blocks] == [(3, "python"), (9, "console"), (15, "text"),
                                                    (20, "")]
     assert blocks[0].code == "print(1)\n"
-    assert console_commands(blocks[1].code) == ["echo a \n  b"]
+    assert console_commands(blocks[1].code) == ["echo a \\\n  b"]
     assert blocks[2].code == "```\nnot a fence end\n"
     run_block(blocks[0], tmp_path)
     run_block(blocks[1], tmp_path)
     run_block(blocks[2], tmp_path)
     with pytest.raises(pytest.fail.Exception, match="without a language"):
         run_block(blocks[3], tmp_path)
+    shared = tmp_path / "shared.md"
+    shared.write_text(f"{SHARE_MARK}\n```python\nx = 2\n```\n\n```python\nassert x == 2\n```\n")
+    first, second = parse_blocks(shared)
+    assert second.code == "x = 2\n\nassert x == 2\n"
+    run_block(second, tmp_path)
+    assert parse_blocks(md)[0].code == "print(1)\n"   # not shared without the mark
     bad = Block(md, 1, "python", "import sys\nsys.exit(3)\n")
     with pytest.raises(pytest.fail.Exception, match="exit status 3"):
         run_block(bad, tmp_path)
@@ -190,3 +211,15 @@ def test_every_doc_page_is_listed_in_the_index() -> None:
     for page in sorted(DOCS.glob("*.md")):
         if page.name != "index.md":
             assert f"({page.name})" in index, f"docs/index.md does not link {page.name}"
+
+
+_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("page", sorted(DOCS.glob("*.md")), ids=lambda p: p.name)
+def test_relative_links_resolve(page: Path) -> None:
+    """Every relative link of a page points at a file that exists (external links unchecked)."""
+    missing = [target for target in _LINK.findall(page.read_text())
+               if "://" not in target and not target.startswith("mailto:")
+               and not (page.parent / target).exists()]
+    assert not missing, f"{page.name} links to missing files: {missing}"

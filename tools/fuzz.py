@@ -103,26 +103,35 @@ def _drx_sources() -> list[int]:
     return [1 | (1 << 3), 1 | (1 << 3) | (1 << 7), 1 | (2 << 3), 1 | (2 << 3) | (1 << 7)]
 
 
+def stream(name: str, ntime: int, seed: int = 0) -> list[tuple[int, int, bytes]]:
+    """Valid packets of ``name`` for ``ntime`` time steps, in send order, as
+    ``(time index, source index, bytes)`` (written by asbru's header fillers)."""
+    ff = FUZZ_FORMATS[name]
+    wf = formats.get(ff.write, "write")
+    p = int(wf.params.payload_size)
+    rng = np.random.default_rng(seed)
+    info = batch.headerinfo(**ff.info)
+    out: list[tuple[int, int, bytes]] = []
+    for t in range(ntime):
+        data = rng.integers(0, 256, (1, ff.nsrc, p), dtype=np.uint8)
+        seq = ff.seq0 + t * ff.seq_step
+        if name in ("drx", "drx8"):
+            for s, ident in enumerate(_drx_sources()):
+                out.append((t, s, batch.encode_packets(wf, info, seq, 0, ident, 0, data[:, s:s + 1])))
+        else:
+            raw = batch.encode_packets(wf, info, seq, ff.seq_step, ff.src_first, ff.src_step, data)
+            rs = len(raw) // ff.nsrc
+            out += [(t, s, raw[s * rs:(s + 1) * rs]) for s in range(ff.nsrc)]
+    return out
+
+
 def templates(name: str, seed: int = 0) -> tuple[formats.Format, np.ndarray, np.ndarray, int]:
     """(capture Format, templates uint8[ntpl, maxlen], lengths int64[ntpl], P): valid packets
     of ``name`` in stream order; P = their payload size (the sequence's)."""
     ff = FUZZ_FORMATS[name]
-    wf = formats.get(ff.write, "write")
+    p = int(formats.get(ff.write, "write").params.payload_size)
     cf = formats.get(ff.capture, "capture")
-    p = int(wf.params.payload_size)
-    rng = np.random.default_rng(seed)
-    info = batch.headerinfo(**ff.info)
-    pkts: list[bytes] = []
-    for t in range(ff.ntime):
-        data = rng.integers(0, 256, (1, ff.nsrc, p), dtype=np.uint8)
-        seq = ff.seq0 + t * ff.seq_step
-        if name in ("drx", "drx8"):
-            for ident in _drx_sources():
-                pkts.append(batch.encode_packets(wf, info, seq, 0, ident, 0, data[:, :1]))
-        else:
-            raw = batch.encode_packets(wf, info, seq, ff.seq_step, ff.src_first, ff.src_step, data)
-            rs = len(raw) // ff.nsrc
-            pkts += [raw[i * rs:(i + 1) * rs] for i in range(ff.nsrc)]
+    pkts = [x[2] for x in stream(name, ff.ntime, seed)]
     maxlen = max(len(x) for x in pkts)
     tpl = np.zeros((len(pkts), maxlen), dtype=np.uint8)
     lens = np.zeros(len(pkts), dtype=np.int64)
