@@ -134,16 +134,37 @@ def test_learning_from_interleaved_inputs_with_a_lost_packet():
 
 
 def test_relearns_when_the_cadence_slows_down():
-    """Decimation 1960 for 4 frames, then 3920: the first slower frame decodes with 1960 at
-    its true time position (it looks like a lost frame), the next confirms 3920."""
-    times = [k * STEP for k in range(4)] + [3 * STEP + k * 2 * STEP for k in range(1, 5)]
+    """Decimation 1960 for 4 frames, then 3920.  A step twice the known one is also what lost
+    or reordered frames look like, so the slower cadence is adopted only after
+    SLOWER_CONFIRM equal steps; until then the frames decode with 1960 at their true time
+    position (as if every other frame were lost), and no frame is held or rejected."""
+    from asbru.formats import tbn as tbn_module
+    nslow = tbn_module.SLOWER_CONFIRM + 4
+    times = [k * STEP for k in range(4)] + [3 * STEP + k * 2 * STEP for k in range(1, nslow + 1)]
     pk = [frames(10**9, [t], [0], seed=i)[0] for i, t in enumerate(times)]
     valid, invalid, held = decode_stream(formats.get("tbn"), pk, nsrc=1)
     assert not invalid and not held and len(valid) == len(times)
     got = _learnt(valid)
+    switch = 3 + tbn_module.SLOWER_CONFIRM  # index of the frame whose step confirms the run
     for i, t in enumerate(times):
-        decim = DECIM if i < 5 else 2 * DECIM
+        decim = DECIM if i < switch else 2 * DECIM
         assert got[i] == ((10**9 + t) // (512 * decim), decim)
+
+
+def test_reordered_frames_do_not_double_the_decimation():
+    """Frames arriving up to two steps early give forward differences of 2 steps again and
+    again; that must not be mistaken for a slower cadence."""
+    order = []
+    for base in range(0, 40, 3):
+        order += [base + 2, base, base + 1]  # each group of three arrives newest first
+    pk = [frames(10**9, [k * STEP], [0], seed=k)[0] for k in range(max(order) + 1)]
+    pk = [pk[k] for k in order]
+    valid, invalid, held = decode_stream(formats.get("tbn"), pk, nsrc=1)
+    assert not invalid
+    learnt = [decim for _, (_, decim) in sorted(_learnt(valid).items())]
+    # the first forward steps can only suggest 3x the step; frames arriving behind the newest
+    # then reveal the finer grid within the first few groups, and it sticks
+    assert set(learnt[12:]) == {DECIM}
 
 
 @pytest.mark.parametrize("new_step", [STEP // 2, 3 * STEP // 2])

@@ -171,8 +171,6 @@ def test_every_header_field_at_extremes(name, field):
         _decode_one(fz, _with_field(fz, field, value))
 
 
-@pytest.mark.xfail(strict=True, reason="tbn: one corrupt frame with a far-future time tag while the "
-                                       "decimation is being learnt holds every later frame forever")
 def test_tbn_one_corrupt_time_tag_during_learning_does_not_hold_the_stream():
     fz = _fz("tbn")
     state = np.zeros(spec.NSTATE, dtype=np.int64)

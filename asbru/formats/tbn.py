@@ -75,6 +75,10 @@ ST_MAX_T = 2     # largest time tag seen
 ST_CAND = 3      # candidate step (a forward difference that disagrees with ST_STEP)
 ST_COUNT = 4     # consecutive forward differences equal to ST_CAND
 ST_PENDING = 5   # first time tag of the candidate cadence: frames from here are held
+ST_JUMP_T = 6    # a far-forward time tag not yet confirmed by a second one near it
+ST_FINE = 7      # a finer step suggested by frames arriving behind the newest
+ST_FINE_COUNT = 8  # how many behind-frames agreed with ST_FINE
+SLOWER_CONFIRM = 16  # consecutive equal steps needed to adopt a step that is a multiple of the old
 MAX_STEP = 1 << 40  # sanity bound: a larger "step" is not a TBN cadence
 
 def matches(fmt: str) -> bool:
@@ -99,6 +103,13 @@ def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
 
 
 @kernel
+def _gcd(a, b):
+    while b != 0:
+        a, b = b, a % b
+    return a
+
+
+@kernel
 def _learn(state, t):
     """Feed one time tag to the decimation learner (see the module docstring)."""
     if state[ST_HAVE] == 0:
@@ -106,8 +117,34 @@ def _learn(state, t):
         state[ST_MAX_T] = t
         return
     if t <= state[ST_MAX_T]:
-        return  # same frame, a late frame or a re-decoded held frame: no news
+        # a late or re-decoded frame: news only if it sits off the learnt grid, which means
+        # reordering fooled the forward differences into a multiple of the true step
+        step = state[ST_STEP]
+        back = state[ST_MAX_T] - t
+        if step > 0 and back % step != 0 and back % SAMPLES == 0:
+            g = _gcd(step, back)
+            if g % SAMPLES == 0:
+                if g == state[ST_FINE]:
+                    state[ST_FINE_COUNT] += 1
+                else:
+                    state[ST_FINE] = g
+                    state[ST_FINE_COUNT] = 1
+                if state[ST_FINE_COUNT] >= 2:
+                    state[ST_STEP] = g
+                    state[ST_FINE_COUNT] = 0
+        return
     diff = t - state[ST_MAX_T]
+    if diff > MAX_STEP:
+        # a corrupt time tag or a real restart far ahead: follow it only once a second
+        # frame confirms it, or one bad frame would hold the whole stream
+        j = state[ST_JUMP_T]
+        if j != 0 and 0 <= t - j <= MAX_STEP:
+            state[ST_MAX_T] = t if t > j else j
+            state[ST_JUMP_T] = 0
+            state[ST_COUNT] = 0
+        else:
+            state[ST_JUMP_T] = t
+        return
     state[ST_MAX_T] = t
     if diff == state[ST_STEP]:
         state[ST_COUNT] = 0  # the known cadence goes on: any doubt was a lost frame
@@ -119,7 +156,12 @@ def _learn(state, t):
             state[ST_PENDING] = t
         state[ST_CAND] = diff
         state[ST_COUNT] = 1
-    if state[ST_COUNT] >= 2 and diff % SAMPLES == 0 and diff <= MAX_STEP:
+    # a whole multiple of the known step is what lost or reordered frames look like, so a
+    # slower cadence must be confirmed by a long run; anything else by two steps
+    need = 2
+    if state[ST_STEP] > 0 and diff % state[ST_STEP] == 0:
+        need = SLOWER_CONFIRM
+    if state[ST_COUNT] >= need and diff % SAMPLES == 0 and diff <= MAX_STEP:
         state[ST_STEP] = diff
         state[ST_COUNT] = 0
 
