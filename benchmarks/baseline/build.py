@@ -112,16 +112,18 @@ class Receiver:
 
 def start_receiver(exe: os.PathLike, npkt: int, port: int = 0, *, addr: str = "127.0.0.1",
                    nsrc: int = 4, ring_mib: int = 256, timeout: float = 2.0, maxsize: int = 9000,
-                   batch: int = 64, wait_ms: int = 0) -> Receiver:
+                   batch: int = 64, wait_ms: int = 0, layout: str = "rows") -> Receiver:
     """Start the receiver and wait for its ``ready`` line (so a sender can start at once).
 
     ``wait_ms``: the receiver sleeps that long before reading; ``-1``: until
     :meth:`Receiver.go` (drain measurements: pre-fill the socket buffer, then go).
+    ``layout``: ``"rows"`` (one memcpy per packet) or ``"chips"`` (the CHIPS ring layout,
+    one 32-byte copy per channel: the placement a CHIPS capture does).
     """
     proc = subprocess.Popen(
         [str(exe), str(port), str(npkt), "--addr", addr, "--nsrc", str(nsrc), "--ring-mib",
          str(ring_mib), "--timeout", str(timeout), "--maxsize", str(maxsize), "--batch", str(batch),
-         "--wait-ms", str(wait_ms)],
+         "--wait-ms", str(wait_ms), "--layout", layout],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()

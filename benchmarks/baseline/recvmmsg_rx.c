@@ -6,7 +6,10 @@
  * --timeout seconds.
  *
  * usage: recvmmsg_rx PORT NPKT [--addr A] [--nsrc N] [--ring-mib M] [--timeout S]
- *                    [--maxsize B] [--batch K] [--rcvbuf BYTES] [--wait-ms W]
+ *                    [--maxsize B] [--batch K] [--rcvbuf BYTES] [--wait-ms W] [--layout L]
+ * --layout rows (default): one memcpy per packet into [slot][src][payload];
+ * --layout chips: the CHIPS ring layout [slot][chan][src][32 bytes], one 32-byte copy per
+ * channel -- the same placement work a CHIPS capture must do.
  * --wait-ms: sleep W ms after binding before reading; W < 0: wait for a line on stdin
  * ("drain" mode: a sender pre-fills the socket buffer, then only the receiver's own work
  * is timed).
@@ -41,9 +44,10 @@ static uint64_t be64(const unsigned char *p) {
 }
 
 int main(int argc, char **argv) {
+    int chips_layout = 0;
     if (argc < 3) {
         fprintf(stderr, "usage: %s PORT NPKT [--addr A] [--nsrc N] [--ring-mib M] [--timeout S] "
-                        "[--maxsize B] [--batch K] [--rcvbuf BYTES] [--wait-ms W]\n", argv[0]);
+                        "[--maxsize B] [--batch K] [--rcvbuf BYTES] [--wait-ms W] [--layout rows|chips]\n", argv[0]);
         return 2;
     }
     int port = atoi(argv[1]);
@@ -62,6 +66,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--rcvbuf")) rcvbuf = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--wait-ms")) wait_ms = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--layout")) chips_layout = !strcmp(argv[i + 1], "chips");
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
     if (nsrc < 1 || batch < 1 || batch > 1024 || maxsize <= HDR || ring_mib < 1) {
@@ -137,7 +142,14 @@ int main(int argc, char **argv) {
                 if (nslot == 0) { fprintf(stderr, "ring too small\n"); return 1; }
             }
             if (src < 0 || src >= nsrc || len - HDR != payload) { invalid++; continue; }
-            memcpy(ring + ((seq % nslot) * nsrc + src) * payload, p + HDR, payload);
+            if (chips_layout) {
+                size_t nchan = payload / 32;
+                unsigned char *slot = ring + (seq % nslot) * nsrc * payload;
+                for (size_t c = 0; c < nchan; c++)
+                    memcpy(slot + (c * nsrc + src) * 32, p + HDR + c * 32, 32);
+            } else {
+                memcpy(ring + ((seq % nslot) * nsrc + src) * payload, p + HDR, payload);
+            }
             got++;
             bytes += len;
         }
