@@ -178,8 +178,6 @@ def test_diskreader_closed_file(tmp_path):
     one_line(ei.value, "fh")
 
 
-@pytest.mark.xfail(strict=True, reason="DiskReader accepts a write-only file: recv() then returns "
-                                       "ERROR (EBADF) instead of a one-line error naming fh")
 def test_diskreader_unreadable_file(tmp_path):
     fh = open(tmp_path / "wo.dat", "wb")  # write-only: cannot be read
     try:
@@ -190,14 +188,23 @@ def test_diskreader_unreadable_file(tmp_path):
         fh.close()
 
 
-def test_diskreader_unreadable_file_is_an_error_status_not_a_hang(tmp_path):
-    fh = open(tmp_path / "wo.dat", "wb")
+def test_diskreader_read_failure_is_an_error_status_not_a_hang(tmp_path):
+    """A descriptor that opens for reading but cannot be read (a directory: EISDIR)."""
+    fd = os.open(tmp_path, os.O_RDONLY)
+
+    class Dir:
+        def fileno(self):
+            return fd
+
+        def tell(self):
+            return 0
+
     try:
-        cap = DiskReader("chips_4", fh, None, 1, 0, 4, 4, None)
+        cap = DiskReader("chips_4", Dir(), None, 1, 0, 4, 4, None)
         assert int(cap.recv()) == 6  # ERROR, statistics still published
         cap.end()
     finally:
-        fh.close()
+        os.close(fd)
 
 
 def test_diskreader_format_without_record_size(datafile):

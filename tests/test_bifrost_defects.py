@@ -450,8 +450,6 @@ def test_rate_limit_failures_are_reported():
     s.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the ring still requires unique time tags: a repeated "
-                                       "seq0 (seek back, constant callback tag) makes recv() raise")
 def test_ring_time_tags_need_not_be_unique():
     """§14.13: "the ring time tags must be unique"; asbru should accept a repeat."""
     ring = Ring(name=f"tt_{next(_n)}")
@@ -463,8 +461,6 @@ def test_ring_time_tags_need_not_be_unique():
     w.end_writing()
 
 
-@pytest.mark.xfail(strict=True, reason="Ring.begin_writing works only once per ring: a second "
-                                       "capture cannot write a ring after the first ended")
 def test_two_captures_write_one_ring_in_turn(tmp_path):
     """§14.13: only one capture could ever write a given ring."""
     ring = big_ring()

@@ -1,6 +1,7 @@
 """``DiskReader``: the capture engine fed by ``read()`` of whole records from a file."""
 from __future__ import annotations
 
+import fcntl
 import os
 from typing import Any
 
@@ -45,6 +46,9 @@ class DiskReader(CaptureEngine):
                                 f"size in the format string (e.g. 'chips_132')")
         self._fh = fh  # keep the file object alive: its descriptor is ours to read
         self._fd = socket_fd(fh, "fh")
+        if fcntl.fcntl(self._fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
+            raise ArgumentError("fh: the file is open for writing only; DiskReader needs a file "
+                                "opened for reading ('rb')")
         start = fh.tell() if hasattr(fh, "tell") else os.lseek(self._fd, 0, os.SEEK_CUR)
         os.lseek(self._fd, int(start), os.SEEK_SET)
         self._record_size = int(rs)

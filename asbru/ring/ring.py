@@ -291,10 +291,13 @@ class Ring:
     def begin_writing(self) -> RingWriter:
         """Start the (single) writing session of this ring."""
         with self._lock:
-            if self._writing_begun:
-                raise ArgumentError(f"begin_writing: ring {self._name!r} has already been written; "
-                                    f"writing can begin only once per ring")
+            if self._writing_begun and not self._writing_ended:
+                raise ArgumentError(f"begin_writing: ring {self._name!r} is being written already; "
+                                    f"end that writer first (one writer at a time)")
+            # Bifrost allows one writing session per ring lifetime; asbru lets a new writer
+            # (say, a second capture) continue the ring once the previous one has ended.
             self._writing_begun = True
+            self._writing_ended = False
         return RingWriter(self)
 
     def end_writing(self) -> None:
@@ -329,8 +332,8 @@ class Ring:
             self._drop_old()
             if name and name in self._by_name:
                 raise ArgumentError(f"begin_sequence: name {name!r} is already used by a sequence still in the ring")
-            if tt != -1 and tt in self._by_time:
-                raise ArgumentError(f"begin_sequence: time_tag {tt} is already used by a sequence still in the ring")
+            # a repeated time tag is allowed (Bifrost refused it): open_sequence_at() then
+            # finds the newest sequence with that tag
             # = the head when nothing is reserved; bytes still reserved for the previous
             # sequence stay outside this one.
             seq = _Sequence(name, tt, hdr, int(nringlet), self._reserve_head)
@@ -491,6 +494,7 @@ class Ring:
         self._wake_space()
 
     def _open(self, which: str, guarantee: bool, arg: Any = None) -> ReadSequence:
+        waiting_pin = None
         with self._lock:
             while True:
                 self._drop_old()
@@ -515,8 +519,19 @@ class Ring:
                     seq = seqs[0] if which == "earliest" else seqs[-1]
                     break
                 if self._writing_ended:
+                    if waiting_pin is not None:
+                        self._pins.pop(waiting_pin, None)
+                        self._wake_space()
                     raise EndOfDataStop(f"ring {self._name!r}: writing has ended and no sequence is in the ring")
+                if guarantee and waiting_pin is None:
+                    # a guaranteed reader that waits for the first sequence already holds
+                    # back the writer from where that sequence will begin, so a fast writer
+                    # cannot overwrite it before the reader gets there
+                    waiting_pin = next(self._keys)
+                    self._pin_at(waiting_pin, self._reserve_head)
                 self._wait_data()
+            if waiting_pin is not None:
+                self._pins.pop(waiting_pin, None)
             key = next(self._keys)
             if guarantee:
                 self._pin_at(key, seq.begin)
