@@ -19,7 +19,8 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, Field, FormatError, FormatParams,
-                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, copy_bytes, kernel, parse_int_suffix, rd_be16,
+                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, copy_bytes, copy_unchecked,
+                   kernel, parse_int_suffix, rd_be16,
                    rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
 
 NAME = "chips"
@@ -111,6 +112,10 @@ def place(payload, d, slot, nsrc):
     src = d[SRC]
     nchan = d[NCHAN]
     if src < 0 or src >= nsrc or nchan <= 0:
+        return
+    if ((nchan - 1) * nsrc + src + 1) * NINPUT <= slot.size and nchan * NINPUT <= payload.size:
+        for c in range(nchan):  # every chunk fits: checked once, copied inline
+            copy_unchecked(slot, (c * nsrc + src) * NINPUT, payload, c * NINPUT, NINPUT)
         return
     for c in range(nchan):
         copy_bytes(slot, (c * nsrc + src) * NINPUT, payload, c * NINPUT, NINPUT)
