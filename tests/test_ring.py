@@ -734,3 +734,22 @@ def test_deleting_everything_is_clean():
     gc.collect()
     assert view.shape == (1, 4096)  # a view outliving everything still points at valid memory
     assert int(view.sum()) == 0     # ring memory starts zeroed
+
+
+def test_fill_reports_what_guaranteed_readers_hold():
+    r = Ring()
+    r.resize(4096, 1 << 14)
+    w = r.begin_writing()
+    seq = w.begin_sequence("s", 1)
+    assert r.fill == 0.0  # no guaranteed reader: nothing is held
+    reader = r.open_earliest_sequence(guarantee=True)
+    with seq.reserve(4096) as span:
+        span.data_view(np.uint8)[0][:] = 1
+    assert r.fill == 4096 / r.total_span
+    with seq.reserve(4096):
+        pass
+    assert r.fill == 8192 / r.total_span
+    reader.close()
+    assert r.fill == 0.0
+    seq.end()
+    w.end_writing()

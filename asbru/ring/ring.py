@@ -153,6 +153,17 @@ class Ring:
         return self._ghost
 
     @property
+    def fill(self) -> float:
+        """How full the ring is for the writer, 0..1: bytes reserved beyond the oldest byte
+        a guaranteed reader still holds, over the capacity (0 with no guaranteed reader).
+        1 means the next reservation waits (back-pressure)."""
+        with self._lock:
+            if not self._pins or self._capacity <= 0:
+                return 0.0
+            held = self._reserve_head - min(self._pins.values())
+            return max(0.0, min(1.0, held / self._capacity))
+
+    @property
     def writer_blocked_seconds(self) -> float:
         """Total time ``reserve`` spent waiting for guaranteed readers (back-pressure)."""
         return self._blocked
