@@ -106,9 +106,9 @@ def test_diskreader_on_mixed_garbage_counts_every_record(tmp_path_factory, seed,
     path = tmp_path_factory.mktemp("fz") / "mixed.dat"
     blob = b"".join(records) + rng.integers(0, 256, tail, dtype=np.uint8).tobytes()
     path.write_bytes(blob)
-    # a corrupt chan0/nchan starts a new sequence, and the next good packet another one at
-    # the same seq0: give every sequence its own time tag (the default collides, see the
-    # xfail test below)
+    # a corrupt chan0/nchan may start a new sequence, and the next good packet another one
+    # at the same seq0: give every sequence its own time tag so the ring's sequences can be
+    # told apart by it
     tags = iter(range(10**9, 10**9 + 100000))
     cb = PacketCaptureCallback()
     cb.set_chips(lambda seq0, chan0, nchan, nsrc_: (next(tags), None))
