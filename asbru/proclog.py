@@ -113,14 +113,22 @@ class ProcLog:
         self.name = name
         self.path = root / str(os.getpid()) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # plain str paths and os-level I/O: captures publish after every recv()
+        self._path_s = str(self.path)
+        self._tmp_s = str(self.path.with_name(f".{self.path.name}.tmp"))
 
     def update(self, contents: str | Mapping[str, Any]) -> None:
         """Rewrite the file (atomically) with ``contents`` (a str or a dict of key : value)."""
-        text = _format(contents)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        data = _format(contents).encode()
         try:
-            tmp.write_text(text)
-            os.replace(tmp, self.path)
+            fd = os.open(self._tmp_s, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(self._tmp_s, self._path_s)
         except OSError:
             pass  # monitoring must never break capture (e.g. the directory was swept)
 

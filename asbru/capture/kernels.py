@@ -26,7 +26,7 @@ import types
 from asbru.formats import Format, engine, spec
 from asbru.formats.batch import _importable_name
 
-from . import layout
+from . import borrow, layout
 
 # --------------------------------------------------------------------------------------
 _HEAD = '''\
@@ -38,6 +38,17 @@ from asbru.capture.layout import *
 from asbru.formats.spec import VALID, INVALID, HOLD, SEQ, SRC, PAYLOAD_OFFSET, PAYLOAD_SIZE
 from asbru.sockets import syscalls as sc
 from asbru.sockets.msgvec import rxq_ovfl as _rxq_ovfl
+from asbru.capture.borrow import borrow as _borrow
+
+# the per-packet path inlines the format's decode and place (numba IR inlining; a call
+# passes every array argument as a 7-word struct on the stack)
+def _inlined(f):
+    py = getattr(f, "py_func", None)
+    return f if py is None else numba.njit(nogil=True, cache=True, inline="always")(py)
+
+
+_decode_inl = _inlined(_decode)
+_place_inl = _inlined(_place)
 '''
 
 BACKENDS: dict[str, str] = {}
@@ -183,6 +194,16 @@ def _decode_fresh(pkt, cfg, fstate, d):
     return _decode(pkt, cfg, fstate, d)
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _decode_active(pkt, cfg, fstate, d, chg):
+    # the per-packet path: a format sets every descriptor field it owns on VALID (FORMATS
+    # contract); only the CHANGE fields may be left unset ("not said"), so only they are
+    # reset to -1 (d is private to the compiled loop; the gather path resets it all)
+    for j in range(chg.shape[0]):
+        d[chg[j]] = -1
+    return _decode_inl(pkt, cfg, fstate, d)
+
+
 @numba.njit(nogil=True, cache=True)
 def _merge(cur, d, chg, first):
     # the sequence's descriptor: the first VALID packet's, with every CHANGE field it did
@@ -285,10 +306,10 @@ def _drop_hold(hlen, hst, cnt):
     hst[H_NVALID] = 0
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, inline="always")
 def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc):
     # one packet while a sequence is open: 0 = consumed, else an RS_* reason (not consumed)
-    r = _decode_fresh(pkt, cfg, fstate, d)
+    r = _decode_active(pkt, cfg, fstate, d, chg)
     if r != VALID:
         _invalid(cnt, ln)
         return 0
@@ -345,7 +366,7 @@ def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc):
         psrc[PS_DUP, src] += 1
         return 0
     m[t, src] = 1
-    _place(pkt[po:po + ps], d, gl[t * sb:(t + 1) * sb], nsrc)
+    _place_inl(pkt[po:po + ps], d, gl[t * sb:(t + 1) * sb], nsrc)
     cnt[C_NVALID] += 1
     cnt[C_NVALID_BYTES] += ps
     psrc[PS_VALID, src] += 1
@@ -368,6 +389,32 @@ def _fetch_reason(f):
 @numba.njit(nogil=True, cache=True)
 def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, fstate, d,
         cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc):
+    # every array argument is held by the caller for the whole call: work on borrowed
+    # views, so slicing and passing them on costs no atomic reference counting
+    # (asbru/capture/borrow.py)
+    io = _borrow(io)
+    rbuf = _borrow(rbuf)
+    rlen = _borrow(rlen)
+    rst = _borrow(rst)
+    hdrs = _borrow(hdrs)
+    control = _borrow(control)
+    controllens = _borrow(controllens)
+    hold = _borrow(hold)
+    hlen = _borrow(hlen)
+    hst = _borrow(hst)
+    cfg = _borrow(cfg)
+    fstate = _borrow(fstate)
+    d = _borrow(d)
+    cur = _borrow(cur)
+    ref = _borrow(ref)
+    chg = _borrow(chg)
+    gA = _borrow(gA)
+    gB = _borrow(gB)
+    mA = _borrow(mA)
+    mB = _borrow(mB)
+    win = _borrow(win)
+    cnt = _borrow(cnt)
+    psrc = _borrow(psrc)
     consumed = 0
     budget = win[W_BUDGET]
     while True:
@@ -539,4 +586,4 @@ def capture_module(fmt: Format, backend: str) -> types.ModuleType:
     source = (_HEAD.format(modname=modname, backend=backend) + _backend_source(backend)
               + _LOOP)
     return engine.generated_module(f"capture_{backend}_{fmt.name}", source,
-                                   depends_on=(fmt.module, spec, layout, sys.modules[__name__]))
+                                   depends_on=(fmt.module, spec, layout, borrow, sys.modules[__name__]))
