@@ -330,10 +330,17 @@ SCENARIOS = {"tbn": _tbn, "drx4": lambda: _drx(4), "drx2": lambda: _drx(2), "pbe
 
 # ------------------------------------------------------------------------- checks
 def _run_threads(reader: _Reader, aop: AccumulateOp, send=None) -> None:
-    threads = [threading.Thread(target=reader.main, daemon=True),
-               threading.Thread(target=aop.main, daemon=True)]
-    for th in threads:
-        th.start()
+    # The reader thread starts first and the capture only once it waits on the ring: a
+    # guaranteed reader that waits for the first sequence holds the writer back, but one that
+    # has not reached ring.read() yet cannot (the capture's ring holds only 4 gulps, and a
+    # fast DiskReader would lap it before a late reader got there -- in Bifrost too).
+    threads = [threading.Thread(target=aop.main, daemon=True),
+               threading.Thread(target=reader.main, daemon=True)]
+    threads[0].start()
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    while aop.ring.guaranteed_readers == 0 and time.monotonic() < deadline:  # reader waiting
+        time.sleep(0.001)
+    threads[1].start()
     if send is not None:
         assert reader.ready.wait(JOIN_TIMEOUT), "the capture never became ready"
         if reader.error is None:

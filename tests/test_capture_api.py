@@ -232,3 +232,21 @@ def test_stats_published_to_proclog(tmp_path, monkeypatch):
         col.join()
         assert "disk_reader" not in proclog.load_by_pid(os.getpid())  # freed at end()
     assert proclog.load_by_filename(tmp_path / "nope") == {}
+
+
+def test_ring_fill_is_published_for_top(tmp_path, monkeypatch):
+    """A guaranteed reader that has not read anything holds what the capture wrote: the
+    published ring_fill says how much of the ring that is."""
+    monkeypatch.setenv("ASBRU_PROCLOG_DIR", str(tmp_path / "logs"))
+    data, path = _file(tmp_path, ntime=12, nsrc=2)
+    ring = Ring(name="api_fill")
+    ring.resize(4096, 1 << 16)
+    with open(path, "rb") as f:
+        cap = DiskReader(FMT, f, ring, 2, 0, 4, 4, None)
+        assert int(cap.recv()) == BF_CAPTURE_STARTED
+        held = ring.open_earliest_sequence(guarantee=True)  # reads nothing
+        run_capture(cap)
+        fill = proclog.load_by_pid(os.getpid())["disk_reader"]["stats"]["ring_fill"]
+        assert fill > 0 and fill == round(ring.fill, 4)
+        held.close()
+        cap.end()

@@ -189,7 +189,7 @@ def test_waiting_guaranteed_reader_holds_back_a_fast_writer():
     t.start()
     import time as _time
     deadline = _time.monotonic() + 5
-    while not r._pins and _time.monotonic() < deadline:  # the reader is waiting, pinned
+    while r.guaranteed_readers == 0 and _time.monotonic() < deadline:  # reader waiting, pinned
         _time.sleep(0.001)
     with r.begin_writing() as w:
         with w.begin_sequence("s", 1) as seq:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -482,5 +482,9 @@ class CaptureEngine:
     # --- statistics
     def _publish(self) -> None:
         st = self.stats_obj
-        self._logs.update("stats", st.proclog_stats())
+        stats = st.proclog_stats()
+        # how much of the ring guaranteed readers still hold (1.0 = the capture waits), for
+        # `asbru top`
+        stats["ring_fill"] = round(float(getattr(self.ring, "fill", 0.0)), 4)
+        self._logs.update("stats", stats)
         self._logs.update("perf", st.proclog_perf())

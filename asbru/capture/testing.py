@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,15 @@ class RingCollector:
         self.sequences: list[CollectedSequence] = []
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
+        before = int(getattr(ring, "guaranteed_readers", 0))
         self._thread.start()
+        # return only once the reader holds the writer back (it waits in ring.read(), which
+        # pins where the first sequence will begin): a capture started before that could
+        # lap a small ring before the reader got there
+        deadline = time.monotonic() + 10.0
+        while (hasattr(ring, "guaranteed_readers") and ring.guaranteed_readers <= before
+               and self._thread.is_alive() and time.monotonic() < deadline):
+            time.sleep(0.0005)
 
     def _run(self) -> None:
         try:

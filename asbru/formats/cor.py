@@ -30,8 +30,9 @@ import numpy as np
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, GAIN, INVALID, NAVG, NCFG, NCHAN, NSRC,
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID, X1, X2,
                    BitField, Field, FormatError, FormatParams, Header, H_CHAN0, H_DECIMATION,
-                   H_GAIN, H_NSRC, H_TUNING, copy_bytes, kernel, rd_be16, rd_be32, rd_be64, rd_u8,
+                   H_GAIN, H_NSRC, H_TUNING, kernel, rd_be16, rd_be32, rd_be64, rd_u8,
                    parse_int_suffix, wr_be16, wr_be32, wr_be64)
+from .spec import place_source_block
 
 NAME = "cor"
 HEADER = Header([
@@ -159,14 +160,8 @@ def decode(pkt, cfg, state, d):
     return VALID
 
 
-@kernel
-def place(payload, d, slot, nsrc):
-    # layout [src = baseline*nserver + server][chan][4 products][cf32]
-    src = d[SRC]
-    p = d[PAYLOAD_SIZE]
-    if src < 0 or src >= nsrc or p <= 0:
-        return
-    copy_bytes(slot, src * p, payload, 0, p)
+# ring layout [src = baseline*nserver + server][chan][4 products][cf32]: the whole payload at src * P
+place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:

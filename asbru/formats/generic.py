@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import (INVALID, PAYLOAD_SIZE, SRC, FormatError, FormatParams, Header, copy_bytes,
+from .spec import (INVALID, FormatError, FormatParams, Header,
                    kernel, parse_int_suffix)
+from .spec import place_source_block
 
 NAME = "generic"
 HEADER = Header([], size=0)
@@ -45,13 +46,8 @@ def decode(pkt, cfg, state, d):
     return INVALID
 
 
-@kernel
-def place(payload, d, slot, nsrc):
-    src = d[SRC]
-    p = d[PAYLOAD_SIZE]
-    if src < 0 or src >= nsrc or p <= 0:
-        return
-    copy_bytes(slot, src * p, payload, 0, p)
+# ring layout [src][N bytes]: the whole payload at src * P
+place = place_source_block
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:

@@ -23,8 +23,9 @@ import numpy as np
 
 from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, X0, Field, FormatError, FormatParams,
-                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, copy_bytes, kernel, rd_be16,
+                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, kernel, rd_be16,
                    rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+from .spec import place_source_block
 
 NAME = "ibeam"
 HEADER = Header([
@@ -122,14 +123,8 @@ def decode(pkt, cfg, state, d):
     return VALID
 
 
-@kernel
-def place(payload, d, slot, nsrc):
-    # layout [src][chan][beam][pol][cf32]: the whole payload at src * P
-    src = d[SRC]
-    p = d[PAYLOAD_SIZE]
-    if src < 0 or src >= nsrc or p <= 0:
-        return
-    copy_bytes(slot, src * p, payload, 0, p)
+# ring layout [src][chan][beam][pol][cf32]: the whole payload at src * P
+place = place_source_block
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:

@@ -29,7 +29,8 @@ import numpy as np
 from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, INVALID, NAVG, NCFG, NCHAN, NSRC,
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID, X0, X1, Field,
                    FormatError, FormatParams, Header, H_CHAN0, H_DECIMATION, H_NCHAN, H_NSRC,
-                   H_TUNING, copy_bytes, kernel, rd_be16, rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+                   H_TUNING, kernel, rd_be16, rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+from .spec import place_source_block
 
 NAME = "pbeam"
 HEADER = Header([
@@ -135,14 +136,8 @@ def decode(pkt, cfg, state, d):
     return VALID
 
 
-@kernel
-def place(payload, d, slot, nsrc):
-    # layout [src = beam*nserver + server][chan][4 f32]
-    src = d[SRC]
-    p = d[PAYLOAD_SIZE]
-    if src < 0 or src >= nsrc or p <= 0:
-        return
-    copy_bytes(slot, src * p, payload, 0, p)
+# ring layout [src = beam*nserver + server][chan][4 f32]: the whole payload at src * P
+place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:

@@ -18,7 +18,8 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, VALID, Field, FormatError, FormatParams, Header,
-                   copy_bytes, kernel, rd_be64, wr_be64)
+                   kernel, rd_be64, wr_be64)
+from .spec import place_source_block
 
 NAME = "simple"
 HEADER = Header([Field("seq", 0, "u64be", "time index (sequence number)")])
@@ -69,14 +70,8 @@ def decode(pkt, cfg, state, d):
     return VALID
 
 
-@kernel
-def place(payload, d, slot, nsrc):
-    # layout [nsrc][P]; source 0 only in practice
-    p = d[PAYLOAD_SIZE]
-    src = d[SRC]
-    if src < 0 or src >= nsrc or p <= 0:
-        return
-    copy_bytes(slot, src * p, payload, 0, p)
+# ring layout [nsrc][P]; source 0 only in practice: the whole payload at src * P
+place = place_source_block
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:

@@ -327,3 +327,15 @@ def copy_unchecked(dst, dst_off, src, src_off, n):
     whole set of copies it makes fits both arrays (e.g. once per packet).  With a constant
     ``n`` this compiles to inline moves."""
     _raw_copy(dst.ctypes.data + dst_off, src.ctypes.data + src_off, n)
+
+
+@numba.njit(nogil=True, cache=True)
+def place_source_block(payload, d, slot, nsrc):
+    """The most common ring placement, layout ``[time][src][payload]``: the whole payload
+    of source ``d[SRC]`` at ``src * P`` of the time slot (P = ``d[PAYLOAD_SIZE]``).  A format
+    whose payloads land this way declares ``place = place_source_block``."""
+    src = d[SRC]
+    p = d[PAYLOAD_SIZE]
+    if src < 0 or src >= nsrc or p <= 0:
+        return
+    copy_bytes(slot, src * p, payload, 0, p)

@@ -24,8 +24,9 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, X1, X2, Field, FormatError,
-                   FormatParams, Header, H_NSRC, copy_bytes, kernel, rd_be16, rd_be32, rd_be64,
+                   FormatParams, Header, H_NSRC, kernel, rd_be16, rd_be32, rd_be64,
                    rd_u8, wr_be16, wr_be24, wr_be32, wr_be64, wr_u8)
+from .spec import place_source_block
 
 NAME = "tbf"
 HEADER = Header([
@@ -109,13 +110,8 @@ def decode(pkt, cfg, state, d):
     return VALID
 
 
-@kernel
-def place(payload, d, slot, nsrc):
-    src = d[SRC]
-    p = d[PAYLOAD_SIZE]
-    if src < 0 or src >= nsrc or p <= 0:
-        return
-    copy_bytes(slot, src * p, payload, 0, p)
+# ring layout [src = 12-channel block][12 chan][256 stand][2 pol][ci4]: the whole payload at src * P
+place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:

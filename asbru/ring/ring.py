@@ -153,6 +153,13 @@ class Ring:
         return self._ghost
 
     @property
+    def guaranteed_readers(self) -> int:
+        """Guaranteed readers holding the writer back, including those still waiting for the
+        first sequence (a test or a pipeline can wait for this before starting a writer)."""
+        with self._lock:
+            return len(self._pins)
+
+    @property
     def fill(self) -> float:
         """How full the ring is for the writer, 0..1: bytes reserved beyond the oldest byte
         a guaranteed reader still holds, over the capacity (0 with no guaranteed reader).
