@@ -172,6 +172,26 @@ def _write_all(fd, iovs, niov, pfd, ts, out):
     return done
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _count_written(done, rec, want, state, out):
+    """Account one write of ``want`` records of ``rec`` bytes that wrote ``done`` bytes; the
+    number of whole records written."""
+    full = done // rec if rec > 0 else want
+    out[O_NVALID] += full
+    out[O_NVALID_BYTES] += full * rec
+    rl.paced(state, want)
+    return full
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _count_unwritten(k, npkt, rec, out):
+    """Records ``k..npkt`` were never written: count them failed; returns ``k``."""
+    if k < npkt:
+        out[O_NINVALID] += npkt - k
+        out[O_NINVALID_BYTES] += (npkt - k) * rec
+    return k
+
+
 @njit(nogil=True, cache=True)
 def disk_write_pairs(fd, hdrs, payload, iovs, pfd, state, ts, out):
     """Write packet k = header row k + payload row k with writev (no payload copy)."""
@@ -205,18 +225,10 @@ def disk_write_pairs(fd, hdrs, payload, iovs, pfd, state, ts, out):
                 iovs[niov + 1, 0] = paddr + np.uint64((k + b) * psize)
                 iovs[niov + 1, 1] = np.uint64(psize)
                 niov += 2
-        done = _write_all(fd, iovs, niov, pfd, ts, out)
-        full = done // rec if rec > 0 else want
-        out[O_NVALID] += full
-        out[O_NVALID_BYTES] += full * rec
-        rl.paced(state, want)
-        k += full
+        k += _count_written(_write_all(fd, iovs, niov, pfd, ts, out), rec, want, state, out)
         if out[O_FATAL] != 0:
             break
-    if k < npkt:
-        out[O_NINVALID] += npkt - k
-        out[O_NINVALID_BYTES] += (npkt - k) * rec
-    return k
+    return _count_unwritten(k, npkt, rec, out)
 
 
 @njit(nogil=True, cache=True)
@@ -252,15 +264,7 @@ def disk_write_image(fd, hdrs, payload, stage, iovs, pfd, state, ts, out):
                 d2[q] = p[q]
         iovs[0, 0] = np.uint64(stage.ctypes.data)
         iovs[0, 1] = np.uint64(want * rec)
-        done = _write_all(fd, iovs, 1, pfd, ts, out)
-        full = done // rec if rec > 0 else want
-        out[O_NVALID] += full
-        out[O_NVALID_BYTES] += full * rec
-        rl.paced(state, want)
-        k += full
+        k += _count_written(_write_all(fd, iovs, 1, pfd, ts, out), rec, want, state, out)
         if out[O_FATAL] != 0:
             break
-    if k < npkt:
-        out[O_NINVALID] += npkt - k
-        out[O_NINVALID_BYTES] += (npkt - k) * rec
-    return k
+    return _count_unwritten(k, npkt, rec, out)
