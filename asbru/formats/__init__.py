@@ -177,7 +177,6 @@ def broken() -> dict[str, str]:
 
 def register(mod: types.ModuleType) -> None:
     """Add a format module at run time (it is tried after the built-in ones)."""
-    global _modules
     _check_module(mod)
     with _lock:
         _runtime[mod.NAME] = mod

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
+from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, Field, FormatError, FormatParams,
                    Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, copy_bytes, copy_unchecked,
                    kernel, parse_int_suffix, rd_be16,
                    rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+from .spec import new_capture_config
 
 NAME = "chips"
 HEADER = Header([
@@ -73,9 +74,7 @@ def _parse_nchan(fmt: str) -> int:
 
 
 def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
-    cfg = np.zeros(NCFG, dtype=np.int64)
-    cfg[CFG_NSRC] = nsrc
-    cfg[CFG_SRC0] = src0
+    cfg = new_capture_config(nsrc, src0)
     cfg[CFG_NCHAN] = params.extra.get("nchan", 0)
     return cfg
 

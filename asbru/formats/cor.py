@@ -27,11 +27,12 @@ import math
 
 import numpy as np
 
-from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, GAIN, INVALID, NAVG, NCFG, NCHAN, NSRC,
+from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, GAIN, INVALID, NAVG, NCHAN, NSRC,
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID, X1, X2,
                    BitField, Field, FormatError, FormatParams, Header, H_CHAN0, H_DECIMATION,
                    H_GAIN, H_NSRC, H_TUNING, kernel, rd_be16, rd_be32, rd_be64, rd_u8,
                    parse_int_suffix, wr_be16, wr_be32, wr_be64)
+from .spec import new_capture_config
 from .spec import place_source_block
 
 NAME = "cor"
@@ -86,9 +87,7 @@ def parse(fmt: str, role: str) -> FormatParams:
 
 
 def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
-    cfg = np.zeros(NCFG, dtype=np.int64)
-    cfg[CFG_NSRC] = nsrc
-    cfg[CFG_SRC0] = src0
+    cfg = new_capture_config(nsrc, src0)
     cfg[CFG_NCHAN] = params.extra["nchan"]
     return cfg
 

@@ -37,9 +37,10 @@ from __future__ import annotations
 import numpy as np
 
 from .spec import (BEAM, CFG_NSRC, CFG_SRC0, DECIMATION, H_DECIMATION, H_TUNING, INVALID,
-                   NCFG, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, TUNING1,
+                   PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, TUNING1,
                    VALID, BitField, Field, FormatError, FormatParams, Header, kernel, rd_be16,
                    rd_be32, rd_be64, rd_u8, wr_be16, wr_be32, wr_be64, wr_u8)
+from .spec import default_capture_config
 
 NAME = "drx"
 
@@ -94,11 +95,7 @@ def parse_exact(fmt: str, role: str, name: str, payload: int, samples: int,
                         write_dtype=dtype)
 
 
-def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
-    cfg = np.zeros(NCFG, dtype=np.int64)
-    cfg[CFG_NSRC] = nsrc
-    cfg[CFG_SRC0] = src0
-    return cfg
+capture_config = default_capture_config
 
 
 @kernel

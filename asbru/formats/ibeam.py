@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
+from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, X0, Field, FormatError, FormatParams,
                    Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, kernel, rd_be16,
                    rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+from .spec import new_capture_config
 from .spec import place_source_block
 
 NAME = "ibeam"
@@ -80,9 +81,7 @@ def parse(fmt: str, role: str) -> FormatParams:
 
 
 def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
-    cfg = np.zeros(NCFG, dtype=np.int64)
-    cfg[CFG_NSRC] = nsrc
-    cfg[CFG_SRC0] = src0
+    cfg = new_capture_config(nsrc, src0)
     cfg[CFG_NBEAM] = params.extra["nbeam"]
     cfg[CFG_NCHAN] = params.extra["nchan"]
     return cfg

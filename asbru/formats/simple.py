@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
+from .spec import (CFG_NSRC, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, VALID, Field, FormatError, FormatParams, Header,
                    kernel, rd_be64, wr_be64)
+from .spec import default_capture_config
 from .spec import place_source_block
 
 NAME = "simple"
@@ -46,11 +47,7 @@ def parse(fmt: str, role: str) -> FormatParams:
                         samples_per_packet=NSAMPLES, write_dtype=WRITE_DTYPE)
 
 
-def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
-    cfg = np.zeros(NCFG, dtype=np.int64)
-    cfg[CFG_NSRC] = nsrc
-    cfg[CFG_SRC0] = src0
-    return cfg
+capture_config = default_capture_config
 
 
 @kernel

@@ -41,9 +41,10 @@ import re
 import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, INVALID,
-                   NCFG, NCHAN, NSRC, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, SYNC, TIME_TAG,
+                   NCHAN, NSRC, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, SYNC, TIME_TAG,
                    TUNING, VALID, X0, X1, X2, X3, Field, FormatError, FormatParams, Header,
                    kernel, rd_be16, rd_be32, rd_be64, wr_be16, wr_be32, wr_be64)
+from .spec import default_capture_config
 
 NAME = "snap2"
 
@@ -96,11 +97,7 @@ def parse(fmt: str, role: str) -> FormatParams:
                         payload_size=None, record_size=9000 if role == "disk" else None)
 
 
-def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
-    cfg = np.zeros(NCFG, dtype=np.int64)
-    cfg[CFG_NSRC] = nsrc
-    cfg[CFG_SRC0] = src0
-    return cfg
+capture_config = default_capture_config
 
 
 @kernel

@@ -11,7 +11,8 @@ the ``asbru.formats`` entry-point group).  It declares, with the names below:
                     ``"write"`` (DiskWriter / UDPTransmit).  Raise :class:`FormatError`
                     with a one-line message for a string it does not accept.
 ``capture_config(params, nsrc, src0)`` -> int64 array handed to ``decode`` as ``cfg``
-                    (``cfg[CFG_NSRC]`` and ``cfg[CFG_SRC0]`` always first).
+                    (``cfg[CFG_NSRC]`` and ``cfg[CFG_SRC0]`` always first; start from
+                    :func:`new_capture_config`, or use :func:`default_capture_config`).
 ``decode(pkt, cfg, state, d)``  compiled: fill descriptor ``d`` from packet ``pkt``
                     (a uint8 array of exactly the packet's bytes); return VALID, INVALID
                     or HOLD.  ``state`` is an int64 scratch array (``NSTATE`` long, zeroed at
@@ -75,6 +76,21 @@ NSTATE = 64  # decode state scratch length
 HEADERINFO_FIELDS = ("nsrc", "nchan", "chan0", "tuning", "gain", "decimation", "tuning1", "beam")
 NINFO = len(HEADERINFO_FIELDS)
 (H_NSRC, H_NCHAN, H_CHAN0, H_TUNING, H_GAIN, H_DECIMATION, H_TUNING1, H_BEAM) = range(NINFO)
+
+
+def new_capture_config(nsrc: int, src0: int) -> np.ndarray:
+    """A zeroed ``int64[NCFG]`` capture config with ``nsrc`` and ``src0`` filled in; a format
+    adds its own entries from index 2."""
+    cfg = np.zeros(NCFG, dtype=np.int64)
+    cfg[CFG_NSRC] = nsrc
+    cfg[CFG_SRC0] = src0
+    return cfg
+
+
+def default_capture_config(params: "FormatParams", nsrc: int, src0: int) -> np.ndarray:
+    """``capture_config`` of a format whose decoder needs nothing beyond nsrc and src0
+    (declare ``capture_config = default_capture_config``)."""
+    return new_capture_config(nsrc, src0)
 
 
 class FormatError(ValueError):

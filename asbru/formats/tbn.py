@@ -38,9 +38,10 @@ import numpy as np
 
 from .drx import place_interleaved
 from .spec import (CFG_NSRC, CFG_SRC0, DECIMATION, GAIN, H_GAIN, H_TUNING, HOLD, INVALID,
-                   NCFG, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID,
+                   PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID,
                    BitField, Field, FormatError, FormatParams, Header, kernel, rd_be16,
                    rd_be32, rd_be64, wr_be16, wr_be32, wr_be64)
+from .spec import default_capture_config
 
 NAME = "tbn"
 
@@ -95,11 +96,7 @@ def parse(fmt: str, role: str) -> FormatParams:
                         write_dtype=WRITE_DTYPE)
 
 
-def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
-    cfg = np.zeros(NCFG, dtype=np.int64)
-    cfg[CFG_NSRC] = nsrc
-    cfg[CFG_SRC0] = src0
-    return cfg
+capture_config = default_capture_config
 
 
 @kernel

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCFG, NCHAN, NSRC, PAYLOAD_OFFSET,
+from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, X1, X2, Field, FormatError,
                    FormatParams, Header, H_CHAN0, H_NCHAN, kernel, rd_be32, rd_be64,
                    wr_be32, wr_be64, wr_u8)
+from .spec import new_capture_config
 from .spec import place_source_block
 
 NAME = "vbeam"
@@ -73,9 +74,7 @@ def parse(fmt: str, role: str) -> FormatParams:
 
 
 def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
-    cfg = np.zeros(NCFG, dtype=np.int64)
-    cfg[CFG_NSRC] = nsrc
-    cfg[CFG_SRC0] = src0
+    cfg = new_capture_config(nsrc, src0)
     cfg[CFG_NCHAN] = params.extra["nchan"]
     cfg[CFG_TICKS] = params.extra["ticks"]
     return cfg

@@ -38,10 +38,11 @@ from __future__ import annotations
 import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, COMPLEX, EPOCH, H_DECIMATION, H_GAIN, H_NCHAN,
-                   H_TUNING, HOLD, INVALID, NBIT, NCFG, NCHAN, PAYLOAD_OFFSET, PAYLOAD_SIZE,
+                   H_TUNING, HOLD, INVALID, NBIT, NCHAN, PAYLOAD_OFFSET, PAYLOAD_SIZE,
                    SAMPLE_RATE, SEQ, SRC, TIME_TAG, VALID, X0, X1, BitField, Field,
                    FormatError, FormatParams, Header, kernel, parse_int_suffix, rd_le32,
                    wr_le32)
+from .spec import default_capture_config
 
 NAME = "vdif"
 
@@ -104,11 +105,7 @@ def parse(fmt: str, role: str) -> FormatParams:
     return params
 
 
-def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
-    cfg = np.zeros(NCFG, dtype=np.int64)
-    cfg[CFG_NSRC] = nsrc
-    cfg[CFG_SRC0] = src0
-    return cfg
+capture_config = default_capture_config
 
 
 @kernel
