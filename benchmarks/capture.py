@@ -4,13 +4,25 @@
 
 Receive side ("drain"): the receiver's queue is pre-filled first, then one receiver drains
 it all, so the figure is the receiver's capacity, not the sender's (on loopback with two
-vCPUs the sender is the limit).  CHIPS packets from 16 sources, 16-byte header + 8160 B
-("8 KiB": chips_255, the largest CHIPS packet) or 1024 B payload, sent by the C sendmmsg
-sender of benchmarks/baseline.
+vCPUs the sender is the limit).  Packets from 16 sources, sent by the C sendmmsg sender of
+benchmarks/baseline, in two formats, each beside a C recvmmsg receiver
+(benchmarks/baseline/recvmmsg_rx.c: batch 64, pre-faulted ring) doing the same work:
 
-* baseline: the minimal C recvmmsg receiver (benchmarks/baseline/recvmmsg_rx.c: batch 64,
-  CHIPS decode, memcpy scatter into a pre-faulted ring), stopped (SIGSTOP) while its socket
-  (SO_RCVBUFFORCE 512 MiB) is filled, then continued; it times itself from its first packet;
+* ``vdif``: VDIF frames, 32-byte header + 8192 B ("8 KiB") or 1024 B payload, threads 0-15,
+  ``FPS`` frames per second.  A VDIF capture decodes the header and copies the payload as
+  one block to [frame][thread][payload] -- exactly what the minimal C receiver does (VDIF
+  decode: thread, seconds * fps + frame number, frame-length and invalid-bit checks; one
+  memcpy per packet).  This is the like-for-like comparison, with the targets.
+* ``chips``: CHIPS packets, 16-byte header + 8160 B ("8 KiB": chips_255, the largest CHIPS
+  packet) or 1024 B payload.  A CHIPS capture scatters the payload in 32-byte pieces, one per
+  channel, to [time][chan][src][32 B], so it is shown beside the C receiver doing that same
+  placement (``--layout chips``) and beside the minimal one (one memcpy per packet), which
+  does less work than any CHIPS capture can.
+
+How each is timed:
+
+* C baseline: the receiver is stopped (SIGSTOP) while its socket (SO_RCVBUFFORCE 512 MiB)
+  is filled, then continued; it times itself from its first packet;
 * UDPCapture: the same, into a bound asbru UDPSocket of the same buffer size; timed from the
   first recv() until every packet is placed in the ring (a watcher thread reads the
   capture's live counters, so the final receive timeout is not counted);
@@ -18,8 +30,14 @@ sender of benchmarks/baseline.
   (softirq), so the pre-filled ring is drained and timed the same way.
 
 The asbru rings are pre-faulted by a warm-up stream (which also compiles the kernels) before
-anything is timed.  Every figure is the median of ``--repeat`` rounds; each round measures
-the baseline and both captures one after the other.
+anything is timed.  VDIF captures learn the frames per second from the data (they hold a
+thread's frames until a frame of its next second arrives), so the stream uses a small
+``FPS`` and the warm-up starts at the last frame of a second: the rate is known after one
+frame per thread, and the warm-up (6 gulps) spans three seconds.  Each round starts a new
+sequence (its time index jumps ahead); the capture confirms the jump with a few held
+packets and places them too -- every round checks that all its packets were placed.
+Every figure is the median of ``--repeat`` rounds; each round measures the baseline(s) and
+both captures one after the other.
 
 DiskReader: GB/s reading a page-cached file of chips_255 records (16 sources) into a ring
 (second pass; the first compiles and faults the ring), beside reading the same file in
@@ -55,7 +73,7 @@ from asbru.capture.sniffer import have_cap_net_raw  # noqa: E402
 from asbru.packet_capture import DiskReader, PacketCaptureCallback, UDPCapture, UDPSniffer  # noqa: E402
 from asbru.ring import Ring  # noqa: E402
 from asbru.udp_socket import UDPSocket  # noqa: E402
-from benchmarks.baseline.build import BuildError, build, parse_result, run_sender  # noqa: E402
+from benchmarks.baseline.build import BuildError, build, run_sender, start_receiver  # noqa: E402
 
 NSRC = 16
 RCVBUF = 512 << 20
@@ -63,8 +81,14 @@ RCVBUF = 512 << 20
 # pre-fill packs them (a block retired every 8 ms while the sender runs is mostly empty)
 RETIRE_MS = 200
 GULP = 128                    # time slots per gulp: 2048 packets (Python work once per gulp)
-SIZES = {"8 KiB": 8160, "1 KiB": 1024}
+HDR = {"vdif": 32, "chips": 16}
+SIZES = {"vdif": {"8 KiB": 8192, "1 KiB": 1024},        # payload bytes
+         "chips": {"8 KiB": 8160, "1 KiB": 1024}}
+# VDIF frames per second of the benchmark stream: small, so that the capture learns it soon
+# (it holds a thread's frames until that thread's next second begins)
+FPS = 256
 NPKT = {"8 KiB": 16_000, "1 KiB": 100_000}   # fits the 512 MiB socket buffer / the sniffer ring
+# against the like-for-like C baseline (VDIF: same decode + one memcpy per packet)
 TARGET = {("UDPCapture", "8 KiB"): 1.0, ("UDPCapture", "1 KiB"): 1.0,
           ("UDPSniffer", "8 KiB"): 2.0, ("UDPSniffer", "1 KiB"): 4.0}
 SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
@@ -76,31 +100,24 @@ def _k(x: float) -> str:
 
 # --------------------------------------------------------------------------------------
 # baseline: the C receiver, stopped while its socket fills
-def baseline_drain(exe: Any, npkt: int, payload: int, layout: str = "rows") -> dict[str, float]:
-    """layout "rows": one memcpy per packet (the minimal receiver); "chips": the same
-    [chan][src][32 B] placement a CHIPS capture must do (one 32-byte copy per channel)."""
-    proc = subprocess.Popen(
-        [str(exe.rx), "0", str(npkt), "--nsrc", str(NSRC), "--ring-mib", "256", "--timeout", "1.0",
-         "--rcvbuf", str(RCVBUF), "--layout", layout], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+def baseline_drain(exe: Any, npkt: int, payload: int, fmt: str,
+                   layout: str = "rows") -> dict[str, float]:
+    """``fmt``: "vdif" or "chips" (header decode, sender and receiver alike).  layout
+    "rows": one memcpy per packet (the minimal receiver; all a VDIF capture does);
+    "chips" (CHIPS only): the same [chan][src][32 B] placement a CHIPS capture must do (one
+    32-byte copy per channel)."""
+    rx = start_receiver(exe.rx, npkt, nsrc=NSRC, ring_mib=256, timeout=1.0, layout=layout,
+                        hdr=fmt, fps=FPS, rcvbuf=RCVBUF)
     try:
-        line = proc.stdout.readline()
-        if not line.startswith("ready port="):
-            raise RuntimeError(f"recvmmsg_rx did not start: {proc.stderr.read()[:200]}")
-        port = int(line.split("=", 1)[1])
-        os.kill(proc.pid, signal.SIGSTOP)
-        run_sender(exe.tx, port, npkt, payload, nsrc=NSRC)
-        time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGCONT)
-        out, err = proc.communicate(timeout=60)
+        os.kill(rx.proc.pid, signal.SIGSTOP)
+        try:
+            run_sender(exe.tx, rx.port, npkt, payload, nsrc=NSRC, hdr=fmt, fps=FPS)
+            time.sleep(0.05)
+        finally:
+            os.kill(rx.proc.pid, signal.SIGCONT)
+        return rx.result(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    lines = [ln for ln in out.splitlines() if ln.startswith("rx ")]
-    if not lines:
-        raise RuntimeError(f"recvmmsg_rx failed: {err[:200]}")
-    return parse_result(lines[-1])
+        rx.kill()
 
 
 # --------------------------------------------------------------------------------------
@@ -149,39 +166,44 @@ def _drain(cap: Any, want: int, limit_s: float = 30.0) -> tuple[int, float]:
 class Receiver:
     """One asbru capture (UDP or sniffer) on its own port, warmed up."""
 
-    def __init__(self, kind: str, exe: Any, payload: int) -> None:
+    def __init__(self, kind: str, exe: Any, fmt: str, payload: int) -> None:
         self.kind = kind
         self.exe = exe
+        self.fmt = fmt
         self.payload = payload
         self.sock = UDPSocket(buffer_size=RCVBUF)
         port = _free_port()
         addr = Address("127.0.0.1", port)
         self.port = port
-        ring = Ring(name=f"bench_{kind}_{payload}")
+        ring = Ring(name=f"bench_{kind}_{fmt}_{payload}")
         if kind == "udp":
             self.sock.bind(addr)
             self.sock.timeout = 0.1
-            self.cap = UDPCapture("chips", self.sock, ring, NSRC, 0, 9000, GULP, 1, None)
+            self.cap = UDPCapture(fmt, self.sock, ring, NSRC, 0, 9000, GULP, 1, None)
         else:
             self.sock.sniff(addr)
             self.sock.timeout = 0.1
-            self.cap = UDPSniffer("chips", self.sock, ring, NSRC, 0, 9000, GULP, 1, None,
+            self.cap = UDPSniffer(fmt, self.sock, ring, NSRC, 0, 9000, GULP, 1, None,
                                   sniff_block_size=1 << 22, sniff_block_count=96,
                                   sniff_retire_ms=RETIRE_MS)
             pr = self.cap._pring.ring
             pr[::4096].max()              # map every page of the kernel ring
-        self.seq = 1
+        # VDIF: start at the last frame of a second, so that the frame rate is learnt after
+        # one held frame per thread (the capture's hold is small: a whole held second would
+        # not fit)
+        self.seq = FPS - 1 if fmt == "vdif" else 1
         # warm-up: compile, and cycle the data ring once (first-touch page faults)
         self.round(6 * GULP * NSRC)
 
     def round(self, npkt: int) -> float:
         """Pre-fill, drain; packets/s."""
-        run_sender(self.exe.tx, self.port, npkt, self.payload, nsrc=NSRC, seq0=self.seq)
+        run_sender(self.exe.tx, self.port, npkt, self.payload, nsrc=NSRC, seq0=self.seq,
+                   hdr=self.fmt, fps=FPS)
         self.seq += npkt // NSRC + 1000     # a new sequence each round
         time.sleep(RETIRE_MS / 1000 + 0.05)  # the sniffer's last block is handed over
         got, secs = _drain(self.cap, npkt)
         if got < npkt:
-            print(f"  ({type(self.cap).__name__}: {got} of {npkt} packets placed; "
+            print(f"  ({type(self.cap).__name__} {self.fmt}: {got} of {npkt} packets placed; "
                   f"kernel drops {self.cap.stats['nkernel_drops']})")
         return got / secs
 
@@ -198,34 +220,45 @@ def _free_port() -> int:
 
 
 def bench_receive(exe: Any, repeat: int, sniffer: bool, scale: float) -> None:
-    for label, payload in SIZES.items():
-        npkt = int(NPKT[label] * scale) // NSRC * NSRC
-        kinds = ["udp"] + (["sniffer"] if sniffer else [])
-        rx = {k: Receiver(k, exe, payload) for k in kinds}
-        base, base_chips, ours = [], [], {k: [] for k in kinds}
-        try:
-            for _ in range(repeat):
-                b = baseline_drain(exe, npkt, payload)
-                if b["packets"] < npkt:
-                    print(f"  (baseline received {b['packets']:.0f} of {npkt}: socket buffer overflow)")
-                base.append(b["pps"])
-                base_chips.append(baseline_drain(exe, npkt, payload, "chips")["pps"])
-                for k in kinds:
-                    ours[k].append(rx[k].round(npkt))
-        finally:
-            for r in rx.values():
-                r.close()
-        bpps = statistics.median(base)
-        cpps = statistics.median(base_chips)
-        gbit = lambda pps: pps * (16 + payload) * 8 / 1e9
-        for k in kinds:
-            name = "UDPCapture" if k == "udp" else "UDPSniffer"
-            pps = statistics.median(ours[k])
-            ratio = pps / bpps
-            print(f"{name} {label}: {_k(pps)} pkt/s, {gbit(pps):.1f} Gbit/s (baseline C recvmmsg "
-                  f"{_k(bpps)} pkt/s, ratio {ratio:.2f}; target >= {TARGET[(name, label)]:.0f}x; "
-                  f"C recvmmsg with the CHIPS placement {_k(cpps)} pkt/s, ratio {pps / cpps:.2f})",
-                  flush=True)
+    kinds = ["udp"] + (["sniffer"] if sniffer else [])
+    for fmt, sizes in SIZES.items():
+        for label, payload in sizes.items():
+            npkt = int(NPKT[label] * scale) // NSRC * NSRC
+            rx = {k: Receiver(k, exe, fmt, payload) for k in kinds}
+            # "same": the like-for-like C receiver (VDIF: rows; CHIPS: the CHIPS placement);
+            # "min": the minimal one (one memcpy per packet), CHIPS only
+            base: dict[str, list[float]] = {"same": [], "min": []}
+            ours: dict[str, list[float]] = {k: [] for k in kinds}
+            try:
+                for _ in range(repeat):
+                    layouts = {"same": "rows"} if fmt == "vdif" else {"same": "chips", "min": "rows"}
+                    for key, layout in layouts.items():
+                        b = baseline_drain(exe, npkt, payload, fmt, layout)
+                        if b["packets"] < npkt or b["invalid"]:
+                            print(f"  (baseline {fmt} {layout}: received {b['packets']:.0f} of {npkt}, "
+                                  f"{b['invalid']:.0f} invalid)")
+                        base[key].append(b["pps"])
+                    for k in kinds:
+                        ours[k].append(rx[k].round(npkt))
+            finally:
+                for r in rx.values():
+                    r.close()
+            same = statistics.median(base["same"])
+            gbit = lambda pps: pps * (HDR[fmt] + payload) * 8 / 1e9
+            for k in kinds:
+                name = "UDPCapture" if k == "udp" else "UDPSniffer"
+                pps = statistics.median(ours[k])
+                head = f"{name} {fmt} {label}: {_k(pps)} pkt/s, {gbit(pps):.1f} Gbit/s"
+                if fmt == "vdif":
+                    print(f"{head} (baseline C recvmmsg, same decode + one memcpy per packet: "
+                          f"{_k(same)} pkt/s, ratio {pps / same:.2f}; "
+                          f"target >= {TARGET[(name, label)]:.0f}x)", flush=True)
+                else:
+                    mpps = statistics.median(base["min"])
+                    print(f"{head} (baseline C recvmmsg with the same CHIPS placement: "
+                          f"{_k(same)} pkt/s, ratio {pps / same:.2f}; minimal C receiver (one "
+                          f"memcpy per packet) {_k(mpps)} pkt/s, ratio {pps / mpps:.2f})",
+                          flush=True)
     if not sniffer:
         print("UDPSniffer: not measured (needs CAP_NET_RAW)")
 

@@ -522,6 +522,72 @@ def test_spans_are_contiguous_across_the_wrap():
     w.end_writing()
 
 
+def test_reader_spans_cross_the_end_when_writer_spans_do_not():
+    # the writer's spans divide the capacity (never touch the ghost); readers of other sizes
+    # cross the end, in both ringlets, and still see contiguous, correct bytes
+    r = Ring()
+    r.resize(4096, 16384, nringlet=2)
+    w = r.begin_writing()
+    s = w.begin_sequence(nringlet=2)
+    readers = [r.open_earliest_sequence(guarantee=True) for _ in range(2)]
+    gens = [rd.read(n) for rd, n in zip(readers, (3000, 4096 - 7))]
+    seen = [0, 0]
+    off = 0
+    for _ in range(4 * 16384 // 2048):
+        with s.reserve(2048) as span:
+            span.data[0][:] = pattern(off, 2048, 0)
+            span.data[1][:] = pattern(off, 2048, 91)
+        off += 2048
+        for k, (g, n) in enumerate(zip(gens, (3000, 4096 - 7))):
+            while seen[k] + n <= off:
+                sp = next(g)
+                assert sp.offset == seen[k] and sp.size_overwritten == 0
+                assert np.array_equal(sp.data[0], pattern(seen[k], n, 0)), f"reader {k} at {seen[k]}"
+                assert np.array_equal(sp.data[1], pattern(seen[k], n, 91)), f"reader {k} at {seen[k]}"
+                seen[k] += n
+    assert min(seen) > 3 * 16384      # several passes, each crossing the end
+    s.end()
+    w.end_writing()
+
+
+def test_lagging_reader_never_writes_into_the_writers_ghost():
+    # an unguaranteed reader acquiring an overwritten span that crosses the end must not copy
+    # stale bytes over the ghost the writer is filling for the next pass
+    r = Ring()
+    r.resize(4096, 16384)   # capacity 16384, ghost 4096
+    w = r.begin_writing()
+    s = w.begin_sequence()
+    lag = r.open_earliest_sequence(guarantee=False)
+    off = 0
+    for n in [4096, 4096, 4096, 2048, 4096, 2048]:     # the 5th crosses abs 16384
+        with s.reserve(n) as span:
+            span.data[0][:] = pattern(off, n)
+        off += n
+    with lag.acquire(15000, 4000) as sp:               # crosses the end beyond that overhang
+        assert sp.size_overwritten == 0
+        assert np.array_equal(sp.data[0], pattern(15000, 4000))
+    while off + 4096 <= 30720:
+        with s.reserve(4096) as span:
+            span.data[0][:] = pattern(off, 4096)
+        off += 4096
+    while off < 30720:
+        with s.reserve(30720 - off) as span:
+            span.data[0][:] = pattern(off, span.size)
+        off = 30720
+    span = s.reserve(4096)                              # [30720, 34816): writes the ghost
+    span.data[0][:] = pattern(off, 4096, 5)
+    with lag.acquire(15000, 4000) as old:              # overwritten: reported, not copied
+        assert old.size_overwritten > 0
+    span.commit()
+    span.close()
+    fresh = r.open_latest_sequence(guarantee=False)
+    with fresh.acquire(30720, 4096) as sp:
+        assert sp.size_overwritten == 0
+        assert np.array_equal(sp.data[0], pattern(30720, 4096, 5))
+    s.end()
+    w.end_writing()
+
+
 def test_multiple_ringlets():
     r = Ring()
     r.resize(4096, 8192, nringlet=2)

@@ -36,6 +36,7 @@ import numpy as np
 from {modname} import decode as _decode, place as _place
 from asbru.capture.layout import *
 from asbru.formats.spec import VALID, INVALID, HOLD, SEQ, SRC, PAYLOAD_OFFSET, PAYLOAD_SIZE
+from asbru.formats.spec import store_fence as _store_fence
 from asbru.sockets import syscalls as sc
 from asbru.sockets.msgvec import rxq_ovfl as _rxq_ovfl
 from asbru.capture.borrow import borrow as _borrow
@@ -389,6 +390,17 @@ def _fetch_reason(f):
 @numba.njit(nogil=True, cache=True)
 def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, fstate, d,
         cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc):
+    r = _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, fstate, d,
+             cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc)
+    # place() may use streaming stores (copy_to_ring): make them visible before Python
+    # commits the gulp to readers on other threads
+    _store_fence()
+    return r
+
+
+@numba.njit(nogil=True, cache=True)
+def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, fstate, d,
+         cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc):
     # every array argument is held by the caller for the whole call: work on borrowed
     # views, so slicing and passing them on costs no atomic reference counting
     # (asbru/capture/borrow.py)
@@ -552,6 +564,7 @@ def zero_fill(gulp, mask, nslots, d, zero, nsrc, p, seq_start):
             if row[s] == 0:
                 d[SRC] = s
                 _place(zero[:p], d, slot, nsrc)
+    _store_fence()
 '''
 
 

@@ -78,6 +78,7 @@ _PLACE_TEMPLATE = '''\
 import numba
 import numpy as np
 from {modname} import place as _place
+from asbru.formats.spec import store_fence as _store_fence
 
 
 @numba.njit(cache=True, nogil=True)
@@ -98,6 +99,7 @@ def place_all(buf, offsets, desc, status, slots, seq0, nsrc):
             continue
         _place(buf[po: po + pn], desc[k], slots[t], nsrc)
         placed += 1
+    _store_fence()   # place() may use streaming stores
     return placed
 '''
 

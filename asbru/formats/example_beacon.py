@@ -13,7 +13,7 @@ import numpy as np
 
 from asbru.formats.spec import (CFG_NSRC, CFG_SRC0, INVALID, NCFG, PAYLOAD_OFFSET,
                                 PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, Field, FormatError,
-                                FormatParams, Header, copy_bytes, kernel, parse_int_suffix,
+                                FormatParams, Header, copy_to_ring, kernel, parse_int_suffix,
                                 rd_be16, rd_be32, rd_be64, wr_be16, wr_be32, wr_be64)
 
 NAME = "example_beacon"
@@ -84,7 +84,7 @@ def place(payload, d, slot, nsrc):
     src = d[SRC]
     if src < 0 or src >= nsrc:
         return
-    copy_bytes(slot, src * payload.size, payload, 0, payload.size)
+    copy_to_ring(slot, src * payload.size, payload, 0, payload.size)
 
 
 CHANGE = ("payload_size",)

@@ -21,6 +21,9 @@ the ``asbru.formats`` entry-point group).  It declares, with the names below:
                     ``slot`` (uint8, ``nsrc * P`` bytes, P = the sequence's payload size)
                     at the position of source ``d[SRC]``.  Must never write outside
                     ``slot``.  Called with an all-zero payload to zero-fill a missing slot.
+                    Copy whole payloads (or runs of at least a cache line) with
+                    :func:`copy_to_ring` (streaming stores), small pieces with
+                    :func:`copy_bytes` / :func:`copy_unchecked`.
 ``CHANGE``          descriptor fields whose change starts a new sequence.
 ``CALLBACK_FAMILY`` ``"pointer"`` (callback writes ``time_tag_ptr``) or ``"value"``.
 ``callback_args(seq0, d, nsrc)``  -> tuple of the sequence callback's leading arguments
@@ -319,6 +322,67 @@ def _raw_copy(typingctx, dst_addr, src_addr, nbytes):
     return sig, codegen
 
 
+#: copies into ring slots of at least this many bytes use streaming stores (copy_to_ring)
+STREAM_MIN = 256
+
+
+@intrinsic
+def _stream_copy(typingctx, dst_addr, src_addr, nbytes):
+    """Copy with non-temporal ("streaming") 32-byte stores for the 32-byte aligned body and
+    ordinary copies for the unaligned head and the tail.
+
+    Why: a capture writes each ring byte once and a reader looks at it much later (gulps of
+    megabytes are out of cache by then), so an ordinary store first reads the destination
+    line from memory (read-for-ownership) only to overwrite it.  Streaming stores skip that
+    read: measured here, copying 1-8 KiB payloads into a 128 MiB ring ran at 22.6 GB/s
+    against 12.6-14.5 GB/s for memcpy.  Streaming stores are weakly ordered: whoever hands
+    the bytes to another thread calls :func:`store_fence` first (the capture loop does, once
+    per return to Python).  Not for scatter of pieces smaller than a cache line (CHIPS'
+    32-byte chunks): partial-line streaming stores are 4x slower than ordinary ones."""
+    sig = _nbtypes.void(_nbtypes.int64, _nbtypes.int64, _nbtypes.int64)
+
+    def codegen(context, builder, signature, args):
+        d, s, k = args
+        i64 = _llvm_ir.IntType(64)
+        i8p = _llvm_ir.IntType(8).as_pointer()
+        vty = _llvm_ir.VectorType(i64, 4)
+        c32 = _llvm_ir.Constant(i64, 32)
+        zero = _llvm_ir.Constant(i64, 0)
+        # head: up to the next 32-byte boundary of the destination (at most k bytes)
+        head = builder.and_(builder.sub(zero, d), _llvm_ir.Constant(i64, 31))
+        head = builder.select(builder.icmp_unsigned("<", k, head), k, head)
+        _cgutils.raw_memcpy(builder, builder.inttoptr(d, i8p), builder.inttoptr(s, i8p), head, 1)
+        d1 = builder.add(d, head)
+        s1 = builder.add(s, head)
+        rest = builder.sub(k, head)
+        nblk = builder.udiv(rest, c32)
+        nt = builder.module.add_metadata([_llvm_ir.Constant(_llvm_ir.IntType(32), 1)])
+        with _cgutils.for_range(builder, nblk) as loop:
+            off = builder.mul(loop.index, c32)
+            v = builder.load(builder.inttoptr(builder.add(s1, off), vty.as_pointer()), align=1)
+            st = builder.store(v, builder.inttoptr(builder.add(d1, off), vty.as_pointer()), align=32)
+            st.set_metadata("nontemporal", nt)
+        body = builder.mul(nblk, c32)
+        _cgutils.raw_memcpy(builder, builder.inttoptr(builder.add(d1, body), i8p),
+                            builder.inttoptr(builder.add(s1, body), i8p), builder.sub(rest, body), 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """A full memory fence: orders streaming stores before anything that follows (e.g. the
+    commit that lets a reader thread see the bytes)."""
+    sig = _nbtypes.void()
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @numba.njit(inline="always", nogil=True, cache=True)
 def copy_bytes(dst, dst_off, src, src_off, n):
     """Copy ``n`` bytes, clipped to both arrays' bounds; returns the number copied.
@@ -334,6 +398,28 @@ def copy_bytes(dst, dst_off, src, src_off, n):
     if m <= 0:
         return 0
     _raw_copy(dst.ctypes.data + dst_off, src.ctypes.data + src_off, m)
+    return m
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def copy_to_ring(dst, dst_off, src, src_off, n):
+    """:func:`copy_bytes` for a payload going into a ring slot: the same clipping, and
+    streaming stores (``_stream_copy``) from :data:`STREAM_MIN` bytes on.  The capture
+    engine fences before it commits; other callers handing ``dst`` to another thread call
+    :func:`store_fence` first."""
+    if dst_off < 0 or src_off < 0:
+        return 0
+    m = n
+    if dst_off + m > dst.size:
+        m = dst.size - dst_off
+    if src_off + m > src.size:
+        m = src.size - src_off
+    if m <= 0:
+        return 0
+    if m >= STREAM_MIN:
+        _stream_copy(dst.ctypes.data + dst_off, src.ctypes.data + src_off, m)
+    else:
+        _raw_copy(dst.ctypes.data + dst_off, src.ctypes.data + src_off, m)
     return m
 
 
@@ -354,4 +440,4 @@ def place_source_block(payload, d, slot, nsrc):
     p = d[PAYLOAD_SIZE]
     if src < 0 or src >= nsrc or p <= 0:
         return
-    copy_bytes(slot, src * p, payload, 0, p)
+    copy_to_ring(slot, src * p, payload, 0, p)

@@ -40,7 +40,7 @@ import numpy as np
 from .spec import (CFG_NSRC, CFG_SRC0, COMPLEX, EPOCH, H_DECIMATION, H_GAIN, H_NCHAN,
                    H_TUNING, HOLD, INVALID, NBIT, NCHAN, PAYLOAD_OFFSET, PAYLOAD_SIZE,
                    SAMPLE_RATE, SEQ, SRC, TIME_TAG, VALID, X0, X1, BitField, Field,
-                   FormatError, FormatParams, Header, kernel, parse_int_suffix, rd_le32,
+                   FormatError, FormatParams, Header, copy_to_ring, kernel, parse_int_suffix, rd_le32,
                    wr_le32)
 from .spec import default_capture_config
 
@@ -189,9 +189,7 @@ def place(payload, d, slot, nsrc):
     o = src * p
     if o + p > slot.size:
         return
-    dst = slot[o: o + p]
-    for k in range(p):
-        dst[k] = payload[k]
+    copy_to_ring(slot, o, payload, 0, p)
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:

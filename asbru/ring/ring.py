@@ -3,11 +3,13 @@
 Positions are absolute byte offsets that only grow (``head``: end of committed data,
 ``reserve_head``: end of reserved data, ``tail``: oldest byte not yet reused).  Offset
 ``x`` lives at buffer position ``x % capacity``.  The buffer is ``capacity + ghost`` bytes
-long per ringlet: the ghost mirrors the first ``ghost`` bytes so that any span of up to
-``ghost`` (= the contiguous span) bytes is one contiguous view.  The mirror is kept by the
-writer on commit, in both directions: bytes a wrapping span wrote past ``capacity`` are
-copied to the start, and bytes written into the first ``ghost`` bytes are copied into the
-ghost.  Readers therefore never copy anything.
+long per ringlet: the ghost continues the buffer past its end, so that any span of up to
+``ghost`` (= the contiguous span) bytes is one contiguous view.  Only spans that cross the
+end use it, so it is filled only for them: a writer's span that wrapped wrote its overhang
+into the ghost and its commit copies that to the start; a reader's span that crosses the end
+has the start copied into the ghost when it is acquired (once per pass: ``_ghost_base`` and
+``_ghost_valid`` say which bytes the ghost holds).  A stream whose spans divide the capacity
+therefore never copies anything.
 
 Back-pressure: a guaranteed reader "pins" the oldest offset it may still read; a
 reservation waits until ``reserve_end - capacity <= min(pins)``.  Unguaranteed readers are
@@ -102,6 +104,10 @@ class Ring:
         self._nringlet = 1
         self._capacity = 0
         self._ghost = 0
+        # the ghost holds absolute offsets [_ghost_base, _ghost_base + _ghost_valid)
+        # (_ghost_base a multiple of the capacity; -1: nothing)
+        self._ghost_base = -1
+        self._ghost_valid = 0
         self._buf = memory.allocate(self._space, 1, 0, self._core)
         self._rbuf = self._readonly(self._buf)
         self._head = 0
@@ -295,8 +301,8 @@ class Ring:
             n = min(hi - pos, old_cap - ob, cap - nb)
             new[:nr, nb:nb + n] = old[:, ob:ob + n]
             pos += n
-        new[:, cap:cap + ghost] = new[:, :ghost]
         self._buf, self._capacity, self._ghost, self._nringlet = new, cap, ghost, nringlet
+        self._ghost_base, self._ghost_valid = -1, 0     # readers refill it when they need it
         self._rbuf = self._readonly(new)
 
     @staticmethod
@@ -409,31 +415,46 @@ class Ring:
                 self._tail = floor          # published before the writer touches the memory
                 self._drop_old()
             self._open_spans += 1
-            span = WriteSpan(self, seq, self._buf, begin % self._capacity, begin, size)
+            bufpos = begin % self._capacity
+            if bufpos + size > self._capacity:
+                self._ghost_base, self._ghost_valid = -1, 0   # this span writes the ghost
+            span = WriteSpan(self, seq, self._buf, bufpos, begin, size)
             self._pending.append(span)
         return span
 
     def _mirror(self, span: WriteSpan, nbyte: int) -> None:
-        """Keep the ghost a mirror of the buffer start for ``nbyte`` bytes of ``span``."""
-        if nbyte <= 0:
-            return
-        buf, cap, ghost = span._buf, self._capacity, self._ghost
-        b, e = span._bufpos, span._bufpos + nbyte
-        if e > cap:                       # wrote past the end: copy the wrapped part to the start
+        """A span that wrapped wrote its overhang into the ghost: copy it to the start."""
+        buf, cap = span._buf, self._capacity
+        e = span._bufpos + nbyte
+        if nbyte > 0 and e > cap:
             buf[:, :e - cap] = buf[:, cap:e]
-        if b < ghost:                     # wrote into the mirrored head: copy it into the ghost
-            m = min(e, ghost)
-            buf[:, cap + b:cap + m] = buf[:, b:m]
+
+    def _fill_ghost(self, start: int, bufpos: int, size: int) -> None:
+        """A read span [start, start + size) at ``bufpos`` crosses the end: make the ghost
+        hold the bytes it needs from the start of the buffer (lock held)."""
+        cap = self._capacity
+        need = bufpos + size - cap
+        base = start - bufpos + cap
+        if self._ghost_base == base and self._ghost_valid >= need:
+            return
+        if self._reserve_head > base + cap:
+            # the writer has reserved (and may be writing) the ghost for the next pass: these
+            # bytes were overwritten, which the reader learns from size_overwritten
+            return
+        lo = self._ghost_valid if self._ghost_base == base else 0
+        self._buf[:, cap + lo:cap + need] = self._buf[:, lo:need]
+        self._ghost_base, self._ghost_valid = base, need
 
     def _zero(self, lo: int, hi: int) -> None:
-        """Zero absolute offsets [lo, hi) (still reserved, so no reader sees this), ghost included."""
-        buf, cap, ghost = self._buf, self._capacity, self._ghost
+        """Zero absolute offsets [lo, hi) (still reserved, so no reader sees this), and the
+        ghost's copy of them if it holds one."""
+        buf, cap = self._buf, self._capacity
         while lo < hi:
             pos = lo % cap
             n = min(hi - lo, cap - pos)
             buf[:, pos:pos + n] = 0
-            if pos < ghost:
-                buf[:, cap + pos:cap + min(pos + n, ghost)] = 0
+            if self._ghost_base == lo - pos and pos < self._ghost_valid:
+                buf[:, cap + pos:cap + min(pos + n, self._ghost_valid)] = 0
             lo += n
 
     def _check_order(self, span: WriteSpan, nbyte: int) -> None:
@@ -493,6 +514,9 @@ class Ring:
             self._holes = [h for h in self._holes if h[1] > span._abs]
         self._head = span._abs + nbyte
         self._open_spans -= 1
+        over = span._bufpos + nbyte - self._capacity
+        if over > 0:                     # the ghost holds this span's overhang
+            self._ghost_base, self._ghost_valid = span._abs - span._bufpos + self._capacity, over
         if span._flags is not None and nbyte > 0:
             seq, fn = span._seq, span._frame_nbyte
             store = seq.flags
@@ -638,6 +662,8 @@ class Ring:
                 self._wait_data()
             self._open_spans += 1
             bufpos = start % self._capacity if self._capacity else 0
+            if bufpos + size > self._capacity:
+                self._fill_ghost(start, bufpos, size)
             return ReadSpan(rseq, seq, self._rbuf, bufpos, start, size, offset)
 
     def _release_span(self) -> None:

@@ -1,8 +1,9 @@
 """Spans: windows onto ring memory, handed out as NumPy views (zero copy).
 
 A span's bytes are always contiguous, even when the span wraps past the end of the ring's
-capacity: the ring keeps a "ghost" copy of its first ``contiguous_span`` bytes after its end
-(see ``ring.py``), so a view never has to be stitched together.
+capacity: the ring continues its buffer with a "ghost" of ``contiguous_span`` bytes, filled
+only for spans that cross the end (see ``ring.py``), so a view never has to be stitched
+together.
 """
 from __future__ import annotations
 

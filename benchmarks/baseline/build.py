@@ -13,6 +13,10 @@ Helpers for benchmark scripts::
     tx = run_sender(exe.tx, rx.port, npkt=200_000, payload=8192)
     res = rx.result(timeout=60)                            # {'packets': ..., 'pps': ...}
 
+Both programs take ``hdr="chips"`` (16-byte CHIPS header, the default) or ``hdr="vdif"``
+(32-byte VDIF header; ``fps`` frames per second number the frames: seq = seconds * fps +
+frame); sender and receiver must agree on both.
+
 Run as a script for a quick C-to-C loopback figure: ``python benchmarks/baseline/build.py``.
 """
 from __future__ import annotations
@@ -112,18 +116,22 @@ class Receiver:
 
 def start_receiver(exe: os.PathLike, npkt: int, port: int = 0, *, addr: str = "127.0.0.1",
                    nsrc: int = 4, ring_mib: int = 256, timeout: float = 2.0, maxsize: int = 9000,
-                   batch: int = 64, wait_ms: int = 0, layout: str = "rows") -> Receiver:
+                   batch: int = 64, wait_ms: int = 0, layout: str = "rows", hdr: str = "chips",
+                   fps: int = 1000, rcvbuf: Optional[int] = None) -> Receiver:
     """Start the receiver and wait for its ``ready`` line (so a sender can start at once).
 
     ``wait_ms``: the receiver sleeps that long before reading; ``-1``: until
     :meth:`Receiver.go` (drain measurements: pre-fill the socket buffer, then go).
     ``layout``: ``"rows"`` (one memcpy per packet) or ``"chips"`` (the CHIPS ring layout,
-    one 32-byte copy per channel: the placement a CHIPS capture does).
+    one 32-byte copy per channel: the placement a CHIPS capture does; ``hdr="chips"`` only).
+    ``hdr``: ``"chips"`` or ``"vdif"``; ``fps``: VDIF frames per second (seq = seconds * fps
+    + frame).  ``rcvbuf``: socket receive buffer bytes (default: the program's, 256 MiB).
     """
     proc = subprocess.Popen(
         [str(exe), str(port), str(npkt), "--addr", addr, "--nsrc", str(nsrc), "--ring-mib",
          str(ring_mib), "--timeout", str(timeout), "--maxsize", str(maxsize), "--batch", str(batch),
-         "--wait-ms", str(wait_ms), "--layout", layout],
+         "--wait-ms", str(wait_ms), "--layout", layout, "--hdr", hdr, "--fps", str(fps)]
+        + (["--rcvbuf", str(rcvbuf)] if rcvbuf is not None else []),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -135,11 +143,16 @@ def start_receiver(exe: os.PathLike, npkt: int, port: int = 0, *, addr: str = "1
 
 
 def run_sender(exe: os.PathLike, port: int, npkt: int, payload: int, *, addr: str = "127.0.0.1",
-               nsrc: int = 4, batch: int = 64, seq0: int = 1, timeout: float = 120) -> dict[str, float]:
-    """Run the sender to completion; returns its parsed result line."""
+               nsrc: int = 4, batch: int = 64, seq0: int = 1, timeout: float = 120,
+               hdr: str = "chips", fps: int = 1000) -> dict[str, float]:
+    """Run the sender to completion; returns its parsed result line.
+
+    ``hdr``: ``"chips"`` (16-byte CHIPS header) or ``"vdif"`` (32-byte VDIF header, thread =
+    source, ``payload`` a multiple of 8); ``fps``: VDIF frames per second (seconds = seq //
+    fps, frame number = seq % fps)."""
     proc = subprocess.run(
         [str(exe), str(port), str(npkt), str(payload), "--addr", addr, "--nsrc", str(nsrc),
-         "--batch", str(batch), "--seq0", str(seq0)],
+         "--batch", str(batch), "--seq0", str(seq0), "--hdr", hdr, "--fps", str(fps)],
         capture_output=True, text=True, timeout=timeout)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("tx ")]
     if proc.returncode != 0 or not lines:

@@ -1,15 +1,24 @@
 /* Baseline receiver for asbru's capture benchmarks: what a minimal C program does with
- * recvmmsg.  Receives UDP datagrams in batches, decodes the CHIPS header (roach u8 at
- * offset 0, 1-based source; seq u64 big-endian at offset 8, 1-based), and memcpy-scatters
+ * recvmmsg.  Receives UDP datagrams in batches, decodes the header, and memcpy-scatters
  * each payload into a large ring: slot = (seq % nslot), row = src.  Counts packets and
  * bytes from the first datagram until N packets arrived or no datagram came for
  * --timeout seconds.
  *
  * usage: recvmmsg_rx PORT NPKT [--addr A] [--nsrc N] [--ring-mib M] [--timeout S]
  *                    [--maxsize B] [--batch K] [--rcvbuf BYTES] [--wait-ms W] [--layout L]
+ *                    [--hdr chips|vdif] [--fps F]
+ * --hdr chips (default): the 16-byte CHIPS header (roach u8 at offset 0, 1-based source;
+ *   seq u64 big-endian at offset 8, 1-based); payload = the rest of the datagram.
+ * --hdr vdif: a VDIF frame with a 32-byte header of little-endian 32-bit words:
+ *   src = thread_id = (word3 >> 16) & 0x3ff; seq = seconds * fps + frame with
+ *   seconds = word0 & 0x3fffffff and frame = word1 & 0xffffff (--fps, default 1000: the
+ *   frames per second); payload = the datagram less 32 bytes.  Invalid (counted, not
+ *   placed): length <= 32, the invalid bit (word0 bit 31) set, a frame-length field
+ *   (word2 bits 0-23, 8-byte units) other than the datagram length, src >= nsrc.
+ * Either format: a payload size other than the first packet's is invalid too.
  * --layout rows (default): one memcpy per packet into [slot][src][payload];
- * --layout chips: the CHIPS ring layout [slot][chan][src][32 bytes], one 32-byte copy per
- * channel -- the same placement work a CHIPS capture must do.
+ * --layout chips (--hdr chips only): the CHIPS ring layout [slot][chan][src][32 bytes], one
+ * 32-byte copy per channel -- the same placement work a CHIPS capture must do.
  * --wait-ms: sleep W ms after binding before reading; W < 0: wait for a line on stdin
  * ("drain" mode: a sender pre-fills the socket buffer, then only the receiver's own work
  * is timed).
@@ -29,7 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HDR 16
+#define CHIPS_HDR 16
+#define VDIF_HDR 32
 
 static double now(void) {
     struct timespec ts;
@@ -43,11 +53,17 @@ static uint64_t be64(const unsigned char *p) {
     return v;
 }
 
+static uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 int main(int argc, char **argv) {
-    int chips_layout = 0;
+    int chips_layout = 0, vdif = 0;
+    long long fps = 1000;
     if (argc < 3) {
         fprintf(stderr, "usage: %s PORT NPKT [--addr A] [--nsrc N] [--ring-mib M] [--timeout S] "
-                        "[--maxsize B] [--batch K] [--rcvbuf BYTES] [--wait-ms W] [--layout rows|chips]\n", argv[0]);
+                        "[--maxsize B] [--batch K] [--rcvbuf BYTES] [--wait-ms W] [--layout rows|chips] "
+                        "[--hdr chips|vdif] [--fps F]\n", argv[0]);
         return 2;
     }
     int port = atoi(argv[1]);
@@ -66,10 +82,24 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--rcvbuf")) rcvbuf = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--wait-ms")) wait_ms = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--layout")) chips_layout = !strcmp(argv[i + 1], "chips");
+        else if (!strcmp(argv[i], "--fps")) fps = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--layout")) {
+            if (!strcmp(argv[i + 1], "chips")) chips_layout = 1;
+            else if (!strcmp(argv[i + 1], "rows")) chips_layout = 0;
+            else { fprintf(stderr, "--layout: rows or chips, not %s\n", argv[i + 1]); return 2; }
+        } else if (!strcmp(argv[i], "--hdr")) {
+            if (!strcmp(argv[i + 1], "vdif")) vdif = 1;
+            else if (!strcmp(argv[i + 1], "chips")) vdif = 0;
+            else { fprintf(stderr, "--hdr: chips or vdif, not %s\n", argv[i + 1]); return 2; }
+        }
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
-    if (nsrc < 1 || batch < 1 || batch > 1024 || maxsize <= HDR || ring_mib < 1) {
+    const size_t hdr = vdif ? VDIF_HDR : CHIPS_HDR;
+    if (vdif && chips_layout) {
+        fprintf(stderr, "--layout chips needs --hdr chips (a VDIF frame is placed as one block)\n");
+        return 2;
+    }
+    if (nsrc < 1 || batch < 1 || batch > 1024 || maxsize <= (int)hdr || ring_mib < 1 || fps < 1) {
         fprintf(stderr, "bad option value\n");
         return 2;
     }
@@ -133,22 +163,32 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             const unsigned char *p = bufs + (size_t)i * maxsize;
             size_t len = msgs[i].msg_len;
-            if (len < HDR) { invalid++; continue; }
-            int src = (int)p[0] - 1;
-            uint64_t seq = be64(p + 8) - 1;
+            int src;
+            uint64_t seq;
+            if (vdif) {
+                if (len <= VDIF_HDR) { invalid++; continue; }
+                uint32_t w0 = le32(p), w1 = le32(p + 4), w2 = le32(p + 8), w3 = le32(p + 12);
+                if ((w0 >> 31) || (size_t)(w2 & 0xffffff) * 8 != len) { invalid++; continue; }
+                src = (int)((w3 >> 16) & 0x3ff);
+                seq = (uint64_t)(w0 & 0x3fffffff) * (uint64_t)fps + (w1 & 0xffffff);
+            } else {
+                if (len < CHIPS_HDR) { invalid++; continue; }
+                src = (int)p[0] - 1;
+                seq = be64(p + 8) - 1;
+            }
             if (payload == 0) {
-                payload = len - HDR;
+                payload = len - hdr;
                 nslot = payload ? ring_bytes / (payload * (size_t)nsrc) : 0;
                 if (nslot == 0) { fprintf(stderr, "ring too small\n"); return 1; }
             }
-            if (src < 0 || src >= nsrc || len - HDR != payload) { invalid++; continue; }
+            if (src < 0 || src >= nsrc || len - hdr != payload) { invalid++; continue; }
             if (chips_layout) {
                 size_t nchan = payload / 32;
                 unsigned char *slot = ring + (seq % nslot) * nsrc * payload;
                 for (size_t c = 0; c < nchan; c++)
-                    memcpy(slot + (c * nsrc + src) * 32, p + HDR + c * 32, 32);
+                    memcpy(slot + (c * nsrc + src) * 32, p + CHIPS_HDR + c * 32, 32);
             } else {
-                memcpy(ring + ((seq % nslot) * nsrc + src) * payload, p + HDR, payload);
+                memcpy(ring + ((seq % nslot) * nsrc + src) * payload, p + hdr, payload);
             }
             got++;
             bytes += len;
