@@ -477,11 +477,9 @@ class CaptureEngine:
         sb = self.nsrc * p
         if nslots > 0:
             mask = g.mask[:nslots]
+            st = self.stats_obj
             self._kmod.zero_fill(g.data, mask, nslots, self._seqdesc.copy(), self._zero, self.nsrc,
-                                 p, g.start)
-            per_src = mask.sum(axis=0, dtype=np.int64)
-            nrecv = int(per_src.sum())
-            self.stats_obj.add_commit(nrecv * p, (nslots * self.nsrc - nrecv) * p, nslots - per_src)
+                                 p, g.start, st.cnt, st.psrc)
             g.span.set_flags(mask, sb)
         g.span.commit(nslots * sb)
         g.span.close()

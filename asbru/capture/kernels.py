@@ -544,26 +544,34 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
 
 
 @numba.njit(nogil=True, cache=True)
-def zero_fill(gulp, mask, nslots, d, zero, nsrc, p, seq_start):
+def zero_fill(gulp, mask, nslots, d, zero, nsrc, p, seq_start, cnt, psrc):
     # every (time, source) without a packet becomes zeros: a whole empty time slot is
-    # cleared directly, a partly received one through the format's place()
+    # cleared directly, a partly received one through the format's place(); the gulp's
+    # received and missing bytes (and missing per source) are counted here too
     sb = nsrc * p
+    nrecv_all = 0
     for t in range(nslots):
         row = mask[t]
         nrecv = 0
         for s in range(nsrc):
             nrecv += row[s]
+        nrecv_all += nrecv
         slot = gulp[t * sb:(t + 1) * sb]
+        if nrecv == nsrc:
+            continue
+        for s in range(nsrc):
+            if row[s] == 0:
+                psrc[PS_MISSING, s] += 1
         if nrecv == 0:
             slot[:] = 0
-            continue
-        if nrecv == nsrc:
             continue
         d[SEQ] = seq_start + t
         for s in range(nsrc):
             if row[s] == 0:
                 d[SRC] = s
                 _place(zero[:p], d, slot, nsrc)
+    cnt[C_NGOOD_BYTES] += nrecv_all * p
+    cnt[C_NMISSING_BYTES] += (nslots * nsrc - nrecv_all) * p
     _store_fence()
 '''
 

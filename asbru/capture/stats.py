@@ -31,11 +31,6 @@ class CaptureStats:
         self.nsequences = 0
         self.nrestarts = 0             # sequences ended by a forward/backward jump
 
-    def add_commit(self, good_bytes: int, missing_bytes: int, missing_per_src: np.ndarray) -> None:
-        self.cnt[L.C_NGOOD_BYTES] += good_bytes
-        self.cnt[L.C_NMISSING_BYTES] += missing_bytes
-        self.psrc[L.PS_MISSING] += missing_per_src
-
     def as_dict(self) -> dict[str, Any]:
         c = self.cnt
         return {
