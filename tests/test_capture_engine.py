@@ -115,6 +115,49 @@ def test_gaps_are_zero_and_flagged_even_after_the_ring_wraps(tmp_path):
     assert list(st["per_source"]["missing"]) == [1, 3, 2]
 
 
+@pytest.mark.parametrize("nsrc", [4, 16])
+@pytest.mark.parametrize("read_records", [None, 5])
+def test_whole_time_slots_placed_at_once_equal_one_by_one(tmp_path, nsrc, read_records):
+    """CHIPS places a time slot whose nsrc packets are received together with place_row
+    (streaming stores); slots with a packet missing, duplicated, reordered or split over two
+    reads go through place() one by one: the ring must not tell the difference."""
+    ntime = 48
+    data, pk = chips_stream(ntime, nsrc, seed=40 + nsrc)
+    dropped = {(7, 1), (20, nsrc - 1), (21, 0)}
+    packets = []
+    ndup = 0
+    for t in range(ntime):
+        row = [pk[(t, s)] for s in range(nsrc) if (t, s) not in dropped]
+        if t == 11:
+            row.reverse()                                    # complete, in reverse order
+        if t == 15:
+            bad = bytearray(pk[(t, 2)])
+            bad[16:] = bytes(P)                              # a corrupt copy after the original
+            row.insert(3, bytes(bad))
+            ndup += 1
+        if t == 30:
+            row.insert(nsrc // 2, pk[(t - 1, 0)])            # one of the previous slot, again
+            ndup += 1
+        packets += row
+    kw = {} if read_records is None else {"read_size": read_records * RS}
+    cap, statuses, seqs = capture_file(tmp_path, packets, nsrc, n=4,
+                                       ring_bytes=4 * nsrc * RS * 8, **kw)
+    assert len(seqs) == 1
+    ring = slots(seqs[0], nsrc)
+    assert ring.shape[0] == ntime
+    for t in range(ntime):
+        expect = slot_of(data[t]).reshape(NCHAN, nsrc, 32).copy()
+        for s in range(nsrc):
+            if (t, s) in dropped:
+                expect[:, s, :] = 0
+            assert seqs[0].flags[t, s] == ((t, s) not in dropped)
+        assert np.array_equal(ring[t], expect.ravel()), t
+    st = cap.stats
+    assert st["nvalid"] == ntime * nsrc - len(dropped)
+    assert st["nduplicate"] == ndup and st["nlate"] == 0 and st["ninvalid"] == 0
+    assert st["nmissing_bytes"] == len(dropped) * P and st["ngood_bytes"] == st["nvalid_bytes"]
+
+
 def test_reordering_within_the_window_loses_nothing(tmp_path):
     nsrc, ntime = 2, 24
     data, pk = chips_stream(ntime, nsrc, seed=2)

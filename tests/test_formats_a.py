@@ -529,3 +529,42 @@ def test_capture_ignores_n_but_disk_reader_enforces_it(wfmt, rfmt, info, shape, 
         r = f.decode(pkt, f.capture_config(nsrc, src0), np.zeros(spec.NSTATE, np.int64), d)
         assert r == expect, role
     assert formats.get(rfmt, "capture").params.fixed_packet_size is None
+
+
+# ----------------------------------------------------------------------------- chips place_row
+def _chips_place_row_case(nsrc, nchan, offset):
+    from asbru.formats import chips
+    from asbru.formats.spec import CHAN0, NCHAN, NDESC, SEQ, SRC
+
+    rng = np.random.default_rng(nsrc * 1000 + nchan + offset)
+    p = 32 * nchan
+    payloads = rng.integers(0, 256, (nsrc, p), dtype=np.uint8)
+    d = np.full(NDESC, -1, dtype=np.int64)
+    d[NCHAN], d[CHAN0], d[SEQ] = nchan, 7, 123
+    raw = np.full(nsrc * p + 256, 0xEE, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset
+    slot = raw[start:start + nsrc * p]
+    addrs = np.array([payloads[s].ctypes.data for s in range(nsrc)], dtype=np.int64)
+    placed = chips.place_row(addrs, d, slot, nsrc)
+    expect = np.zeros(nsrc * p, dtype=np.uint8)
+    for s in range(nsrc):
+        d[SRC] = s
+        chips.place(payloads[s], d, expect, nsrc)
+    return placed, raw, start, slot, expect
+
+
+@pytest.mark.parametrize("nsrc", [2, 4, 16])
+@pytest.mark.parametrize("nchan", [1, 7, 255])
+def test_chips_place_row_equals_place_per_source(nsrc, nchan):
+    placed, raw, start, slot, expect = _chips_place_row_case(nsrc, nchan, 0)
+    assert placed
+    assert np.array_equal(slot, expect)
+    assert (raw[:start] == 0xEE).all() and (raw[start + slot.size:] == 0xEE).all()
+
+
+@pytest.mark.parametrize("nsrc, offset", [(3, 0), (4, 32), (4, 1)])
+def test_chips_place_row_declines_what_it_cannot_stream(nsrc, offset):
+    # an odd source count or a slot not on a cache line: the engine places one by one
+    placed, raw, start, slot, expect = _chips_place_row_case(nsrc, 5, offset)
+    assert not placed
+    assert (raw == 0xEE).all()

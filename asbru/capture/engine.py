@@ -147,6 +147,9 @@ class CaptureEngine:
                              else max(ring_factor, 2), 1 << 30)
         w[L.W_BACKTHRESH] = buffer_ntime * nsrc + 1
         w[L.W_GTARGET] = nsrc
+        # placements deferred to the format's place_row: at most one per received packet
+        self._pend = np.zeros((max(len(self._rlen), 1), 6), dtype=np.int64)
+        self._addrs = np.zeros(nsrc, dtype=np.int64)
         self._dummy_gulp = np.zeros(1, dtype=np.uint8)
         self._dummy_mask = np.zeros((1, 1), dtype=np.uint8)
 
@@ -234,7 +237,7 @@ class CaptureEngine:
         r = self._kmod.run(self._io, self._rbuf, self._rlen, self._rst, self._hdrs, self._control,
                            self._controllens, self._hold, self._hlen, self._hst, self._cfg,
                            self._fstate, self._d, self._cur, self._ref, self._chg, gA, gB, mA, mB,
-                           self._win, st.cnt, st.psrc)
+                           self._win, st.cnt, st.psrc, self._pend, self._addrs)
         st.process_seconds += time.perf_counter() - t0
         return int(r)
 

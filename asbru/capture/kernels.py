@@ -50,6 +50,23 @@ def _inlined(f):
 
 _decode_inl = _inlined(_decode)
 _place_inl = _inlined(_place)
+{place_row}
+'''
+
+# A format with place_row: packets taken from the receive buffer are not placed at once but
+# remembered (``pend``) and placed when the receive buffer is about to be reused or the
+# loop returns -- a time slot whose nsrc packets are all there then goes in one place_row.
+_PLACE_ROW = '''
+from {modname} import place_row as _place_row
+DEFER = True
+'''
+_NO_PLACE_ROW = '''
+DEFER = False
+
+
+@numba.njit(nogil=True, cache=True)
+def _place_row(addrs, d, slot, nsrc):
+    return False
 '''
 
 BACKENDS: dict[str, str] = {}
@@ -308,8 +325,9 @@ def _drop_hold(hlen, hst, cnt):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc):
-    # one packet while a sequence is open: 0 = consumed, else an RS_* reason (not consumed)
+def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, di, rst, pend):
+    # one packet while a sequence is open: 0 = consumed, else an RS_* reason (not consumed).
+    # di: the packet's receive-buffer index (its placement may be deferred), -1 from hold
     r = _decode_active(pkt, cfg, fstate, d, chg)
     if r != VALID:
         _invalid(cnt, ln)
@@ -367,13 +385,66 @@ def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc):
         psrc[PS_DUP, src] += 1
         return 0
     m[t, src] = 1
-    _place_inl(pkt[po:po + ps], d, gl[t * sb:(t + 1) * sb], nsrc)
+    k = rst[R_NPEND]
+    if DEFER and di >= 0 and k < pend.shape[0]:
+        row = pend[k]
+        row[0] = di
+        row[1] = ln
+        row[2] = po
+        row[3] = g
+        row[4] = t
+        row[5] = src
+        rst[R_NPEND] = k + 1
+    else:
+        _place_inl(pkt[po:po + ps], d, gl[t * sb:(t + 1) * sb], nsrc)
     cnt[C_NVALID] += 1
     cnt[C_NVALID_BYTES] += ps
     psrc[PS_VALID, src] += 1
     if s - win[W_LAST] > 0:
         win[W_LAST] = s
     return 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _flush(rbuf, hdrs, control, rst, pend, addrs, cur, d, gA, gB, win):
+    # place the deferred packets (still in the receive buffer): a run of pend entries of one
+    # time slot holding all nsrc sources goes through place_row, anything else one by one
+    n = rst[R_NPEND]
+    if n == 0:
+        return
+    rst[R_NPEND] = 0
+    nsrc = win[W_NSRC]
+    p = win[W_P]
+    sb = nsrc * p
+    nt = win[W_N]
+    for q in range(d.shape[0]):
+        d[q] = cur[q]
+    j = 0
+    while j < n:
+        g = pend[j, 3]
+        t = pend[j, 4]
+        e = j + 1
+        while e < n and pend[e, 3] == g and pend[e, 4] == t:
+            e += 1
+        if g == 0:
+            slot = gA[t * sb:(t + 1) * sb]
+        else:
+            slot = gB[t * sb:(t + 1) * sb]
+        d[SEQ] = win[W_S] + g * nt + t
+        done = False
+        if e - j == nsrc and addrs.shape[0] >= nsrc:
+            # one entry per source (the mask let no duplicate in): all of the slot is here
+            for q in range(j, e):
+                pk = _packet(rbuf, hdrs, control, pend[q, 0], pend[q, 1])
+                addrs[pend[q, 5]] = pk.ctypes.data + pend[q, 2]
+            done = _place_row(addrs, d, slot, nsrc)
+        if not done:
+            for q in range(j, e):
+                pk = _packet(rbuf, hdrs, control, pend[q, 0], pend[q, 1])
+                po = pend[q, 2]
+                d[SRC] = pend[q, 5]
+                _place(pk[po:po + p], d, slot, nsrc)
+        j = e
 
 
 @numba.njit(nogil=True, cache=True)
@@ -389,18 +460,19 @@ def _fetch_reason(f):
 
 @numba.njit(nogil=True, cache=True)
 def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, fstate, d,
-        cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc):
+        cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc, pend, addrs):
     r = _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, fstate, d,
-             cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc)
-    # place() may use streaming stores (copy_to_ring): make them visible before Python
-    # commits the gulp to readers on other threads
+             cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc, pend, addrs)
+    _flush(rbuf, hdrs, control, rst, pend, addrs, cur, d, gA, gB, win)
+    # place()/place_row() may use streaming stores: make them visible before Python commits
+    # the gulp to readers on other threads
     _store_fence()
     return r
 
 
 @numba.njit(nogil=True, cache=True)
 def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, fstate, d,
-         cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc):
+         cur, ref, chg, gA, gB, mA, mB, win, cnt, psrc, pend, addrs):
     # every array argument is held by the caller for the whole call: work on borrowed
     # views, so slicing and passing them on costs no atomic reference counting
     # (asbru/capture/borrow.py)
@@ -427,6 +499,8 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
     win = _borrow(win)
     cnt = _borrow(cnt)
     psrc = _borrow(psrc)
+    pend = _borrow(pend)
+    addrs = _borrow(addrs)
     consumed = 0
     budget = win[W_BUDGET]
     while True:
@@ -439,7 +513,7 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
                 ln = hlen[i]
                 if ln >= 0:
                     rr = _active(hold[i, :ln], ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
-                                 win, cnt, psrc)
+                                 win, cnt, psrc, -1, rst, pend)
                     if rr != 0:
                         return rr
                     consumed += 1
@@ -456,6 +530,7 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
             if nofetch == 1 or (nofetch == 2 and rst[R_POS] >= rst[R_COUNT]):
                 return RS_DRAINED
             if rst[R_POS] >= rst[R_COUNT]:
+                _flush(rbuf, hdrs, control, rst, pend, addrs, cur, d, gA, gB, win)
                 f = _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt)
                 if f < 0:
                     return _fetch_reason(f)
@@ -468,7 +543,7 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
                 _invalid(cnt, -1 - ln)
             else:
                 rr = _active(_packet(rbuf, hdrs, control, i, ln), ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
-                             win, cnt, psrc)
+                             win, cnt, psrc, i, rst, pend)
                 if rr != 0:
                     return rr
             rst[R_POS] += 1
@@ -498,6 +573,7 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
                     return RS_START
                 return RS_DRAINED
             if rst[R_POS] >= rst[R_COUNT]:
+                _flush(rbuf, hdrs, control, rst, pend, addrs, cur, d, gA, gB, win)
                 f = _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt)
                 if f < 0:
                     if f == F_TIMEOUT or f == F_EOF:
@@ -604,7 +680,8 @@ def capture_module(fmt: Format, backend: str) -> types.ModuleType:
     ``backend`` names an entry of :data:`BACKENDS`; a new backend registers its
     ``_fetch`` source there (see docs/capture.md)."""
     modname = _importable_name(fmt.module)
-    source = (_HEAD.format(modname=modname, backend=backend) + _backend_source(backend)
-              + _LOOP)
+    row = _PLACE_ROW if getattr(fmt.module, "place_row", None) is not None else _NO_PLACE_ROW
+    head = _HEAD.replace("{place_row}", row.replace("{modname}", modname))
+    source = head.format(modname=modname, backend=backend) + _backend_source(backend) + _LOOP
     return engine.generated_module(f"capture_{backend}_{fmt.name}", source,
                                    depends_on=(fmt.module, spec, layout, borrow, sys.modules[__name__]))

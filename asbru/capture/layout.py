@@ -10,6 +10,7 @@ from __future__ import annotations
 # --- rst: receive-buffer state --------------------------------------------------------
 R_POS = 0      # index of the next unconsumed packet in the receive buffer
 R_COUNT = 1    # packets currently in the receive buffer
+R_NPEND = 2    # placements deferred to place_row (rows of ``pend``); 0 whenever Python runs
 NRST = 4
 
 # --- hst: hold-buffer state -----------------------------------------------------------

@@ -24,6 +24,15 @@ the ``asbru.formats`` entry-point group).  It declares, with the names below:
                     Copy whole payloads (or runs of at least a cache line) with
                     :func:`copy_to_ring` (streaming stores), small pieces with
                     :func:`copy_bytes` / :func:`copy_unchecked`.
+``place_row(addrs, d, slot, nsrc)``  optional, compiled: place all ``nsrc`` payloads of one
+                    time slot at once (``addrs``: int64 addresses of the payloads' first
+                    bytes, by source; each ``d[PAYLOAD_SIZE]`` bytes; ``d`` is the sequence's
+                    descriptor with ``SEQ`` set).  Return True if placed, False to have the
+                    engine call ``place`` for each.  For layouts that interleave sources in
+                    pieces smaller than a cache line (CHIPS): writing the slot in address
+                    order with streaming stores (:func:`stream_pair32`) avoids reading every
+                    line from memory first.  A format with ``place_row`` must place from
+                    ``d[SRC]``, ``d[SEQ]`` and the CHANGE fields only (as zero-fill does).
 ``CHANGE``          descriptor fields whose change starts a new sequence.
 ``CALLBACK_FAMILY`` ``"pointer"`` (callback writes ``time_tag_ptr``) or ``"value"``.
 ``callback_args(seq0, d, nsrc)``  -> tuple of the sequence callback's leading arguments
@@ -365,6 +374,30 @@ def _stream_copy(typingctx, dst_addr, src_addr, nbytes):
         body = builder.mul(nblk, c32)
         _cgutils.raw_memcpy(builder, builder.inttoptr(builder.add(d1, body), i8p),
                             builder.inttoptr(builder.add(s1, body), i8p), builder.sub(rest, body), 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def stream_pair32(typingctx, dst_addr, a_addr, b_addr):
+    """Write 32 bytes from ``a_addr`` then 32 bytes from ``b_addr`` to the 64 bytes at
+    ``dst_addr`` (32-byte aligned; 64 for a whole cache line) with streaming stores: two
+    adjacent sources' pieces of an interleaved layout filling one line in one go."""
+    sig = _nbtypes.void(_nbtypes.int64, _nbtypes.int64, _nbtypes.int64)
+
+    def codegen(context, builder, signature, args):
+        d, a, b = args
+        i64 = _llvm_ir.IntType(64)
+        vp = _llvm_ir.VectorType(i64, 4).as_pointer()
+        nt = builder.module.add_metadata([_llvm_ir.Constant(_llvm_ir.IntType(32), 1)])
+        va = builder.load(builder.inttoptr(a, vp), align=1)
+        vb = builder.load(builder.inttoptr(b, vp), align=1)
+        st = builder.store(va, builder.inttoptr(d, vp), align=32)
+        st.set_metadata("nontemporal", nt)
+        st = builder.store(vb, builder.inttoptr(builder.add(d, _llvm_ir.Constant(i64, 32)), vp),
+                           align=32)
+        st.set_metadata("nontemporal", nt)
         return context.get_dummy_value()
 
     return sig, codegen
