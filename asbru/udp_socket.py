@@ -7,8 +7,10 @@ non-blocking) and ``timeout`` is ``SO_RCVTIMEO``/``SO_SNDTIMEO``.
 
 Fixes over Bifrost (SEMANTICS §14): IPv6 bind/connect use the right address length;
 ``timeout`` can be cleared (0 or None); multicast works for IPv6 and can be pinned to an
-interface (``interface=`` or :meth:`set_multicast_interface`); the kernel drop counter
-(``SO_RXQ_OVFL``) is switched on at bind; the granted buffer sizes are exposed.
+interface (``interface=`` or :meth:`set_multicast_interface`); the granted buffer sizes are
+exposed.  Captures read the kernel's drop counter themselves (``asbru.sockets.drops``);
+``SO_RXQ_OVFL`` is not switched on here because it costs every datagram a trip through the
+kernel's control-message path.
 """
 from __future__ import annotations
 
@@ -27,7 +29,6 @@ __all__ = ["UDPSocket", "DEFAULT_BUFFER_SIZE"]
 DEFAULT_BUFFER_SIZE = 256 * 1024 * 1024   # Bifrost asks for 256 MiB; the kernel may cap it
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
-_SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 _IP_MTU = getattr(socket, "IP_MTU", 14)
 _IPV6_MTU = getattr(socket, "IPV6_MTU", 24)
 _ETH_P_IP = 0x0800
@@ -125,7 +126,6 @@ class UDPSocket:
         s = self._open(family)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            s.setsockopt(socket.SOL_SOCKET, _SO_RXQ_OVFL, 1)
             sa = addr.sockaddr_for(family)
             if family == socket.AF_INET6 and addr.is_multicast and ifindex and not addr.scope_id:
                 sa = (sa[0], sa[1], 0, ifindex)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from asbru import formats
 from asbru.address import Address
@@ -81,12 +82,21 @@ def test_slow_guaranteed_reader_reports_backpressure_and_loses_nothing(tmp_path)
     assert st["nvalid"] == ntime * nsrc and st["nmissing_bytes"] == 0
 
 
-def test_tiny_receive_buffer_reports_kernel_drops():
+@pytest.mark.parametrize("counter", ["so_meminfo", "so_rxq_ovfl"])
+def test_tiny_receive_buffer_reports_kernel_drops(counter, monkeypatch):
+    """SO_MEMINFO where the kernel has it; else SO_RXQ_OVFL control messages (the fallback,
+    forced here by hiding SO_MEMINFO): both count every dropped datagram exactly."""
+    from asbru.sockets import drops
+    if counter == "so_rxq_ovfl":
+        monkeypatch.setattr(drops.DropCounter, "_read", lambda self: None)
     port = free_udp_port()
     rx = UDPSocket(buffer_size=4096)  # a few datagrams only
     rx.bind(Address("127.0.0.1", port))
     rx.timeout = 0.2
     cap = UDPCapture(FMT, rx, None, 1, 0, 9000, 4, 4, None)
+    assert cap._drops.available == (counter == "so_meminfo")
+    with socket.socket(fileno=os.dup(rx.fileno())) as d:
+        assert d.getsockopt(socket.SOL_SOCKET, 40) == (counter == "so_rxq_ovfl")
     col = RingCollector(cap.ring, 1 << 20)
     _, pk = chips(505, 1, seed=2)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
@@ -94,7 +104,7 @@ def test_tiny_receive_buffer_reports_kernel_drops():
             tx.sendto(p, ("127.0.0.1", port))
         cap.recv()  # drain what the kernel kept
         cap.recv()
-        # SO_RXQ_OVFL reports drops with the next datagram queued after them (5 fit)
+        # a few more datagrams after the overflow (5 fit): received, nothing dropped
         for p in pk[500:]:
             tx.sendto(p, ("127.0.0.1", port))
             time.sleep(0.001)

@@ -282,3 +282,26 @@ def test_compiled_callers_cache_across_processes(tmp_path):
                            timeout=180, check=True).stdout.split() for _ in range(2)]
     assert outs[0] == [str(-sc.EBADF), "0", "1"]   # compiled and stored
     assert outs[1] == [str(-sc.EBADF), "1", "0"]   # loaded from the cache, not recompiled
+
+
+def test_drop_counter_reads_sk_drops_exactly():
+    from asbru.sockets.drops import DropCounter
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # a few datagrams only
+        rx.bind(("127.0.0.1", 0))
+        dc = DropCounter(rx.fileno())
+        assert dc.available and dc.total() == 0
+        for _ in range(60):
+            tx.sendto(b"x" * 1000, rx.getsockname())
+        rx.setblocking(False)
+        received = 0
+        try:
+            while True:
+                rx.recv(2000)
+                received += 1
+        except BlockingIOError:
+            pass
+        assert 0 < received < 60
+        assert dc.total() == 60 - received          # every datagram: received or dropped
+        assert dc.total() == 60 - received          # reading again counts nothing twice

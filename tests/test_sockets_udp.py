@@ -127,12 +127,13 @@ def _port_of(s: UDPSocket) -> int:
         return d.getsockname()[1]
 
 
-def test_bind_sets_reuseport_rxq_ovfl_and_big_buffers():
+def test_bind_sets_reuseport_and_big_buffers_not_rxq_ovfl():
     with UDPSocket() as s:
         s.bind(Address("127.0.0.1", 0))
         with socket.socket(fileno=_dup(s)) as d:
             assert d.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
-            assert d.getsockopt(socket.SOL_SOCKET, sc.SO_RXQ_OVFL) == 1
+            # per-datagram drop cmsgs cost ~6 % at 1 KiB: captures use SO_MEMINFO instead
+            assert d.getsockopt(socket.SOL_SOCKET, sc.SO_RXQ_OVFL) == 0
             assert d.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == s.rcvbuf
             assert d.gettimeout() is None                         # blocking descriptor
         assert s.rcvbuf >= 212992 and s.sndbuf >= 212992          # at least the kernel default

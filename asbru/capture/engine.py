@@ -168,6 +168,8 @@ class CaptureEngine:
     @property
     def stats(self) -> dict[str, Any]:
         """Counters since construction (see docs/capture.md)."""
+        if not self._ended:
+            self._update_kernel_drops()
         return self.stats_obj.as_dict()
 
     @property
@@ -186,6 +188,7 @@ class CaptureEngine:
         try:
             status = self._pump(nofetch=0)
         finally:
+            self._update_kernel_drops()
             if status != Status.CONTINUED or time.monotonic() >= self._next_publish:
                 self._publish()
         return Status(status)
@@ -208,6 +211,7 @@ class CaptureEngine:
             # held packets that never became decodable count as invalid
             self._kmod_drop_hold()
         finally:
+            self._update_kernel_drops()
             self._ended = True
             self._publish()
             try:
@@ -224,6 +228,9 @@ class CaptureEngine:
     # ------------------------------------------------------------------ internals
     def _check_open(self) -> None:
         """Subclasses: raise ArgumentError when the socket/file was closed."""
+
+    def _update_kernel_drops(self) -> None:
+        """Subclasses that receive from the network: refresh ``cnt[C_NKDROPS]``."""
 
     def _run(self, nofetch: int) -> int:
         g = self._gulps

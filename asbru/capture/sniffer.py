@@ -283,7 +283,9 @@ class UDPSniffer(UDPCapture):
             raise ArgumentError("UDPSniffer.recv: the packet ring was closed")
         self._io[L.IO_POLL_MS] = self._poll_ms()
 
-    def _publish(self) -> None:
+    def _update_kernel_drops(self) -> None:
+        # the packet ring's own counter (PACKET_STATISTICS), not the UDP socket's: that one
+        # counts every datagram its drop-all filter discards
         ring = self._pring
         if ring is not None and ring.ring is not None:
             try:
@@ -291,7 +293,6 @@ class UDPSniffer(UDPCapture):
                 self.stats_obj.cnt[L.C_NKDROPS] += drops
             except OSError:
                 pass
-        super()._publish()
 
     def end(self) -> None:
         """``UDPCapture.end()``, then unmap the kernel ring (and close a socket we opened)."""

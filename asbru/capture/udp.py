@@ -73,8 +73,13 @@ class UDPCapture(CaptureEngine):
                           budget=a.get("budget"), hold_packets=a.get("hold_packets"))
 
     def _setup_backend(self) -> None:
+        from asbru.sockets.drops import DropCounter, enable_rxq_ovfl
         from asbru.sockets.msgvec import RecvVec
-        self._rv = RecvVec(self._nbatch, self._bufsize, control=True)
+        # kernel drops: SO_MEMINFO once per recv() (free per datagram); SO_RXQ_OVFL control
+        # messages only where the kernel does not report sk_drops that way
+        self._drops = DropCounter(self._fd)
+        use_cmsg = not self._drops.available and enable_rxq_ovfl(self._fd)
+        self._rv = RecvVec(self._nbatch, self._bufsize, control=use_cmsg)
         self._rbuf = self._rv.buffers
         self._rlen = np.zeros(self._nbatch, dtype=np.int64)
         self._hdrs = self._rv.hdrs
@@ -101,6 +106,16 @@ class UDPCapture(CaptureEngine):
         if hasattr(self._sock, "gettimeout"):
             t = self._sock.gettimeout()
         return -1 if t is None else max(0, int(round(t * 1000)))
+
+    def _update_kernel_drops(self) -> None:
+        if not self._drops.available:
+            return
+        try:
+            still_ours = int(self._sock.fileno()) == self._fd   # a closed fd may be reused
+        except (OSError, ValueError):
+            still_ours = False
+        if still_ours:
+            self.stats_obj.cnt[L.C_NKDROPS] = self._drops.total()
 
     def _check_open(self) -> None:
         try:
