@@ -32,10 +32,12 @@ from .stats import CaptureStats
 from .status import Status
 
 _DRAINED = -1          # internal: nothing left to do without receiving
-# A recv() that returns CONTINUED (one more gulp of a running stream) publishes the proclog
+# A recv() that returns while data flows (CONTINUED, STARTED, CHANGED) publishes the proclog
 # statistics at most this often: two file rewrites per gulp cost ~4 % of the receive rate,
-# and monitors (asbru top) poll once a second.  Every other return, flush() and end() publish.
+# and monitors (asbru top) poll once a second.  The other returns (ENDED, NO_DATA,
+# INTERRUPTED, ERROR), flush() and end() always publish.
 PUBLISH_INTERVAL = 0.1
+_THROTTLED = (Status.CONTINUED, Status.STARTED, Status.CHANGED)
 _HOLD_BYTES_MAX = 64 << 20
 
 
@@ -189,7 +191,7 @@ class CaptureEngine:
             status = self._pump(nofetch=0)
         finally:
             self._update_kernel_drops()
-            if status != Status.CONTINUED or time.monotonic() >= self._next_publish:
+            if status not in _THROTTLED or time.monotonic() >= self._next_publish:
                 self._publish()
         return Status(status)
 
