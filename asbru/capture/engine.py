@@ -190,8 +190,8 @@ class CaptureEngine:
         try:
             status = self._pump(nofetch=0)
         finally:
-            self._update_kernel_drops()
             if status not in _THROTTLED or time.monotonic() >= self._next_publish:
+                self._update_kernel_drops()
                 self._publish()
         return Status(status)
 
@@ -232,7 +232,8 @@ class CaptureEngine:
         """Subclasses: raise ArgumentError when the socket/file was closed."""
 
     def _update_kernel_drops(self) -> None:
-        """Subclasses that receive from the network: refresh ``cnt[C_NKDROPS]``."""
+        """Subclasses that receive from the network: refresh ``cnt[C_NKDROPS]`` (called
+        before each proclog publication, by ``stats`` and by ``end()``)."""
 
     def _run(self, nofetch: int) -> int:
         g = self._gulps
