@@ -417,10 +417,8 @@ def store_fence(typingctx):
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def copy_bytes(dst, dst_off, src, src_off, n):
-    """Copy ``n`` bytes, clipped to both arrays' bounds; returns the number copied.
-
-    Both arrays must be C-contiguous uint8 (slices of packets and ring slots are)."""
+def _clipped(dst, dst_off, src, src_off, n):
+    """How many of ``n`` bytes fit both arrays from these offsets (0 if none)."""
     if dst_off < 0 or src_off < 0:
         return 0
     m = n
@@ -428,9 +426,17 @@ def copy_bytes(dst, dst_off, src, src_off, n):
         m = dst.size - dst_off
     if src_off + m > src.size:
         m = src.size - src_off
-    if m <= 0:
-        return 0
-    _raw_copy(dst.ctypes.data + dst_off, src.ctypes.data + src_off, m)
+    return m if m > 0 else 0
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def copy_bytes(dst, dst_off, src, src_off, n):
+    """Copy ``n`` bytes, clipped to both arrays' bounds; returns the number copied.
+
+    Both arrays must be C-contiguous uint8 (slices of packets and ring slots are)."""
+    m = _clipped(dst, dst_off, src, src_off, n)
+    if m > 0:
+        _raw_copy(dst.ctypes.data + dst_off, src.ctypes.data + src_off, m)
     return m
 
 
@@ -440,18 +446,10 @@ def copy_to_ring(dst, dst_off, src, src_off, n):
     streaming stores (``_stream_copy``) from :data:`STREAM_MIN` bytes on.  The capture
     engine fences before it commits; other callers handing ``dst`` to another thread call
     :func:`store_fence` first."""
-    if dst_off < 0 or src_off < 0:
-        return 0
-    m = n
-    if dst_off + m > dst.size:
-        m = dst.size - dst_off
-    if src_off + m > src.size:
-        m = src.size - src_off
-    if m <= 0:
-        return 0
+    m = _clipped(dst, dst_off, src, src_off, n)
     if m >= STREAM_MIN:
         _stream_copy(dst.ctypes.data + dst_off, src.ctypes.data + src_off, m)
-    else:
+    elif m > 0:
         _raw_copy(dst.ctypes.data + dst_off, src.ctypes.data + src_off, m)
     return m
 
