@@ -447,6 +447,7 @@ class CaptureEngine:
             g = self._gulps[0]
             self._commit(g, max(0, min(n, end_seq - g.start)))
             self._gulps.pop(0)
+            self._shift_placed()
         if self._wseq is not None:
             self._wseq.end()
             self._wseq = None
@@ -472,6 +473,7 @@ class CaptureEngine:
         if not data.flags.c_contiguous or data.size < size:
             raise AsbruError("capture: the ring returned a non-contiguous span")
         start = int(w[L.W_S] + len(self._gulps) * n)
+        w[L.W_PLACED0 + len(self._gulps)] = 0
         self._gulps.append(_Gulp(span, data[:size], np.zeros((n, self.nsrc), dtype=np.uint8), start))
         w[L.W_K] = len(self._gulps)
 
@@ -480,20 +482,32 @@ class CaptureEngine:
         if len(self._gulps) == 2:
             g = self._gulps.pop(0)
             self._commit(g, self.buffer_ntime)
+            self._shift_placed()
             self._win[L.W_S] = self._gulps[0].start
             self._win[L.W_K] = 1
         self._reserve()
         self.stats_obj.reserve_seconds += time.perf_counter() - t0
 
+    def _shift_placed(self) -> None:
+        """The window's first gulp was committed: the second one's count moves up."""
+        w = self._win
+        w[L.W_PLACED0] = w[L.W_PLACED0 + 1]
+        w[L.W_PLACED0 + 1] = 0
+
     def _commit(self, g: _Gulp, nslots: int) -> None:
+        """Commit the window's first gulp (``g``) up to ``nslots`` time slots."""
         p = int(self._win[L.W_P])
         sb = self.nsrc * p
         if nslots > 0:
             mask = g.mask[:nslots]
             st = self.stats_obj
-            self._kmod.zero_fill(g.data, mask, nslots, self._seqdesc.copy(), self._zero, self.nsrc,
-                                 p, g.start, st.cnt, st.psrc)
-            g.span.set_flags(mask, sb)
+            full = nslots * self.nsrc
+            if nslots == self.buffer_ntime and int(self._win[L.W_PLACED0]) == full:
+                st.cnt[L.C_NGOOD_BYTES] += full * p      # every packet came: nothing to zero
+            else:
+                self._kmod.zero_fill(g.data, mask, nslots, self._seqdesc.copy(), self._zero,
+                                     self.nsrc, p, g.start, st.cnt, st.psrc)
+            g.span._adopt_flags(mask, sb)
         g.span.commit(nslots * sb)
         g.span.close()
 

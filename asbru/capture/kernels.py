@@ -385,6 +385,7 @@ def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, d
         psrc[PS_DUP, src] += 1
         return 0
     m[t, src] = 1
+    win[W_PLACED0 + g] += 1
     k = rst[R_NPEND]
     if DEFER and di >= 0 and k < pend.shape[0]:
         row = pend[k]

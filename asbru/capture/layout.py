@@ -38,6 +38,7 @@ W_SC = 13        # seq of the packet that reported a change
 W_GTARGET = 14   # VALID packets to gather before a sequence starts (nsrc; 2*nsrc+1 for a change)
 W_VOTE = 15      # 1: the gather confirms a change (held packets vote; ref = open config)
 W_NEWCFG = 16    # result of the vote: 1 = the new configuration won
+W_PLACED0 = 17   # packets placed in the window's first open gulp (W_PLACED0 + 1: the second)
 NWIN = 20
 
 MODE_GATHER = 0

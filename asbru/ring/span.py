@@ -162,6 +162,14 @@ class WriteSpan(SpanBase):
             store.check(fn, arr.shape[1])
         self._flags, self._frame_nbyte = arr, fn
 
+    def _adopt_flags(self, flags: np.ndarray, frame_nbyte: int) -> None:
+        """:meth:`set_flags` for a caller that hands the array over (a C-contiguous uint8
+        ``(nframe, k)`` array it never touches again): no copy, no argument checks."""
+        store = self._seq.flags
+        if store is not None:
+            store.check(frame_nbyte, flags.shape[1])
+        self._flags, self._frame_nbyte = flags, frame_nbyte
+
     def close(self) -> None:
         """Commit ``commit_size`` bytes (waits for earlier spans to commit first)."""
         if self._open:
