@@ -33,17 +33,19 @@ The asbru rings are pre-faulted by a warm-up stream (which also compiles the ker
 anything is timed.  VDIF captures learn the frames per second from the data (they hold a
 thread's frames until a frame of its next second arrives), so the stream uses a small
 ``FPS`` and the warm-up starts at the last frame of a second: the rate is known after one
-frame per thread, and the warm-up (6 gulps) spans three seconds.  Each round starts a new
-sequence (its time index jumps ahead); the capture confirms the jump with a few held
-packets and places them too -- every round checks that all its packets were placed.
+frame per thread, and the warm-up (6 gulps) spans three seconds.  Each round is a new
+sequence (the receive timeout after a drain ends the previous one, and the time index jumps
+ahead), so a round's time includes starting a sequence (gathering one packet per source,
+the ring sequence, proclog); every round checks that all its packets were placed.
 Every figure is the median of ``--repeat`` rounds; each round measures the baseline(s) and
 both captures one after the other.
 
 DiskReader: GB/s reading a page-cached file of chips_255 records (16 sources) into a ring
 (second pass; the first compiles and faults the ring), beside reading the same file in
 1 MiB ``readinto`` calls (what ``cat`` does).  The same for chips_32 (1 KiB payloads) in
-packets/s: with no system call per packet, that is the engine's per-packet ceiling (decode +
-place into the CHIPS layout), which bounds what any receive backend can reach.
+packets/s: with no system call per packet, that is close to the engine's per-packet ceiling
+(decode + place into the CHIPS layout + a read() copy), which bounds what any receive
+backend can reach.
 
 Start-up: seconds from starting a fresh ``python`` to the return of its first
 UDPCapture.recv() (a 10 ms timeout), with the kernel cache warm (second run), beside
