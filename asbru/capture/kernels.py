@@ -413,6 +413,16 @@ def _flush(rbuf, hdrs, control, rst, pend, addrs, cur, d, gA, gB, win):
     n = rst[R_NPEND]
     if n == 0:
         return
+    # borrowed (the callers hold every array): no locked reference-count instruction between
+    # streaming stores, each of which would wait for them to reach memory
+    rbuf = _borrow(rbuf)
+    hdrs = _borrow(hdrs)
+    control = _borrow(control)
+    pend = _borrow(pend)
+    addrs = _borrow(addrs)
+    d = _borrow(d)
+    gA = _borrow(gA)
+    gB = _borrow(gB)
     rst[R_NPEND] = 0
     nsrc = win[W_NSRC]
     p = win[W_P]
@@ -625,6 +635,10 @@ def zero_fill(gulp, mask, nslots, d, zero, nsrc, p, seq_start, cnt, psrc):
     # every (time, source) without a packet becomes zeros: a whole empty time slot is
     # cleared directly, a partly received one through the format's place(); the gulp's
     # received and missing bytes (and missing per source) are counted here too
+    gulp = _borrow(gulp)      # the caller holds them; see _flush
+    mask = _borrow(mask)
+    d = _borrow(d)
+    zero = _borrow(zero)
     sb = nsrc * p
     nrecv_all = 0
     for t in range(nslots):
