@@ -86,6 +86,18 @@ def _num_pkts(ring, base):
 
 
 @numba.njit(nogil=True, cache=True)
+def _give_back(ring, io, bsize, nblock, b):
+    # hand block b back to the kernel; the next block to look at
+    _release(ring, bsize, b)
+    io[IO_HELD] = 0
+    b += 1
+    if b >= nblock:
+        b = 0
+    io[IO_BLOCK] = b
+    return b
+
+
+@numba.njit(nogil=True, cache=True)
 def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
     ring = control
     bsize = io[IO_BSIZE]
@@ -96,12 +108,7 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
         return F_ERROR
     if io[IO_HELD] != 0:
         # every packet of the previous block has been consumed: give it back
-        _release(ring, bsize, b)
-        io[IO_HELD] = 0
-        b += 1
-        if b >= nblock:
-            b = 0
-        io[IO_BLOCK] = b
+        b = _give_back(ring, io, bsize, nblock, b)
     waited = False
     while True:
         st = _blk_status(ring, bsize, b)
@@ -132,12 +139,7 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
                 rlen[i] = -1 - rlen[i]   # bigger than max_payload_size: invalid, never half-used
         if n > 0:
             return n
-        _release(ring, bsize, b)
-        io[IO_HELD] = 0
-        b += 1
-        if b >= nblock:
-            b = 0
-        io[IO_BLOCK] = b
+        b = _give_back(ring, io, bsize, nblock, b)
 '''
 
 
