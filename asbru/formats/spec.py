@@ -42,6 +42,11 @@ the ``asbru.formats`` entry-point group).  It declares, with the names below:
 ``fill(hdr, info, wcfg, seq, src, framecount)``  compiled: write one header into ``hdr``
                     (uint8, ``HEADER.size`` bytes) from HeaderInfo array ``info``.
 
+``SIGNATURE``       optional :class:`Signature`: bytes every packet has (sync word, frame
+                    ID) and its packet sizes, for tools that recognise formats on the wire.
+``synth_recipe(params, nsrc)``  optional -> dict of :class:`asbru.cli.synth.Recipe` fields:
+                    how ``asbru generate`` makes a valid stream of the format.
+
 Compiled functions are plain Python functions decorated with :func:`kernel`; they may only
 use numba-compatible code and the byte helpers below.
 """
@@ -203,6 +208,17 @@ class Header:
             for b in f.bits:
                 out[b.name] = (value >> b.lsb) & ((1 << b.width) - 1)
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """What every packet of a format has in common, for tools that must recognise a format
+    without being told (the Wireshark dissector's heuristic): ``match`` lists bytes found at
+    fixed offsets in every packet (a sync word, a frame ID); ``packet_sizes`` the only packet
+    sizes (empty: any).  A format module declares one as ``SIGNATURE`` when it has a sync
+    word; formats without one are recognised by port only."""
+    match: tuple[tuple[int, bytes], ...]
+    packet_sizes: tuple[int, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------
