@@ -116,8 +116,11 @@ def _signature_test(df: DissectedFormat) -> str:
 
 def _dissect_fn(df: DissectedFormat) -> list[str]:
     v = f"F_{df.name}"
-    out = [f"local function dissect_{df.name}(tvb, pinfo, tree)",
-           f"    if not ({_signature_test(df)}) then return 0 end",
+    out = [f"local function looks_like_{df.name}(tvb)",
+           f"    return {_signature_test(df)}",
+           "end",
+           f"local function dissect_{df.name}(tvb, pinfo, tree)",
+           f"    if not looks_like_{df.name}(tvb) then return 0 end",
            f"    pinfo.cols.protocol = {_lua_str(df.proto.upper())}",
            f"    local t = tree:add(P_{df.name}, tvb(0, math.min(tvb:len(), {df.header_size})))"]
     for f in df.fields:
@@ -182,26 +185,29 @@ def lua_dissector(fmts: Iterable[str], ports: Mapping[int, Iterable[str]] | None
         lines.append("")
     heur = sorted((df for df in chosen.values() if df.signature is not None), key=_specificity)
     if heur:
-        lines.append("-- formats with a sync word: recognised on any UDP port, most specific first")
-        lines.append("local heuristic = {" + ", ".join(f"dissect_{df.name}" for df in heur) + "}")
-        lines += ["local P_heur = Proto(\"asbru_heur\", \"asbru formats recognised by their sync word\")",
-                  "local function try_all(tvb, pinfo, tree)",
-                  "    for _, fn in ipairs(heuristic) do",
-                  "        if fn(tvb, pinfo, tree) > 0 then return true end",
-                  "    end",
-                  "    return false",
-                  "end",
-                  f"P_{heur[0].name}:register_heuristic(\"udp\", try_all)",
-                  ""]
+        lines.append("-- formats with a sync word are recognised on any UDP port; a format takes a")
+        lines.append("-- datagram only if no more specific one (listed before it) would, whatever the")
+        lines.append("-- order in which Wireshark tries the heuristics")
+        for i, df in enumerate(heur):
+            before = " or ".join(f"looks_like_{e.name}(tvb)" for e in heur[:i])
+            lines += [f"P_{df.name}:register_heuristic(\"udp\", function(tvb, pinfo, tree)",
+                      f"    if not looks_like_{df.name}(tvb){' or ' + before if before else ''} then return false end",
+                      f"    dissect_{df.name}(tvb, pinfo, tree)",
+                      "    return true",
+                      "end)"]
+        lines.append("")
     if ports:
         lines.append("-- formats expected on given UDP ports, tried in the order given")
         lines.append("local udp_port = DissectorTable.get(\"udp.port\")")
         for port, dfs in sorted(ports.items()):
+            if len(dfs) == 1:
+                lines += [f"udp_port:add({port}, P_{dfs[0].name})", ""]
+                continue
             lines += [f"local P_port{port} = Proto(\"asbru_port{port}\", \"asbru formats on UDP port {port}\")",
                       f"P_port{port}.dissector = function(tvb, pinfo, tree)",
                       "    local n = 0"]
             for df in dfs:
-                lines.append(f"    n = dissect_{df.name}(tvb, pinfo, tree); if n > 0 then return n end")
+                lines.append(f"    n = Dissector.get({_lua_str(df.proto)}):call(tvb, pinfo, tree); if n > 0 then return n end")
             lines += ["    return 0", "end", f"udp_port:add({port}, P_port{port})", ""]
     return "\n".join(lines) + "\n"
 
