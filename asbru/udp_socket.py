@@ -23,12 +23,12 @@ from typing import Optional
 from asbru.address import Address
 from asbru.errors import ArgumentError, AsbruError, PermissionNeeded
 from asbru.sockets import bpf, netif
+from asbru.sockets.options import SO_RCVBUFFORCE as _SO_RCVBUFFORCE
+from asbru.sockets.options import SO_SNDBUFFORCE as _SO_SNDBUFFORCE
 
 __all__ = ["UDPSocket", "DEFAULT_BUFFER_SIZE"]
 
 DEFAULT_BUFFER_SIZE = 256 * 1024 * 1024   # Bifrost asks for 256 MiB; the kernel may cap it
-_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 _IP_MTU = getattr(socket, "IP_MTU", 14)
 _IPV6_MTU = getattr(socket, "IPV6_MTU", 24)
 _ETH_P_IP = 0x0800

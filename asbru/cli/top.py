@@ -15,7 +15,7 @@ from typing import Any, Optional
 import typer
 
 from . import common
-from .proclog_compat import list_pids, load_by_pid
+from ..proclog import list_pids, load_by_pid
 
 # blocks that receive packets (Bifrost's names, asbru's, and this CLI's recorder)
 CAPTURE_KINDS = ("udp_capture", "udp_sniffer", "udp_verbs_capture", "disk_reader", "cli_capture")

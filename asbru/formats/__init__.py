@@ -23,7 +23,8 @@ import numpy as np
 from ..errors import ArgumentError
 from .spec import CFG_NSRC, CFG_SRC0, DESC_INDEX, NCFG, FormatError, FormatParams, Header
 
-__all__ = ["Format", "FormatError", "get", "list", "module", "register", "broken", "describe", "ROLES"]
+__all__ = ["Format", "FormatError", "get", "list", "module", "register", "broken", "describe", "reader_string",
+           "ROLES"]
 
 ROLES = ("capture", "disk", "write")
 
@@ -214,6 +215,17 @@ def get(fmt: str, role: str = "capture") -> Format:
             return _make(mod, params)
     extra = f" (failed to load: {', '.join(_broken)})" if _broken else ""
     raise FormatError(f"unknown format {fmt!r}; known formats: {', '.join(mods)}{extra}")
+
+
+def reader_string(fmt: str) -> str:
+    """The capture/DiskReader string that reads what writer string ``fmt`` writes: the
+    format's ``reader_format(fmt)`` if it declares one (Bifrost writes ``pbeam1_N`` and
+    reads ``pbeam_N``), else ``fmt`` itself (also for strings no format claims)."""
+    for mod in _load().values():
+        if mod.matches(fmt):
+            own = getattr(mod, "reader_format", None)
+            return own(fmt) if own is not None else fmt
+    return fmt
 
 
 def _make(mod: types.ModuleType, params: FormatParams) -> Format:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, Field, FormatError, FormatParams,
-                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, copy_bytes, copy_unchecked,
+                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, channel_format, copy_bytes, copy_unchecked,
                    kernel, parse_int_suffix, rd_be16, stream_pair32,
                    rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
 from .spec import new_capture_config
@@ -51,19 +51,9 @@ def matches(fmt: str) -> bool:
 
 
 def parse(fmt: str, role: str) -> FormatParams:
-    if fmt == "chips":
-        if role != "capture":
-            raise FormatError(f"format {fmt!r}: the {role} role needs 'chips_N' (N channels per packet)")
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None)
-    nchan = _parse_nchan(fmt)
-    if role == "capture":
-        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nchan": 0, "nchan_given": nchan})
-    p = NINPUT * nchan
-    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
-                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
-                        samples_per_packet=p, write_dtype=WRITE_DTYPE, extra={"nchan": nchan})
+    return channel_format(fmt, role, name=NAME, header_size=HSIZE,
+                          nchan=None if fmt == "chips" else _parse_nchan(fmt),
+                          bytes_per_chan=NINPUT, samples_per_chan=NINPUT, write_dtype=WRITE_DTYPE)
 
 
 def _parse_nchan(fmt: str) -> int:
@@ -165,3 +155,11 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     wr_u8(hdr, 5, info[H_NSRC])
     wr_be16(hdr, 6, info[H_CHAN0])
     wr_be64(hdr, 8, seq)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: boards 1..nsrc, one channel block.  The
+    header seq is 1-based: writer seq 1001 is decoded as 1000."""
+    nchan = params.extra["nchan"]
+    return dict(reader=params.fmt, src0=0, seq0=1001, seq_inc=1, src_value=lambda j: j,
+                info=lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 0}, max_nsrc=255)

@@ -40,6 +40,7 @@ from .spec import (BEAM, CFG_NSRC, CFG_SRC0, DECIMATION, H_DECIMATION, H_TUNING,
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, TUNING1,
                    VALID, BitField, Field, Signature, FormatError, FormatParams, Header, kernel, rd_be16,
                    rd_be32, rd_be64, rd_u8, wr_be16, wr_be32, wr_be64, wr_u8)
+from .spec import time_tag_at
 from .spec import default_capture_config
 
 NAME = "drx"
@@ -211,8 +212,18 @@ def time_tag_of(seq: int, d: np.ndarray) -> int:
     step = int(d[DECIMATION]) * SAMPLES
     if step <= 0:
         return 0
-    return int(seq) * step + (int(d[TIME_TAG]) - int(d[SEQ]) * step)
+    return time_tag_at(seq, step, int(d[TIME_TAG]) - int(d[SEQ]) * step)
 
 
 def write_config(params: FormatParams) -> np.ndarray:
     return np.zeros(1, dtype=np.int64)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: 19.6 MS/s (decimation 10), sources
+    (tuning, polarisation) = (1, 0), (1, 1), (2, 0), (2, 1): the DRX ID byte has the tuning
+    in bits 3-5 and the polarisation in bit 7."""
+    step = 10 * SAMPLES
+    return dict(reader=params.fmt, src0=0, seq0=1000 * step, seq_inc=step,
+                src_value=lambda j: ((j // 2 + 1) << 3) | ((j % 2) << 7),
+                info=lambda j: {"tuning": 0x20000000, "decimation": 10}, max_nsrc=4)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .drx import (CALLBACK_ARGS, CALLBACK_FAMILY, CHANGE, HEADER, HEADER_SIZE, SAMPLES,
                   callback_args, capture_config, decode_frame, fill_frame, parse_exact,
-                  place_interleaved, time_tag_of, write_config)
+                  place_interleaved, synth_recipe, time_tag_of, write_config)
 from .spec import FormatParams, Signature, kernel
 
 NAME = "drx8"
@@ -26,7 +26,7 @@ SIGNATURE = Signature(match=((0, b"\xde\xc0\xde\x5c"),), packet_sizes=(FRAME_SIZ
 
 __all__ = ["NAME", "HEADER", "CHANGE", "CALLBACK_FAMILY", "CALLBACK_ARGS", "WRITE_DTYPE",
            "matches", "parse", "capture_config", "decode", "place", "fill", "callback_args",
-           "time_tag_of", "write_config", "SIGNATURE"]
+           "time_tag_of", "write_config", "SIGNATURE", "synth_recipe"]
 
 
 def matches(fmt: str) -> bool:

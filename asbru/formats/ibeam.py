@@ -25,6 +25,7 @@ from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOA
                    PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, X0, Field, FormatError, FormatParams,
                    Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, kernel, rd_be16,
                    rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+from .spec import channel_format
 from .spec import new_capture_config
 from .spec import place_source_block
 
@@ -58,26 +59,23 @@ def parse(fmt: str, role: str) -> FormatParams:
     if len(fmt) < 6 or fmt[5] not in "1234":
         raise FormatError(usage)
     nbeam = int(fmt[5])
-    if len(fmt) == 6:
-        if role != "capture":
-            raise FormatError(f"format {fmt!r}: the {role} role needs 'ibeam{nbeam}_N' (N channels per packet)")
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nbeam": nbeam, "nchan": 0})
-    tail = fmt[6:]
-    if not (tail.startswith("_") and tail[1:].isdigit() and int(tail[1:]) > 0):
-        raise FormatError(usage)
-    nchan = int(tail[1:])
-    if nchan > 255:
-        raise FormatError(f"format {fmt!r}: N (channels per packet) must be 1..255 (one header byte)")
-    if role == "capture":
-        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nbeam": nbeam, "nchan": 0, "nchan_given": nchan})
-    p = 16 * nbeam * nchan
-    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
-                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
-                        samples_per_packet=2 * nbeam * nchan, write_dtype=WRITE_DTYPE,
-                        extra={"nbeam": nbeam, "nchan": nchan})
+    nchan = None
+    if len(fmt) > 6:
+        tail = fmt[6:]
+        if not (tail.startswith("_") and tail[1:].isdigit() and int(tail[1:]) > 0):
+            raise FormatError(usage)
+        nchan = int(tail[1:])
+        if nchan > 255:
+            raise FormatError(f"format {fmt!r}: N (channels per packet) must be 1..255 (one header byte)")
+    return channel_format(fmt, role, name=NAME, header_size=HSIZE, nchan=nchan,
+                          bytes_per_chan=16 * nbeam, samples_per_chan=2 * nbeam,
+                          write_dtype=WRITE_DTYPE, extra={"nbeam": nbeam},
+                          usage=f"'ibeam{nbeam}_N'")
+
+
+def proclog_type(params: FormatParams) -> str:
+    """The writer's proclog "type" string: Bifrost's ``ibeam<B>``."""
+    return f"ibeam{params.extra.get('nbeam', 1)}"
 
 
 def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
@@ -149,3 +147,12 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     wr_u8(hdr, 4, info[H_NSRC])
     wr_be16(hdr, 5, info[H_CHAN0])
     wr_be64(hdr, 7, seq)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: servers 1..nsrc, consecutive channel
+    blocks from channel 100; the header seq is 1-based (writer 1001 decodes as 1000)."""
+    nchan = params.extra["nchan"]
+    return dict(reader=params.fmt, src0=0, seq0=1001, seq_inc=1, src_value=lambda j: j,
+                info=lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 100 + j * nchan},
+                max_nsrc=255)

@@ -30,6 +30,7 @@ from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, INVALID, NAVG, N
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID, X0, X1, Field,
                    FormatError, FormatParams, Header, H_CHAN0, H_DECIMATION, H_NCHAN, H_NSRC,
                    H_TUNING, kernel, rd_be16, rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+from .spec import channel_format, split_time_tag, time_tag_at
 from .spec import new_capture_config
 from .spec import place_source_block
 
@@ -61,27 +62,31 @@ def matches(fmt: str) -> bool:
 
 def parse(fmt: str, role: str) -> FormatParams:
     usage = f"format {fmt!r}: expected 'pbeam', 'pbeam_N' or 'pbeamB_N' (B beams, N channels)"
-    if fmt == "pbeam":
-        if role != "capture":
-            raise FormatError(f"format {fmt!r}: the {role} role needs 'pbeam_N' or 'pbeam1_N' (N channels per packet)")
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nbeam": 1, "nchan": 0})
-    head, sep, tail = fmt[5:].partition("_")
-    if not sep or not tail.isdigit() or int(tail) <= 0 or (head and not head.isdigit()):
-        raise FormatError(usage)
-    nbeam = int(head) if head else 1
-    nchan = int(tail)
-    if not 1 <= nbeam <= 255 or nchan > 255:
-        raise FormatError(f"format {fmt!r}: B and N must be 1..255 (one header byte each)")
-    if role == "capture":
-        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nbeam": nbeam, "nchan": 0, "nchan_given": nchan})
-    p = 16 * nchan
-    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
-                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
-                        samples_per_packet=4 * nchan, write_dtype=WRITE_DTYPE,
-                        extra={"nbeam": nbeam, "nchan": nchan})
+    nbeam, nchan = 1, None
+    if fmt != "pbeam":
+        head, sep, tail = fmt[5:].partition("_")
+        if not sep or not tail.isdigit() or int(tail) <= 0 or (head and not head.isdigit()):
+            raise FormatError(usage)
+        nbeam = int(head) if head else 1
+        nchan = int(tail)
+        if not 1 <= nbeam <= 255 or nchan > 255:
+            raise FormatError(f"format {fmt!r}: B and N must be 1..255 (one header byte each)")
+    return channel_format(fmt, role, name=NAME, header_size=HSIZE, nchan=nchan,
+                          bytes_per_chan=16, samples_per_chan=4, write_dtype=WRITE_DTYPE,
+                          extra={"nbeam": nbeam}, usage="'pbeam_N' or 'pbeam1_N'")
+
+
+def reader_format(fmt: str) -> str:
+    """The capture/DiskReader string for a writer string: Bifrost writes the power beam as
+    ``pbeamB_N`` and reads it as ``pbeam_N``."""
+    if len(fmt) > 6 and fmt[5].isdigit() and fmt[6] == "_":
+        return "pbeam" + fmt[6:]
+    return fmt
+
+
+def proclog_type(params: FormatParams) -> str:
+    """The writer's proclog "type" string: Bifrost's ``pbeam<B>``."""
+    return f"pbeam{params.extra.get('nbeam', 1)}"
 
 
 def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
@@ -118,7 +123,7 @@ def decode(pkt, cfg, state, d):
     chan0 = rd_be16(pkt, 8) - nchan * (server - 1)
     if chan0 < 0:
         return INVALID
-    d[SEQ] = time_tag // navg
+    d[SEQ], d[X1] = split_time_tag(time_tag, navg)  # X1: the phase, for time_tag_of
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = nchan
@@ -129,7 +134,6 @@ def decode(pkt, cfg, state, d):
     d[TIME_TAG] = time_tag
     d[TUNING] = rd_u8(pkt, 2)
     d[X0] = chan0 if server == 1 else -1
-    d[X1] = time_tag % navg  # phase of the time tags, for time_tag_of
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
     return VALID
@@ -140,7 +144,7 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return int(seq) * int(d[NAVG]) + max(int(d[X1]), 0)
+    return time_tag_at(seq, d[NAVG], d[X1])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
@@ -170,3 +174,14 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     wr_be16(hdr, 6, info[H_DECIMATION])
     wr_be16(hdr, 8, info[H_CHAN0])
     wr_be64(hdr, 10, seq)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: consecutive channel blocks from channel
+    100, 24 spectra averaged per packet (time tags step by navg)."""
+    nchan = params.extra["nchan"]
+    navg = 24
+    return dict(reader=reader_format(params.fmt), src0=1, seq0=1000 * navg, seq_inc=navg,
+                src_value=lambda j: j,
+                info=lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 100 + j * nchan,
+                                "decimation": navg}, max_nsrc=255)

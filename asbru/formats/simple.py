@@ -90,3 +90,9 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     if hdr.size < HSIZE:
         return
     wr_be64(hdr, 0, seq)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: source 0 only, seq from 1000."""
+    return dict(reader=params.fmt, src0=0, seq0=1000, seq_inc=1, src_value=lambda j: 0,
+                info=lambda j: {}, max_nsrc=1)

@@ -204,3 +204,11 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     wr_be32(hdr, 20, block & 0xFFFFFFFF)
     wr_be32(hdr, 24, (info[H_CHAN0] + block * nchan) & 0xFFFFFFFF)
     wr_be32(hdr, 28, pol0 & 0xFFFFFFFF)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: every source an input block of the same
+    channels."""
+    nchan = params.extra.get("nchan", 0) or 0
+    return dict(reader=params.fmt, src0=0, seq0=1000, seq_inc=1, src_value=lambda j: j,
+                info=lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 0})

@@ -269,6 +269,51 @@ def parse_int_suffix(fmt: str, prefix: str, what: str = "N") -> int:
     return value
 
 
+def channel_format(fmt: str, role: str, *, name: str, header_size: int, nchan: int | None,
+                   bytes_per_chan: int, samples_per_chan: int, write_dtype: str,
+                   extra: dict[str, int] | None = None, usage: str = "") -> FormatParams:
+    """Parameters of a "prefix" format string (``chips``, ``cor``, ``ibeam``, ``pbeam``):
+    the bare name (``nchan`` None) is accepted for capture only; with N channels per packet
+    the capture role records N but does not enforce it (Bifrost's UDP capture looks only at
+    the prefix, and so does asbru's), while disk and write fix the packet at
+    ``header_size + bytes_per_chan * N`` bytes.  ``extra`` holds the format's other
+    parameters (e.g. ``nbeam``); ``usage`` names the string the other roles need."""
+    extra = dict(extra or {})
+    if nchan is None:
+        if role != "capture":
+            raise FormatError(f"format {fmt!r}: the {role} role needs {usage or repr(name + '_N')} "
+                              "(N channels per packet)")
+        return FormatParams(name=name, fmt=fmt, role=role, header_size=header_size,
+                            payload_size=None, extra={**extra, "nchan": 0})
+    if role == "capture":
+        return FormatParams(name=name, fmt=fmt, role=role, header_size=header_size,
+                            payload_size=None, extra={**extra, "nchan": 0, "nchan_given": nchan})
+    p = bytes_per_chan * nchan
+    return FormatParams(name=name, fmt=fmt, role=role, header_size=header_size, payload_size=p,
+                        record_size=header_size + p, fixed_packet_size=header_size + p,
+                        samples_per_packet=samples_per_chan * nchan, write_dtype=write_dtype,
+                        extra={**extra, "nchan": nchan})
+
+
+# ---------------------------------------------------------------------------------------
+# Time tags.  Formats whose header carries a time tag in ticks number their time slots
+# ``seq = time_tag // step`` (step: ticks per time slot) and keep the remainder, the
+# stream's phase, so that the time tag of any slot is reproduced exactly:
+# ``time_tag = seq * step + phase``.
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def split_time_tag(time_tag, step):
+    """``(seq, phase)`` of a time tag: its time slot and the ticks past the slot's start
+    (``step > 0``; callers check)."""
+    return time_tag // step, time_tag % step
+
+
+def time_tag_at(seq: int, step: int, phase: int = 0) -> int:
+    """The time tag of time slot ``seq``: ``seq * step + phase`` (a negative phase, i.e. a
+    descriptor that never held one, counts as 0)."""
+    return int(seq) * int(step) + max(int(phase), 0)
+
+
 # ---------------------------------------------------------------------------------------
 # Byte helpers usable inside compiled format functions.  Callers check lengths first.
 

@@ -37,6 +37,7 @@ from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFS
                    FormatError, FormatParams, Header, Signature, kernel, new_capture_config,
                    place_source_block, rd_be16, rd_be32, rd_be64, rd_u8, wr_be16, wr_be32,
                    wr_be64)
+from .spec import split_time_tag, time_tag_at
 
 NAME = "tbx"
 HEADER = Header([
@@ -134,14 +135,13 @@ def decode(pkt, cfg, state, d):
     src = rel // nchan
     if src >= cfg[CFG_NSRC]:
         return INVALID
-    d[SEQ] = time_tag // ticks
+    d[SEQ], d[X1] = split_time_tag(time_tag, ticks)  # X1: the phase, for time_tag_of
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = nchan
     d[CHAN0] = cfg[CFG_SRC0]
     d[TIME_TAG] = time_tag
     d[X0] = nstand
-    d[X1] = time_tag % ticks
     d[X2] = ticks
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
@@ -153,7 +153,7 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return int(seq) * int(d[X2]) + max(int(d[X1]), 0)
+    return time_tag_at(seq, d[X2], d[X1])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:

@@ -26,6 +26,7 @@ from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFS
                    PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, X1, X2, Field, FormatError,
                    FormatParams, Header, H_CHAN0, H_NCHAN, kernel, rd_be32, rd_be64,
                    wr_be32, wr_be64, wr_u8)
+from .spec import split_time_tag, time_tag_at
 from .spec import new_capture_config
 from .spec import place_source_block
 from .spec import Signature
@@ -108,13 +109,12 @@ def decode(pkt, cfg, state, d):
         chan0 = cfg[CFG_SRC0]
     if src >= cfg[CFG_NSRC]:
         return INVALID
-    d[SEQ] = time_tag // ticks
+    d[SEQ], d[X1] = split_time_tag(time_tag, ticks)  # X1: the phase, for time_tag_of
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = nchan
     d[CHAN0] = chan0
     d[TIME_TAG] = time_tag
-    d[X1] = time_tag % ticks
     d[X2] = ticks
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = 16 * nchan
@@ -126,7 +126,7 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return int(seq) * max(int(d[X2]), 1) + max(int(d[X1]), 0)
+    return time_tag_at(seq, max(int(d[X2]), 1), d[X1])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:

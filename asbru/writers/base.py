@@ -281,15 +281,9 @@ class PacketWriter:
         return logs
 
     def _type_name(self) -> str:
-        # Bifrost's proclog "type" strings: ibeam<B>, pbeam<B>, tbf256 (vbeam: Bifrost says
-        # "tbf", a bug not kept)
-        name = self._format.name
-        extra = self._format.params.extra
-        if name in ("ibeam", "pbeam"):
-            return f"{name}{extra.get('nbeam', 1)}"
-        if name == "tbf":
-            return "tbf256"
-        return name
+        # the proclog "type" string: the format's own (ibeam<B>, tbf256...) or its name
+        own = getattr(self._format.module, "proclog_type", None)
+        return own(self._format.params) if own is not None else self._format.name
 
     def _publish(self, force: bool = False) -> None:
         if self._proclog is None:
