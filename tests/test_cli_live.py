@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from test_cli_helpers import (free_tcp_port, free_udp_port, run, run_json, start, stop,
+from helpers.cli import (free_tcp_port, free_udp_port, run, run_json, start, stop,
                               wait_published)
 
 

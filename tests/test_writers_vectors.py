@@ -21,7 +21,7 @@ from asbru import dtypes
 from asbru.formats.spec import FormatError
 from asbru.packet_writer import DiskWriter, HeaderInfo, UDPTransmit
 
-from vectors_path import VECTORS  # noqa: E402
+from helpers.vectors_path import VECTORS
 WRITER_VECTORS = ["generic", "simple", "chips", "tbn", "drx", "drx_2src", "drx8", "ibeam",
                   "ibeam1_2src", "pbeam", "cor", "tbf", "vbeam"]
 

@@ -99,10 +99,6 @@ def probability(value: float, option: str) -> None:
         raise ArgumentError(f"{option}: must be a probability in 0..1, got {value}")
 
 
-def human_rate(pps: float, bps: float) -> str:
-    return f"{pps:,.0f} pkt/s  {bps / 1e9:.3f} Gbit/s"
-
-
 def interface_address(value: str | None, option: str = "--interface") -> str:
     """The IPv4 address naming the interface multicast goes through (default: the kernel's)."""
     if value is None:

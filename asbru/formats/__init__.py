@@ -28,8 +28,7 @@ __all__ = ["Format", "FormatError", "get", "list", "module", "register", "broken
 
 ROLES = ("capture", "disk", "write")
 
-# Bifrost's order (FORMATS.md §1.3): capture prefixes first, then the writer-only formats.
-# A name whose module does not exist (yet) is skipped silently.
+# Bifrost's order (docs/formats.md, Common rules): capture prefixes first, then the writer-only formats.
 BUILTIN = ("simple", "chips", "snap2", "ibeam", "pbeam", "cor", "vdif", "tbn", "drx", "drx8",
            "tbx", "ndp_tbf", "generic", "tbf", "vbeam")  # tbx, ndp_tbf: LWA NDP, not in Bifrost
 
@@ -142,11 +141,6 @@ def _load() -> dict[str, types.ModuleType]:
             try:
                 mod = importlib.import_module(f"{__name__}.{name}")
                 _check_module(mod)
-            except ModuleNotFoundError as exc:
-                if exc.name == f"{__name__}.{name}":
-                    continue  # not written (yet)
-                _skip(name, exc)
-                continue
             except Exception as exc:  # one broken format must not take the others down
                 _skip(name, exc)
                 continue

@@ -1,15 +1,16 @@
 """``chips``: LEDA/ADP "CHIPS" F-engine packets, 32 ci4 inputs x nchan channels.
 
-Wire format identical to Bifrost's (FORMATS.md §4).  Deliberate differences:
+Wire format identical to Bifrost's (docs/formats.md, chips).  Deliberate differences:
 
 * ``DiskReader('chips_N')`` reads records of 16 + 32*N bytes (what the writer emits);
-  Bifrost reads 16 + 4*N (FORMATS.md §14.3), so Bifrost users wrote ``chips_<8N>`` as a
+  Bifrost reads 16 + 4*N (docs/differences-from-bifrost.md,
+  formats #3), so Bifrost users wrote ``chips_<8N>`` as a
   workaround.  asbru accepts that string too, and reads it the asbru way, i.e. records of
   16 + 32*8N bytes: pass the real channel count (``chips_N``).
 * The header seq is 1-based: ``seq = header - 1`` as in Bifrost, but a header seq of 0
-  is INVALID instead of wrapping to 2**64 - 1 (FORMATS.md §14.6).  The writer writes the
+  is INVALID instead of wrapping to 2**64 - 1 (docs/formats.md, chips).  The writer writes the
   seq it is given, unchanged, as Bifrost does (a round trip shifts seq by -1).
-* The payload must be exactly 32 * nchan bytes and nchan > 0 (FORMATS.md §14.18); a
+* The payload must be exactly 32 * nchan bytes and nchan > 0 (docs/differences-from-bifrost.md, formats #18); a
   DiskReader with ``chips_N`` also requires nchan == N.  Network captures look only at
   the prefix, as Bifrost's do (``chips_N`` captures any nchan).
 """

@@ -1,6 +1,6 @@
 """``cor``: LWA-SV ADP / NDP correlator visibilities, cf32 [chan][4 pol products].
 
-Wire format identical to Bifrost's (FORMATS.md §7).  Strings: ``cor`` (capture, any
+Wire format identical to Bifrost's (docs/formats.md, cor).  Strings: ``cor`` (capture, any
 nchan), ``cor_N`` (N channels per packet; files and writing; a network capture ignores N,
 as Bifrost's does).  Deliberate differences:
 
@@ -8,9 +8,9 @@ as Bifrost's does).  Deliberate differences:
   (navg counts 10 ms sub-slots of the 196 MHz clock).  Bifrost computes
   ``(time_tag // 196e6) // (navg // 100)``: whole seconds only, so sub-second or
   non-integer-second integrations are mis-numbered and navg < 100 divides by zero
-  (FORMATS.md §14.9, §14.5).  Both agree whenever integrations are whole seconds and the
+  (docs/differences-from-bifrost.md, formats #9, #5).  Both agree whenever integrations are whole seconds and the
   time tags fall on them (the Bifrost vector does).  navg == 0 is INVALID.
-* The source index keeps Bifrost's convention (FORMATS.md §14.8):
+* The source index keeps Bifrost's convention (docs/formats.md, cor):
   ``(baseline + 1 - src0) * nserver + (server - 1)``, so ``src0 = 1`` gives 0-based
   baselines, which is what Bifrost users pass; changing it would silently shift every
   existing pipeline's baselines by one.

@@ -6,8 +6,8 @@ nibble).  The ring holds one time slot per frame time, samples interleaved by so
 ``src0 = 0`` and ``nsrc = 4`` the order is (T1 X, T1 Y, T2 X, T2 Y).  ``drx8`` (8-bit
 samples) shares this file's decoder and placement.
 
-Deliberate differences from Bifrost (FORMATS.md section 14, items 1, 2, 4, 5, 12), wire format
-unchanged:
+Deliberate differences from Bifrost (docs/differences-from-bifrost.md, formats #1, #2, #4,
+#5, #12), wire format unchanged:
 
 * The ID byte is read as the byte at offset 4 (Bifrost read the low byte of a host-order
   word, which is the same byte on little-endian hosts only).

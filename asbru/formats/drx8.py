@@ -5,7 +5,7 @@ rules, sources and ring order are those of ``drx`` (see ``asbru/formats/drx.py``
 layout is ``[sample 4096][src nsrc][re, im]``.  The writer sets bit 6 of the ID byte, as
 Bifrost's does.
 
-Deliberate difference from Bifrost (FORMATS.md section 14, item 2): the frame size test uses
+Deliberate difference from Bifrost (docs/differences-from-bifrost.md, formats #2): the frame size test uses
 8224 bytes.  Bifrost compared against DRX's 4128, so it never accepted a drx8 frame.
 All of drx's differences apply as well.
 """

@@ -1,15 +1,15 @@
 """``ibeamB`` (B = 1..4 beams): integrated/voltage beam packets, cf32 [chan][beam][pol].
 
-Wire format identical to Bifrost's (FORMATS.md §5).  Strings: ``ibeamB`` (capture, any
+Wire format identical to Bifrost's (docs/formats.md, ibeamB).  Strings: ``ibeamB`` (capture, any
 nchan), ``ibeamB_N`` (N channels per packet; required to read files and to write; a network
 capture ignores N, as Bifrost's does).
 Deliberate differences:
 
 * The header seq is 1-based (``seq = header - 1``) as in Bifrost, but header seq 0 is
   INVALID instead of wrapping; the writer writes the seq it is given (Bifrost's asymmetry,
-  FORMATS.md §14.6).
+  docs/formats.md, ibeamB).
 * The payload must be exactly 16 * B * nchan bytes, nchan > 0, and for a DiskReader
-  ``ibeamB_N`` nchan == N (FORMATS.md §14.18).
+  ``ibeamB_N`` nchan == N (docs/differences-from-bifrost.md, formats #18).
 * chan0 is normalised as Bifrost does (header chan0 - nchan * src: server k is assumed to
   carry channels chan0 + k*nchan) and reported to the callback.  But only packets of
   source 0 vote on a chan0 change (descriptor ``x0``): Bifrost's own writer puts the same

@@ -1,11 +1,11 @@
 """``pbeam``: OVRO-LWA style power-beam packets, f32 [chan][4 products].
 
-Wire format identical to Bifrost's (FORMATS.md §6).  Strings: ``pbeam`` (capture, any
+Wire format identical to Bifrost's (docs/formats.md, pbeam).  Strings: ``pbeam`` (capture, any
 nchan); ``pbeam_N`` and ``pbeamB_N`` (N channels per packet, B beams) for every role —
 Bifrost's reader only understands ``pbeam_N`` (``pbeam1_N`` makes it divide by zero) and
 its writer only ``pbeam1_N``; asbru accepts both spellings everywhere.  A network capture
 ignores N (Bifrost looks only at the prefix there).
-Deliberate differences (FORMATS.md §14.5, §14.7, §14.18):
+Deliberate differences (docs/differences-from-bifrost.md, formats #5, #7, #18):
 
 * navg is kept at full width (Bifrost stores it in 8 bits: a spurious CHANGED on every
   gulp for navg > 255) and navg == 0 is INVALID (Bifrost divides by zero).

@@ -1,10 +1,10 @@
 """``simple``: an 8-byte sequence number followed by 2048 ci16 samples (a test format).
 
-Wire format identical to Bifrost's (FORMATS.md §2).  Deliberate differences:
+Wire format identical to Bifrost's (docs/formats.md, simple).  Deliberate differences:
 
 * The packet must be exactly 8 + 8192 bytes.  Bifrost copies 8192 bytes whatever the
   packet length, so a short packet pulls stale receive-buffer bytes into the ring; asbru
-  rejects it as INVALID (FORMATS.md §14.14/§14.18).
+  rejects it as INVALID (docs/differences-from-bifrost.md, formats #14, #18).
 * A header seq >= 2**63 is INVALID (asbru keeps time indices in int64; such a value is
   not a real counter and would wrap the engine's slot arithmetic).
 * The source is always 0, as in Bifrost (the header has no source field).  ``nsrc > 1`` is

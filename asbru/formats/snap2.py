@@ -8,7 +8,8 @@ npol_tot]``: the ``npol`` bytes of local channel ``c`` go to ``(chan_rel0 + c) *
 pol0``, with ``chan_rel0 = chan_block_id * nchan``.  ``src = pol0 / npol + chan_block_id *
 (npol_tot / npol) - src0``.
 
-Deliberate differences from Bifrost (FORMATS.md section 14, items 5, 13, 18):
+Deliberate differences from Bifrost (docs/differences-from-bifrost.md, formats #5, #13,
+#18):
 
 * One layout, the general form of Bifrost's vector path (any ``npol``, any ``pol0``
   multiple of ``npol``).  Bifrost builds actually ran a scalar path with another layout

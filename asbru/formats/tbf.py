@@ -1,6 +1,6 @@
 """``tbf``: LWA-SV ADP transient buffer, frequency domain: 12 channels x 256 stands x 2 pols ci4.
 
-The writer is Bifrost's, byte for byte (FORMATS.md §10, §14.16): any string beginning
+The writer is Bifrost's, byte for byte (docs/formats.md, tbf): any string beginning
 with ``tbf``; the ``src`` of ``send()`` goes into ``first_chan`` (callers use
 ``src_increment = 12``), HeaderInfo nsrc into the nstand field, the per-writer frame
 counter into the 24-bit frame count; payload fixed at 6144 bytes.

@@ -3,7 +3,7 @@
 A frame is exactly 1048 bytes: a 24-byte header and 512 ``ci8`` samples.  The ring holds one
 time slot per frame time, samples interleaved by input: ``[sample 512][input nsrc][re, im]``.
 
-Deliberate differences from Bifrost (FORMATS.md section 14, item 11), wire format unchanged:
+Deliberate differences from Bifrost (docs/differences-from-bifrost.md, formats #11), wire format unchanged:
 
 * The source is the full 14-bit input id (Bifrost masked it to 10 bits, so inputs above 1023
   collided with lower ones).  ``src = input_id - 1 - src0``.

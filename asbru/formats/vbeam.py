@@ -1,9 +1,9 @@
 """``vbeam_N``: OVRO-LWA voltage beam, cf32 [chan (N)][pol 2].
 
-Wire format: Bifrost's 52-byte header (FORMATS.md §13).  Deliberate differences:
+Wire format: Bifrost's 52-byte header (docs/formats.md, vbeam_N).  Deliberate differences:
 
 * Strings: ``vbeam_N`` is parsed properly (N after the underscore); Bifrost aborts the
-  interpreter on it (N is read from string index 13, FORMATS.md §14.15).  Bifrost's working
+  interpreter on it (N is read from string index 13, docs/differences-from-bifrost.md, formats #15).  Bifrost's working
   spelling ``vbeam_lwa352_N`` is accepted too.  Readers may add ``_T``
   (``vbeam_N_T``, ``vbeam_lwa352_N_T``): T = time-tag ticks between packets, default 1.
 * Header fields: Bifrost writes only the sync word and the time tag (everything else 0).

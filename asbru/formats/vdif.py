@@ -7,7 +7,7 @@ slot per frame, the frames of the threads side by side: ``[frame][thread nsrc][p
 frame size) and ``vdif_N`` (N = the whole frame size in bytes; a DiskReader reads N-byte
 records).
 
-Deliberate differences from Bifrost (FORMATS.md section 14, item 10), wire format unchanged:
+Deliberate differences from Bifrost (docs/differences-from-bifrost.md, formats #10), wire format unchanged:
 
 * ``time_tag`` counts samples since the reference epoch:
   ``seconds * sample_rate + frame_number * samples_per_frame`` (= ``seq * samples_per_frame``).

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 
 def vectors_dir() -> Path:
     env = os.environ.get("ASBRU_VECTORS")
@@ -17,3 +19,7 @@ def vectors_dir() -> Path:
 
 
 VECTORS = vectors_dir()
+
+
+#: for the tests that read the vectors (and only those): skipped, with the reason, without them
+needs_vectors = pytest.mark.skipif(not VECTORS.is_dir(), reason=f"Bifrost vectors not found at {VECTORS}")
