@@ -23,8 +23,7 @@ import numpy as np
 
 from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, X0, Field, FormatError, FormatParams,
-                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, kernel, rd_be16,
-                   rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, kernel)
 from .spec import channel_format
 from .spec import new_capture_config
 from .spec import place_source_block
@@ -39,7 +38,11 @@ HEADER = Header([
     Field("chan0", 5, "u16be", "first channel of this packet"),
     Field("seq", 7, "u64be", "spectrum counter, 1-based"),
 ])
-HSIZE = 15
+(get_server, get_gbe, get_nchan, get_nbeam, get_chan0, get_seq) = HEADER.readers(
+    "server", "gbe", "nchan", "nbeam", "chan0", "seq")
+(put_server, put_gbe, put_nchan, put_nbeam, put_nserver, put_chan0, put_seq) = HEADER.writers(
+    "server", "gbe", "nchan", "nbeam", "nserver", "chan0", "seq")
+HSIZE = HEADER.size
 WRITE_DTYPE = "cf32"
 
 CFG_NBEAM = 2
@@ -89,8 +92,8 @@ def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
 def decode(pkt, cfg, state, d):
     if pkt.size < HSIZE:
         return INVALID
-    nchan = rd_u8(pkt, 2)
-    nbeam = rd_u8(pkt, 3)
+    nchan = get_nchan(pkt)
+    nbeam = get_nbeam(pkt)
     if nchan == 0 or nbeam != cfg[CFG_NBEAM]:
         return INVALID
     if cfg[CFG_NCHAN] != 0 and nchan != cfg[CFG_NCHAN]:
@@ -98,13 +101,13 @@ def decode(pkt, cfg, state, d):
     psize = 16 * nbeam * nchan
     if pkt.size != HSIZE + psize:
         return INVALID
-    hseq = rd_be64(pkt, 7)
+    hseq = get_seq(pkt)
     if hseq <= 0:
         return INVALID
-    src = rd_u8(pkt, 0) - 1 - cfg[CFG_SRC0]
+    src = get_server(pkt) - 1 - cfg[CFG_SRC0]
     if src < 0 or src >= cfg[CFG_NSRC]:
         return INVALID
-    chan0 = rd_be16(pkt, 5) - nchan * src
+    chan0 = get_chan0(pkt) - nchan * src
     if chan0 < 0:
         return INVALID
     d[SEQ] = hseq - 1
@@ -113,7 +116,7 @@ def decode(pkt, cfg, state, d):
     d[NCHAN] = nchan
     d[CHAN0] = chan0
     d[BEAM] = nbeam
-    d[TUNING] = rd_u8(pkt, 1)
+    d[TUNING] = get_gbe(pkt)
     d[X0] = chan0 if src == 0 else -1
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
@@ -140,13 +143,13 @@ def write_config(params: FormatParams) -> np.ndarray:
 def fill(hdr, info, wcfg, seq, src, framecount):
     if hdr.size < HSIZE or wcfg.size < 1:
         return
-    wr_u8(hdr, 0, src + 1)
-    wr_u8(hdr, 1, info[H_TUNING])
-    wr_u8(hdr, 2, info[H_NCHAN])
-    wr_u8(hdr, 3, wcfg[0])
-    wr_u8(hdr, 4, info[H_NSRC])
-    wr_be16(hdr, 5, info[H_CHAN0])
-    wr_be64(hdr, 7, seq)
+    put_server(hdr, src + 1)
+    put_gbe(hdr, info[H_TUNING])
+    put_nchan(hdr, info[H_NCHAN])
+    put_nbeam(hdr, wcfg[0])
+    put_nserver(hdr, info[H_NSRC])
+    put_chan0(hdr, info[H_CHAN0])
+    put_seq(hdr, seq)
 
 
 def synth_recipe(params: FormatParams, nsrc: int) -> dict:

@@ -29,7 +29,7 @@ import numpy as np
 from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, INVALID, NAVG, NCHAN, NSRC,
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID, X0, X1, Field,
                    FormatError, FormatParams, Header, H_CHAN0, H_DECIMATION, H_NCHAN, H_NSRC,
-                   H_TUNING, kernel, rd_be16, rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+                   H_TUNING, kernel)
 from .spec import channel_format, split_time_tag, time_tag_at
 from .spec import new_capture_config
 from .spec import place_source_block
@@ -46,7 +46,13 @@ HEADER = Header([
     Field("chan0", 8, "u16be", "first channel of this packet"),
     Field("seq", 10, "u64be", "time tag (spectrum counter x navg)"),
 ])
-HSIZE = 18
+(get_server, get_beam, get_gbe, get_nchan, get_nbeam, get_nserver, get_navg, get_chan0,
+ get_seq) = HEADER.readers(
+    "server", "beam", "gbe", "nchan", "nbeam", "nserver", "navg", "chan0", "seq")
+(put_server, put_beam, put_gbe, put_nchan, put_nbeam, put_nserver, put_navg, put_chan0,
+ put_seq) = HEADER.writers(
+    "server", "beam", "gbe", "nchan", "nbeam", "nserver", "navg", "chan0", "seq")
+HSIZE = HEADER.size
 WRITE_DTYPE = "f32"
 
 CFG_NCHAN = 2  # 0 = any
@@ -99,12 +105,12 @@ def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
 def decode(pkt, cfg, state, d):
     if pkt.size < HSIZE:
         return INVALID
-    server = rd_u8(pkt, 0)
-    beam = rd_u8(pkt, 1)
-    nchan = rd_u8(pkt, 3)
-    nbeam = rd_u8(pkt, 4)
-    nserver = rd_u8(pkt, 5)
-    navg = rd_be16(pkt, 6)
+    server = get_server(pkt)
+    beam = get_beam(pkt)
+    nchan = get_nchan(pkt)
+    nbeam = get_nbeam(pkt)
+    nserver = get_nserver(pkt)
+    navg = get_navg(pkt)
     if nchan == 0 or nbeam == 0 or nserver == 0 or navg == 0 or beam == 0:
         return INVALID
     if server < 1 or server > nserver:
@@ -114,13 +120,13 @@ def decode(pkt, cfg, state, d):
     psize = 16 * nchan
     if pkt.size != HSIZE + psize:
         return INVALID
-    time_tag = rd_be64(pkt, 10)
+    time_tag = get_seq(pkt)
     if time_tag < 0:
         return INVALID
     src = (beam - cfg[CFG_SRC0]) * nserver + (server - 1)
     if src < 0 or src >= cfg[CFG_NSRC]:
         return INVALID
-    chan0 = rd_be16(pkt, 8) - nchan * (server - 1)
+    chan0 = get_chan0(pkt) - nchan * (server - 1)
     if chan0 < 0:
         return INVALID
     d[SEQ], d[X1] = split_time_tag(time_tag, navg)  # X1: the phase, for time_tag_of
@@ -132,7 +138,7 @@ def decode(pkt, cfg, state, d):
     d[NAVG] = navg
     d[DECIMATION] = navg
     d[TIME_TAG] = time_tag
-    d[TUNING] = rd_u8(pkt, 2)
+    d[TUNING] = get_gbe(pkt)
     d[X0] = chan0 if server == 1 else -1
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
@@ -165,15 +171,15 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     nserver = info[H_NSRC] // nbeam if nbeam > 0 else info[H_NSRC]
     if nserver <= 0:
         nserver = 1
-    wr_u8(hdr, 0, src % nserver + 1)
-    wr_u8(hdr, 1, src // nserver + 1)
-    wr_u8(hdr, 2, info[H_TUNING])
-    wr_u8(hdr, 3, info[H_NCHAN])
-    wr_u8(hdr, 4, nbeam)
-    wr_u8(hdr, 5, nserver)
-    wr_be16(hdr, 6, info[H_DECIMATION])
-    wr_be16(hdr, 8, info[H_CHAN0])
-    wr_be64(hdr, 10, seq)
+    put_server(hdr, src % nserver + 1)
+    put_beam(hdr, src // nserver + 1)
+    put_gbe(hdr, info[H_TUNING])
+    put_nchan(hdr, info[H_NCHAN])
+    put_nbeam(hdr, nbeam)
+    put_nserver(hdr, nserver)
+    put_navg(hdr, info[H_DECIMATION])
+    put_chan0(hdr, info[H_CHAN0])
+    put_seq(hdr, seq)
 
 
 def synth_recipe(params: FormatParams, nsrc: int) -> dict:

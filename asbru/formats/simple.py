@@ -18,13 +18,15 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, VALID, Field, FormatError, FormatParams, Header,
-                   kernel, rd_be64, wr_be64)
+                   kernel)
 from .spec import default_capture_config
 from .spec import place_source_block
 
 NAME = "simple"
 HEADER = Header([Field("seq", 0, "u64be", "time index (sequence number)")])
-HSIZE = 8
+get_seq, = HEADER.readers("seq")
+put_seq, = HEADER.writers("seq")
+HSIZE = HEADER.size
 NSAMPLES = 2048
 PAYLOAD = NSAMPLES * 4  # ci16: int16 re + int16 im, little endian
 WRITE_DTYPE = "ci16"
@@ -54,7 +56,7 @@ capture_config = default_capture_config
 def decode(pkt, cfg, state, d):
     if pkt.size != HSIZE + PAYLOAD:
         return INVALID
-    seq = rd_be64(pkt, 0)
+    seq = get_seq(pkt)
     if seq < 0 or cfg[CFG_NSRC] < 1:
         return INVALID
     d[SEQ] = seq
@@ -89,7 +91,7 @@ def write_config(params: FormatParams) -> np.ndarray:
 def fill(hdr, info, wcfg, seq, src, framecount):
     if hdr.size < HSIZE:
         return
-    wr_be64(hdr, 0, seq)
+    put_seq(hdr, seq)
 
 
 def synth_recipe(params: FormatParams, nsrc: int) -> dict:

@@ -178,6 +178,41 @@ class Header:
         self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
                                "itemsize": self.size})
 
+    def field(self, name: str) -> Field:
+        """The field called ``name``."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise FormatError(f"header has no field {name!r}; fields: {', '.join(f.name for f in self.fields)}")
+
+    def _bits(self, name: str) -> tuple[Field, BitField | None]:
+        for f in self.fields:
+            if f.name == name:
+                return f, None
+            for b in f.bits:
+                if b.name == name:
+                    return f, b
+        raise FormatError(f"header has no field or bit field {name!r}")
+
+    def readers(self, *names: str) -> tuple:
+        """Compiled readers ``get(buf) -> int64``, one per field or bit field name, in order:
+        the field's offset, width and byte order come from this table, so a format's
+        ``decode`` never restates them.  Each inlines to the same code as the hand-written
+        ``rd_be64(buf, 8)`` it replaces (callers check the buffer length first)."""
+        return tuple(_field_reader(*self._bits(n)) for n in names)
+
+    def writers(self, *names: str) -> tuple:
+        """Compiled writers ``put(buf, value)``, one per (whole) field name, in order: the
+        ``fill`` counterpart of :meth:`readers` (low bits of ``value``, the field's byte
+        order; callers check the buffer length first)."""
+        out = []
+        for n in names:
+            f = self.field(n)
+            if f.wire not in _WRITE_HELPERS:
+                raise FormatError(f"field {n!r}: no compiled writer for wire type {f.wire!r}")
+            out.append(_bind_offset(_WRITE_HELPERS[f.wire], f.offset))
+        return tuple(out)
+
     def table(self) -> list[dict[str, Any]]:
         """Rows for tools: name, offset, size, wire type, doc, bit fields."""
         rows = []
@@ -393,6 +428,40 @@ def wr_be64(b, off, v):
     for i in range(8):
         b[off + 7 - i] = np.uint8(u & np.uint64(0xFF))
         u = u >> np.uint64(8)
+
+
+# Field accessors (Header.readers / Header.writers): the table's offset bound into a small
+# function that numba inlines, so the machine code is that of a constant offset.
+_READ_HELPERS = {"u8": rd_u8, "u16be": rd_be16, "u24be": rd_be24, "u32be": rd_be32,
+                 "u32le": rd_le32, "u64be": rd_be64}
+_WRITE_HELPERS = {"u8": wr_u8, "u16be": wr_be16, "u24be": wr_be24, "u32be": wr_be32,
+                  "u32le": wr_le32, "u64be": wr_be64}
+
+
+def _field_reader(f: Field, bit: BitField | None):
+    if f.wire not in _READ_HELPERS:
+        raise FormatError(f"field {f.name!r}: no compiled reader for wire type {f.wire!r}")
+    rd, off = _READ_HELPERS[f.wire], f.offset
+    if bit is None:
+        @numba.njit(inline="always", nogil=True)
+        def get(b):
+            return rd(b, off)
+        return get
+    lsb, mask = bit.lsb, (1 << bit.width) - 1
+
+    @numba.njit(inline="always", nogil=True)
+    def get_bits(b):
+        return (rd(b, off) >> lsb) & mask
+    return get_bits
+
+
+def _bind_offset(wr, off: int):
+    # not cached on disk: every accessor shares one qualified name; callers that inline it
+    # are cached with the offset folded in
+    @numba.njit(inline="always", nogil=True)
+    def put(b, v):
+        wr(b, off, v)
+    return put
 
 
 @intrinsic

@@ -24,8 +24,7 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, X1, X2, Field, FormatError,
-                   FormatParams, Header, H_CHAN0, H_NCHAN, kernel, rd_be32, rd_be64,
-                   wr_be32, wr_be64, wr_u8)
+                   FormatParams, Header, H_CHAN0, H_NCHAN, kernel, wr_u8)
 from .spec import split_time_tag, time_tag_at
 from .spec import new_capture_config
 from .spec import place_source_block
@@ -42,7 +41,9 @@ HEADER = Header([
     Field("chan0", 44, "u32be", "first channel of this packet"),
     Field("npol", 48, "u32be", "polarisations (2 when described)"),
 ])
-HSIZE = 52
+get_time_tag, get_nchan, get_chan0, get_npol = HEADER.readers("time_tag", "nchan", "chan0", "npol")
+put_time_tag, put_nchan, put_chan0, put_npol = HEADER.writers("time_tag", "nchan", "chan0", "npol")
+HSIZE = HEADER.size
 WRITE_DTYPE = "cf32"
 SYNC_BYTES = (0x00, 0x00, 0x00, 0x00, 0xDD, 0xCC, 0xBB, 0xAA)
 SIGNATURE = Signature(match=((0, bytes(SYNC_BYTES)),), size_rule=(HSIZE, 16))
@@ -92,17 +93,17 @@ def decode(pkt, cfg, state, d):
     for i in range(8):
         if pkt[i] != SYNC_BYTES[i]:
             return INVALID
-    time_tag = rd_be64(pkt, 16)
+    time_tag = get_time_tag(pkt)
     if time_tag < 0:
         return INVALID
-    hnchan = rd_be32(pkt, 40)
+    hnchan = get_nchan(pkt)
     if hnchan == 0:
         src = 0
         chan0 = cfg[CFG_SRC0]
     else:
-        if hnchan != nchan or rd_be32(pkt, 48) != 2:
+        if hnchan != nchan or get_npol(pkt) != 2:
             return INVALID
-        rel = rd_be32(pkt, 44) - cfg[CFG_SRC0]
+        rel = get_chan0(pkt) - cfg[CFG_SRC0]
         if rel < 0 or rel % nchan != 0:
             return INVALID
         src = rel // nchan
@@ -145,9 +146,9 @@ def fill(hdr, info, wcfg, seq, src, framecount):
         wr_u8(hdr, i, SYNC_BYTES[i])
     for i in range(8, HSIZE):
         hdr[i] = 0
-    wr_be64(hdr, 16, seq)
+    put_time_tag(hdr, seq)
     nchan = info[H_NCHAN]
     if nchan != 0:
-        wr_be32(hdr, 40, nchan)
-        wr_be32(hdr, 44, info[H_CHAN0] + src * nchan)
-        wr_be32(hdr, 48, 2)
+        put_nchan(hdr, nchan)
+        put_chan0(hdr, info[H_CHAN0] + src * nchan)
+        put_npol(hdr, 2)
