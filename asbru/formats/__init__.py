@@ -23,12 +23,14 @@ import numpy as np
 from ..errors import ArgumentError
 from .spec import CFG_NSRC, CFG_SRC0, DESC_INDEX, NCFG, FormatError, FormatParams, Header
 
-__all__ = ["Format", "FormatError", "get", "list", "module", "register", "broken", "describe", "reader_string",
-           "ROLES"]
+__all__ = ["Format", "FormatError", "get", "list", "module", "register", "broken", "describe",
+           "reader_string", "ROLES"]
 
 ROLES = ("capture", "disk", "write")
 
-# Bifrost's order (docs/formats.md, Common rules): capture prefixes first, then the writer-only formats.
+# Bifrost's order (docs/formats.md, Common rules): capture prefixes first, then the
+# writer-only formats.
+# A name whose module does not exist (yet) is skipped silently.
 BUILTIN = ("simple", "chips", "snap2", "ibeam", "pbeam", "cor", "vdif", "tbn", "drx", "drx8",
            "tbx", "ndp_tbf", "generic", "tbf", "vbeam")  # tbx, ndp_tbf: LWA NDP, not in Bifrost
 
@@ -141,6 +143,11 @@ def _load() -> dict[str, types.ModuleType]:
             try:
                 mod = importlib.import_module(f"{__name__}.{name}")
                 _check_module(mod)
+            except ModuleNotFoundError as exc:
+                if exc.name == f"{__name__}.{name}":
+                    continue  # not written (yet)
+                _skip(name, exc)
+                continue
             except Exception as exc:  # one broken format must not take the others down
                 _skip(name, exc)
                 continue

@@ -46,9 +46,18 @@ the ``asbru.formats`` entry-point group).  It declares, with the names below:
                     ID) and its packet sizes, for tools that recognise formats on the wire.
 ``synth_recipe(params, nsrc)``  optional -> dict of :class:`asbru.cli.synth.Recipe` fields:
                     how ``asbru generate`` makes a valid stream of the format.
+``reader_format(fmt)``  optional -> the capture/DiskReader string that reads what writer
+                    string ``fmt`` writes (pbeam: ``pbeam1_N`` -> ``pbeam_N``); default
+                    ``fmt`` itself (:func:`asbru.formats.reader_string`).
+``proclog_type(params)``  optional -> the writers' proclog "type" string (Bifrost's
+                    ``ibeam<B>``, ``tbf256``); default ``NAME``.
 
 Compiled functions are plain Python functions decorated with :func:`kernel`; they may only
-use numba-compatible code and the byte helpers below.
+use numba-compatible code, the header accessors (:meth:`Header.readers`,
+:meth:`Header.writers`: the table's offsets, so ``decode`` and ``fill`` never restate
+them), the time-tag rule (:func:`split_time_tag`) and the byte helpers below.  Prefix
+format strings (``chips_N``, ``ibeamB_N``...) parse with :func:`channel_format`;
+``time_tag_of`` of a tick-counting format is :func:`time_tag_at`.
 """
 from __future__ import annotations
 
