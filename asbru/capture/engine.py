@@ -85,6 +85,9 @@ class CaptureEngine:
 
     _backend = ""
     _kind = "capture"
+    # what recv() returns when its bounded work is spent with no sequence open: NO_DATA for a
+    # network stream (a flood of garbage); a file reader returns CONTINUED (data remains)
+    _budget_status_idle = Status.NO_DATA
 
     def _init_engine(self, fmt: Format, ring: Any, nsrc: int, src0: int, buffer_ntime: int,
                      slot_ntime: int, sequence_callback: Optional[PacketCaptureCallback],
@@ -299,7 +302,7 @@ class CaptureEngine:
             if reason == L.RS_ERROR:
                 return Status.ERROR
             if reason == L.RS_BUDGET:
-                return Status.CONTINUED if active else Status.NO_DATA
+                return Status.CONTINUED if active else self._budget_status_idle
             if reason == L.RS_DRAINED:
                 return _DRAINED
             raise AsbruError(f"capture: internal error, compiled loop returned {reason}")

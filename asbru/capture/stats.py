@@ -41,6 +41,7 @@ class CaptureStats:
             "ngood_bytes": int(c[L.C_NGOOD_BYTES]), "nmissing_bytes": int(c[L.C_NMISSING_BYTES]),
             "nkernel_drops": int(c[L.C_NKDROPS]),
             "nreceived": int(c[L.C_NRECEIVED]),
+            "nresyncs": int(c[L.C_NRESYNC]), "nskipped_bytes": int(c[L.C_NSKIPPED_BYTES]),
             "nsequences": self.nsequences, "nrestarts": self.nrestarts,
             "blocked_seconds": float(self.blocked_seconds),
             "per_source": {
