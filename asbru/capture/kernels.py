@@ -276,11 +276,16 @@ def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt):
     x = c - b
     if not found or x % rs == 0:
         return   # nothing decodes / whole bad records: the alignment holds, count them one by one
+    if x < rs and c >= rs and _decodes(flat, c - rs, rs, cfg, fstate, fs, d):
+        # the short record was the one before (its header decoded, and the start of this
+        # record filled its row): read this record again from where it really starts
+        c -= rs
+    skipped = c - b if c > b else 0
     cnt[C_NRECEIVED] -= rst[R_COUNT] - (i + 1)
     rst[R_COUNT] = i + 1
-    cnt[C_NINVALID_BYTES] += x - rs
+    cnt[C_NINVALID_BYTES] += skipped - rs
     cnt[C_NRESYNC] += 1
-    cnt[C_NSKIPPED_BYTES] += x
+    cnt[C_NSKIPPED_BYTES] += skipped
     io[IO_CARRY_LEN] += fill - c   # any partial record kept by _fetch follows on directly
     io[IO_CARRY_OFF] = c
 '''
