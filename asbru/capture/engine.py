@@ -27,7 +27,7 @@ from asbru.formats.spec import NDESC, PAYLOAD_SIZE
 
 from . import kernels
 from . import layout as L
-from .callbacks import PacketCaptureCallback, call_sequence_callback
+from .callbacks import PacketCaptureCallback, call_sequence_callback, describe
 from .stats import CaptureStats
 from .status import Status
 
@@ -107,6 +107,8 @@ class CaptureEngine:
         self.core = -1 if core is None else _int("core", core)
         self._max_packet = max_packet
         self._ended = False
+        self._in_callback = False
+        self._failed_callback: Any = None   # the callback whose last call raised
         self.stats_obj = CaptureStats(nsrc)
         self.sequence_info: dict[str, Any] | None = None  # the current/last sequence
         self.sequence_history: list[dict[str, Any]] = []  # the last 1000 sequences begun
@@ -184,6 +186,7 @@ class CaptureEngine:
     def recv(self) -> int:
         """Receive until a gulp is committed/opened, a sequence starts/changes/ends, the
         receive times out / reaches EOF / fails, or the bounded-work limit is hit."""
+        self._not_in_callback("recv")
         if self._ended:
             raise ArgumentError(f"{type(self).__name__}.recv: the capture has ended (end() was called)")
         self._check_open()
@@ -200,6 +203,7 @@ class CaptureEngine:
 
     def flush(self) -> None:
         """Commit what is open, end the sequence, and leave the capture inactive."""
+        self._not_in_callback("flush")
         if self._ended:
             return
         try:
@@ -208,11 +212,25 @@ class CaptureEngine:
             self._publish()
 
     def end(self) -> None:
-        """``flush()`` then end writing on the ring (readers see end of data)."""
+        """``flush()`` then end writing on the ring (readers see end of data).
+
+        A sequence callback that raised (and is still the one set) is not called again:
+        the packets still held or received are counted invalid instead.  If a callback
+        raises here, its exception leaves ``end()`` after everything is counted and the
+        ring's writing has ended."""
+        self._not_in_callback("end")
         if self._ended:
             return
         try:
-            self._drain(received_too=True)
+            failed = self._failed_callback
+            if failed is not None and self._callback is not None and \
+                    self._callback.get(self._fmt.name) is failed:
+                self._drop_pending()
+            try:
+                self._drain(received_too=True)
+            except BaseException:
+                self._drop_pending()
+                raise
             # held packets that never became decodable count as invalid
             self._kmod_drop_hold()
         finally:
@@ -231,6 +249,22 @@ class CaptureEngine:
         self.end()
 
     # ------------------------------------------------------------------ internals
+    def _not_in_callback(self, what: str) -> None:
+        if self._in_callback:
+            raise ArgumentError(f"{type(self).__name__}.{what}() called from inside the sequence "
+                                f"callback; a callback may only return the header and time tag")
+
+    def _drop_pending(self) -> None:
+        """Count everything held or received but not processed as invalid (a callback that
+        cannot start their sequence): every received packet is counted once."""
+        self._kmod_drop_hold()
+        rst, cnt = self._rst, self.stats_obj.cnt
+        for i in range(int(rst[L.R_POS]), int(rst[L.R_COUNT])):
+            ln = int(self._rlen[i])
+            cnt[L.C_NINVALID] += 1
+            cnt[L.C_NINVALID_BYTES] += ln if ln >= 0 else -1 - ln
+        rst[L.R_POS] = rst[L.R_COUNT]
+
     def _check_open(self) -> None:
         """Subclasses: raise ArgumentError when the socket/file was closed."""
 
@@ -410,17 +444,29 @@ class CaptureEngine:
         default_tt = seq0 if family == "pointer" else fmt.time_tag_of(seq0, d)
         time_tag, header = default_tt, b""
         func = self._callback.get(fmt.name) if self._callback is not None else None
+        source = "the format"
         if func is not None:
-            res = call_sequence_callback(func, lead, family, fmt.name, seq0)
+            self._in_callback = True
+            try:
+                res = call_sequence_callback(func, lead, family, fmt.name, seq0)
+            except BaseException:
+                self._failed_callback = func   # end() will not call it again
+                raise
+            finally:
+                self._in_callback = False
+            self._failed_callback = None
             header = res.header
             if res.time_tag is not None:
                 time_tag = res.time_tag
+                source = describe(func, fmt.name)
         try:
             self._wseq = self._writer.begin_sequence(name="", time_tag=int(time_tag),
                                                      header=header, nringlet=1)
         except ArgumentError as exc:
-            raise AsbruError(f"capture: cannot begin a ring sequence at seq0={seq0} with time tag "
-                             f"{time_tag}: {exc}") from None
+            if func is not None:
+                self._failed_callback = func
+            raise AsbruError(f"capture: cannot begin a ring sequence at seq0={seq0} with the time "
+                             f"tag {time_tag} from {source}: {exc}") from None
         self._seqdesc[:] = d
         w[L.W_S] = seq0
         w[L.W_K] = 0
