@@ -23,6 +23,7 @@ _ALIASES = {"buffer_ntime": "buffer_nframe", "slot_ntime": "slot_nframe",
             "ntime_gulp": "buffer_nframe", "ntime_slot": "slot_nframe"}
 _EXTRA = ("max_jump_gulps", "budget", "hold_packets", "read_size")
 READ_SIZE = 1 << 20   # bytes per read(): ~1 MiB of whole records
+READ_SIZE_MAX = 1 << 30
 
 
 def _seekable(fd: int) -> bool:
@@ -73,6 +74,8 @@ class DiskReader(CaptureEngine):
             os.lseek(self._fd, int(start), os.SEEK_SET)
         self._record_size = int(rs)
         read_size = _pos_int("read_size", a.get("read_size", READ_SIZE))
+        if read_size > READ_SIZE_MAX:
+            raise ArgumentError(f"read_size must be at most {READ_SIZE_MAX} bytes; got {read_size}")
         self._nrec = max(1, read_size // self._record_size)
         self._init_engine(f, a["ring"], _as_nsrc(a["nsrc"]), _int("src0", a["src0"]),
                           _pos_int("buffer_nframe", a["buffer_nframe"]),

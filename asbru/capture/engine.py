@@ -63,6 +63,48 @@ def _int(name: str, value: Any) -> int:
     return int(value)
 
 
+# Limits checked before anything is allocated (beyond them an argument is a mistake, and
+# numpy would fail with a raw OverflowError/MemoryError, or a C int would wrap)
+NSRC_MAX = 1 << 20          # sources
+SRC0_MAX = 1 << 31          # |src0|
+NTIME_MAX = 1 << 30         # buffer_ntime
+
+
+def _bounded(name: str, value: int, lo: int, hi: int, why: str) -> int:
+    if not lo <= value <= hi:
+        raise ArgumentError(f"{name} must be in {lo}..{hi} ({why}); got {value}")
+    return value
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 1 << 40
+
+
+def check_sizes(nsrc: int, src0: int, buffer_ntime: int, max_packet: int, ring_factor: int) -> None:
+    """One line for sizes that cannot work, before any buffer is allocated: the ring holds
+    ``ring_factor`` gulps of ``buffer_ntime * nsrc * max_packet`` bytes."""
+    _bounded("nsrc", nsrc, 1, NSRC_MAX, "sources of one capture")
+    _bounded("src0", src0, -SRC0_MAX, SRC0_MAX, "the first source number")
+    _bounded("buffer_ntime", buffer_ntime, 1, NTIME_MAX, "time slots per gulp")
+    ring = ring_factor * buffer_ntime * nsrc * max_packet
+    mem = _memory_bytes()
+    if ring > mem:
+        raise ArgumentError(f"buffer_ntime * nsrc * packet size = {buffer_ntime} * {nsrc} * "
+                            f"{max_packet} bytes per gulp: the ring ({ring_factor} gulps, "
+                            f"{ring / 2**30:.1f} GiB) would not fit this machine's "
+                            f"{mem / 2**30:.1f} GiB of memory")
+
+
+def _limit(name: str, value: Any, default: int, hi: int) -> int:
+    """An engine option: None -> ``default``; else a positive integer up to ``hi``."""
+    if value is None:
+        return default
+    return _bounded(name, _pos_int(name, value), 1, hi, "a positive count")
+
+
 class _Gulp:
     """One open gulp: a reserved ring span, its received mask, its first seq."""
 
@@ -94,6 +136,10 @@ class CaptureEngine:
                      core: Optional[int], max_packet: int, *, max_jump_gulps: Optional[int] = None,
                      budget: Optional[int] = None, hold_packets: Optional[int] = None,
                      ring_factor: int = 4) -> None:
+        check_sizes(nsrc, src0, buffer_ntime, max_packet, ring_factor)
+        budget = _limit("budget", budget, 4 * buffer_ntime * nsrc + 4096, 1 << 62)
+        hold_packets = _limit("hold_packets", hold_packets, max(4 * nsrc, 64), 1 << 62)
+        max_jump_gulps = _limit("max_jump_gulps", max_jump_gulps, max(ring_factor, 2), 1 << 62)
         self._fmt = fmt
         self.nsrc = nsrc
         self.src0 = src0
@@ -108,6 +154,8 @@ class CaptureEngine:
         self._max_packet = max_packet
         self._ended = False
         self._in_callback = False
+        #: the failure behind the last ERROR status (an OSError with its errno), or None
+        self.last_error: Optional[OSError] = None
         self._failed_callback: Any = None   # the callback whose last call raised
         self.stats_obj = CaptureStats(nsrc)
         self.sequence_info: dict[str, Any] | None = None  # the current/last sequence
@@ -139,8 +187,7 @@ class CaptureEngine:
         self._rst = np.zeros(L.NRST, dtype=np.int64)
         self._setup_backend()
         slot = self._rbuf.shape[1]
-        hcap = hold_packets if hold_packets is not None else max(4 * nsrc, 64)
-        hcap = max(2, min(hcap, max(2 * nsrc + 2, _HOLD_BYTES_MAX // slot)))
+        hcap = max(2, min(hold_packets, max(2 * nsrc + 2, _HOLD_BYTES_MAX // slot)))
         self._hold = np.zeros((hcap, slot), dtype=np.uint8)
         self._hlen = np.zeros(hcap, dtype=np.int64)
         self._hst = np.zeros(L.NHST, dtype=np.int64)
@@ -149,9 +196,8 @@ class CaptureEngine:
         w[L.W_MODE] = L.MODE_GATHER
         w[L.W_N] = buffer_ntime
         w[L.W_NSRC] = nsrc
-        w[L.W_BUDGET] = budget if budget is not None else 4 * buffer_ntime * nsrc + 4096
-        w[L.W_MAXJUMP] = min(max_jump_gulps if max_jump_gulps is not None
-                             else max(ring_factor, 2), 1 << 30)
+        w[L.W_BUDGET] = budget
+        w[L.W_MAXJUMP] = min(max_jump_gulps, 1 << 30)
         w[L.W_BACKTHRESH] = buffer_ntime * nsrc + 1
         w[L.W_GTARGET] = nsrc
         # placements deferred to the format's place_row: at most one per received packet
@@ -334,6 +380,9 @@ class CaptureEngine:
             if reason == L.RS_INTR:
                 return Status.INTERRUPTED
             if reason == L.RS_ERROR:
+                e = int(self.stats_obj.cnt[L.C_ERRNO])
+                self.last_error = OSError(e, f"{type(self).__name__}.recv: the receive failed: "
+                                             f"{os.strerror(e) if e > 0 else 'unknown error'}")
                 return Status.ERROR
             if reason == L.RS_BUDGET:
                 return Status.CONTINUED if active else self._budget_status_idle

@@ -121,7 +121,9 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
     if csize > 0:
         for i in range(n):
             controllens[i] = csize
-    r = sc.recvmmsg_e(fd, io[IO_ADDR], n, sc.MSG_WAITFORONE, 0)
+    # MSG_TRUNC: the length of a datagram larger than the buffer is its real size, so an
+    # oversize datagram is counted invalid with the bytes it really had
+    r = sc.recvmmsg_e(fd, io[IO_ADDR], n, sc.MSG_WAITFORONE | sc.MSG_TRUNC, 0)
     if r < 0:
         e = -r
         if e == sc.EAGAIN or e == sc.EWOULDBLOCK:
@@ -137,8 +139,6 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
         ln = _rd_u32(h, MSG_OFF_LEN)
         fl = _rd_u32(h, MSG_OFF_FLAGS)
         if (fl & sc.MSG_TRUNC) != 0 or ln > bufsize:
-            if ln > bufsize:
-                ln = bufsize
             rlen[i] = -1 - ln   # bigger than max_payload_size: invalid, never half-used
         else:
             rlen[i] = ln
