@@ -107,7 +107,8 @@ def test_testing_helper_reads_the_whole_file(tmp_path):
     path = tmp_path / "x.dat"
     path.write_bytes(b"".join([bytes(RS)] * 300 + recs))
     with open(path, "rb") as fh:
-        cap, statuses, _ = read_all(fh, budget=64)
+        cap, statuses, _ = read_all(fh, budget=64, read_size=16 * RS)
+    assert 4 not in statuses[:-1] and statuses[-1] == 1
     assert cap.stats["nvalid"] == 100
 
 
