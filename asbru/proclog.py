@@ -126,27 +126,42 @@ def proclog_roots() -> list[Path]:
 
 
 def root_status() -> dict[str, Any]:
-    """What ``asbru doctor`` reports: ``status`` ok / warn / fail, ``path``, ``detail``,
-    ``fix``."""
-    try:
-        root = proclog_root()
-    except OSError as exc:
-        return {"status": "fail", "path": None, "detail": str(exc),
-                "fix": "export ASBRU_PROCLOG_DIR=/a/writable/directory"}
-    base = _bases()[0] if root in _bases() else root.with_name(root.name.rsplit("-", 1)[0])
-    if root != base:
-        return {"status": "warn", "path": str(root),
-                "detail": f"{base} is not writable by uid {os.geteuid()}: this user's captures "
-                          f"log to {root} (asbru top finds them; older tools may not)",
-                "fix": f"sudo chmod 1777 {base}   (shared by every user, as /tmp is)"}
-    mode = stat.S_IMODE(os.stat(root).st_mode)
-    if mode & SHARED_MODE != SHARED_MODE:
-        return {"status": "warn", "path": str(root),
-                "detail": f"mode {mode:o}: other users cannot log here (they fall back to "
-                          f"{root}-<uid>)",
-                "fix": f"sudo chmod 1777 {root}   (shared by every user, as /tmp is)"}
-    return {"status": "ok", "path": str(root), "detail": "shared by every user (sticky, world-writable)",
-            "fix": ""}
+    """What ``asbru doctor`` reports (it creates nothing): ``status`` ok / warn / fail,
+    ``path`` (where this user's processes log), ``detail``, ``fix``."""
+    def creatable(path: Path) -> bool:
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        return _writable_dir(parent)
+
+    problems = []
+    for base in _bases():
+        if not base.exists():
+            if creatable(base):
+                return {"status": "ok", "path": str(base),
+                        "detail": "not created yet: the first capture makes it sticky and "
+                                  "world-writable (every user can log)", "fix": ""}
+            problems.append(f"{base} cannot be created")
+            continue
+        if _writable_dir(base):
+            mode = stat.S_IMODE(os.stat(base).st_mode)
+            if mode & SHARED_MODE != SHARED_MODE:
+                return {"status": "warn", "path": str(base),
+                        "detail": f"mode {mode:o}: other users cannot log here (they fall back "
+                                  f"to {_user_dir(base, 0).name[:-1]}<uid>)",
+                        "fix": f"sudo chmod 1777 {base}   (shared by every user, as /tmp is)"}
+            return {"status": "ok", "path": str(base),
+                    "detail": "shared by every user (sticky, world-writable)", "fix": ""}
+        mine = _user_dir(base)
+        if _own_private(mine) or (not mine.exists() and _writable_dir(base.parent)):
+            return {"status": "warn", "path": str(mine),
+                    "detail": f"{base} is not writable by uid {os.geteuid()}: this user's "
+                              f"captures log to {mine} (asbru top finds them; older tools may not)",
+                    "fix": f"sudo chmod 1777 {base}   (shared by every user, as /tmp is)"}
+        problems.append(f"{base} is not writable and {mine} cannot be used")
+    return {"status": "fail", "path": None,
+            "detail": f"no writable proclog directory ({'; '.join(problems)}): captures run "
+                      f"but publish no statistics", "fix": "export ASBRU_PROCLOG_DIR=/a/writable/directory"}
 
 
 def _pid_alive(pid: int) -> bool:
