@@ -86,14 +86,17 @@ def test_header_size_larger_than_the_cast_buffer_is_refused(recording):
     all_counted(cap)
 
 
-@pytest.mark.parametrize("kind", ["array", "bytes"])
-def test_header_size_larger_than_a_ctypes_array_or_bytes_is_refused(recording, kind):
+@pytest.mark.parametrize("kind, size", [("array", 8), ("bytes", 8), ("c_char_p", 9)])
+def test_header_size_larger_than_a_ctypes_array_or_bytes_is_refused(recording, kind, size):
     def big(seq0, chan0, nchan, nsrc, time_tag_ptr, hdr_ptr, hdr_size_ptr):
-        hdr_ptr[0] = (ctypes.c_char * 8)() if kind == "array" else b"12345678"
+        hdr_ptr[0] = {"array": lambda: (ctypes.c_char * 8)(),
+                      "bytes": lambda: b"12345678",
+                      "c_char_p": lambda: ctypes.cast(ctypes.c_char_p(b"12345678"),
+                                                      ctypes.c_void_p)}[kind]()
         hdr_size_ptr[0] = 100
         return 0
     err, _, cap, _ = capture(recording, big)
-    one_line_naming(err, "big", "100", "8-byte")
+    one_line_naming(err, "big", "100", f"{size}-byte")
     all_counted(cap)
 
 

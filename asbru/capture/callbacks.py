@@ -91,14 +91,20 @@ def _buffer_size(obj: Any) -> int | None:
     return None
 
 
-def _cast_source(ptr: Any) -> Any:
-    """The buffer ``ctypes.cast(buffer, c_void_p)`` was made from (cast keeps it alive in
-    ``_objects``), or None."""
+def _source_size(ptr: Any) -> int | None:
+    """Bytes in the buffer a ctypes pointer was made from -- ``ctypes.cast(buffer,
+    c_void_p)`` keeps that buffer alive in ``_objects`` (a ctypes array, or the bytes of a
+    ``c_char_p``) -- or None when nothing says."""
     objs = getattr(ptr, "_objects", None)
+    if isinstance(objs, bytes):
+        return len(objs) + 1           # a bytes object's buffer ends with a NUL
     if isinstance(objs, dict):
         for obj in objs.values():
-            if _buffer_size(obj) is not None:
-                return obj
+            n = _buffer_size(obj)
+            if n is not None:
+                return n
+            if isinstance(obj, bytes):
+                return len(obj) + 1
     return None
 
 
@@ -124,19 +130,14 @@ def _header_from_pointer(value: Any, size: Any, who: str) -> bytes:
     if limit is not None:
         addr = ctypes.addressof(value)
     else:
-        if isinstance(value, ctypes.c_void_p):
-            addr = value.value
-            src = _cast_source(value)
-            if src is not None:
-                limit = _buffer_size(src)
+        if isinstance(value, (ctypes.c_void_p, ctypes.c_char_p)):
+            addr = ctypes.cast(value, ctypes.c_void_p).value
+            limit = _source_size(value)
         elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             addr = int(value)
         elif isinstance(value, ctypes._Pointer):
             addr = ctypes.cast(value, ctypes.c_void_p).value
-            limit = ctypes.sizeof(value._type_)
-            src = _cast_source(value)
-            if src is not None:
-                limit = _buffer_size(src)
+            limit = _source_size(value) or ctypes.sizeof(value._type_)
         elif hasattr(value, "value") and isinstance(value.value, int):
             addr = value.value
         else:
