@@ -335,3 +335,34 @@ def test_tell_counts_bytes_kept_back_after_a_resync(tmp_path):
         assert run_capture(cap)[-1] == 1
         cap.end()
         assert cap.stats["nvalid"] == 2 * 80   # a 20-byte record keeps its header
+
+
+def test_a_long_run_of_junk_mid_file_costs_only_the_junk(tmp_path):
+    data, recs = chips_records()
+    recs[400] = bytes([0xEE]) * 1000 + recs[400]     # 1000 junk bytes, not a record multiple
+    path = tmp_path / "junk.dat"
+    path.write_bytes(b"".join(recs))
+    with open(path, "rb") as fh:
+        cap, statuses, seqs = read_all(fh)
+    st = cap.stats
+    assert st["nvalid"] == 800 and st["nresyncs"] == 1 and st["nskipped_bytes"] >= 1000 - RS
+    assert accounted(st) == st["nreceived"]
+    check_chips_data(seqs, data, list(range(NTIME)))
+
+
+def test_a_corrupt_copy_of_the_next_record_keeps_the_alignment(tmp_path):
+    # a bad record followed by a garbage copy of its neighbour: chips decodes 3 bytes into
+    # any record, and two copies agree with each other there -- the stream's own seqs do not
+    data, recs = chips_records()
+    bad = bytearray(recs[250])
+    bad[0] = 0xFF
+    junk = bytearray(recs[251])
+    junk[0] = 0xFF
+    recs[250] = bytes(bad)
+    recs.insert(251, bytes(junk))
+    path = tmp_path / "copy.dat"
+    path.write_bytes(b"".join(recs))
+    with open(path, "rb") as fh:
+        cap, statuses, seqs = read_all(fh)
+    st = cap.stats
+    assert st["nvalid"] == 799 and st["ninvalid"] == 2 and st["nresyncs"] == 0

@@ -235,22 +235,37 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
 
 
 @numba.njit(nogil=True, cache=True)
-def _decodes(flat, c, rs, cfg, fstate, fs, d):
-    # does a record starting at byte c decode (VALID, or HOLD: a format still learning)?
-    # on copies of the learning state, so that looking changes nothing
+def _decode_at(flat, c, rs, cfg, fstate, fs, d):
+    # decode the record starting at byte c (VALID, HOLD: a format still learning, or
+    # INVALID) on a copy of the learning state, so that looking changes nothing
     for j in range(fs.shape[0]):
         fs[j] = fstate[j]
-    return _decode(flat[c:c + rs], cfg, fs, d) != INVALID
+    for j in range(d.shape[0]):
+        d[j] = -1
+    return _decode(flat[c:c + rs], cfg, fs, d)
 
 
 @numba.njit(nogil=True, cache=True)
-def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt):
+def _agree(r1, d1, r2, d2, span):
+    # two records that follow each other in a stream have seqs close together; a place
+    # inside the records that happens to decode (chips at +3 bytes, say) gives seqs made of
+    # payload bytes, far apart
+    if r1 == INVALID or r2 == INVALID:
+        return False
+    if r1 == VALID and r2 == VALID:
+        dd = d2[SEQ] - d1[SEQ]
+        return -span < dd and dd < span
+    return True
+
+
+@numba.njit(nogil=True, cache=True)
+def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
     # record i of the receive buffer decoded INVALID.  If the record after it decodes, only
     # record i was bad.  If not, a short (or long) record has shifted every record after
-    # it: go on from the nearest byte past record i's start where a record decodes (and the
-    # record after that one too, where the buffer holds it); record i then counts as one
-    # invalid packet of the bytes up to there.  Each byte of a buffer is scanned once
-    # (io[IO_SCAN_END]: no record starts before it).
+    # it: go on from the nearest byte past record i's start where a record decodes and the
+    # record after it decodes too, with a seq close to its own (where the buffer holds it);
+    # record i then counts as one invalid packet of the bytes up to there.  Each byte of a
+    # buffer is scanned once (io[IO_SCAN_END]: no record starts before it).
     rs = rbuf.shape[1]
     fill = io[IO_FILL]
     b = i * rs
@@ -258,28 +273,56 @@ def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt):
         return
     flat = _flat(rbuf)
     fs = np.empty(fstate.shape[0], dtype=np.int64)
-    d = np.empty(_NDESC, dtype=np.int64)
-    if _decodes(flat, b + rs, rs, cfg, fstate, fs, d):
+    d1 = np.empty(_NDESC, dtype=np.int64)
+    d2 = np.empty(_NDESC, dtype=np.int64)
+    if _decode_at(flat, b + rs, rs, cfg, fstate, fs, d1) != INVALID:
         return
+    span = 2 * win[W_N] + 2
+    # the two records before, if they decode and agree, say where the stream is: then a
+    # candidate must be near them too (garbage that copies a neighbour's bytes makes a
+    # misaligned pair agree with itself), and it is looked for within two records (a short
+    # record or a few stray bytes); the next bad record, with no such context, scans on
+    ctx = np.int64(0)
+    has_ctx = False
+    if i >= 2 and rlen[i - 1] == rs:
+        ra = _decode_at(flat, b - 2 * rs, rs, cfg, fstate, fs, d1)
+        rb = _decode_at(flat, b - rs, rs, cfg, fstate, fs, d2)
+        if ra == VALID and rb == VALID and _agree(ra, d1, rb, d2, span):
+            ctx = d2[SEQ]
+            has_ctx = True
+    near = 4 * win[W_N] + 4
     c = b + 1
-    if io[IO_SCAN_END] > c:
-        c = io[IO_SCAN_END]
     last = fill - rs
+    if has_ctx:
+        if last > b + 2 * rs:
+            last = b + 2 * rs
+    elif io[IO_SCAN_END] > c:
+        c = io[IO_SCAN_END]
     found = False
     while c <= last:
-        if _decodes(flat, c, rs, cfg, fstate, fs, d):
-            if c + 2 * rs > fill or _decodes(flat, c + rs, rs, cfg, fstate, fs, d):
+        r1 = _decode_at(flat, c, rs, cfg, fstate, fs, d1)
+        if r1 != INVALID and not (has_ctx and r1 == VALID and
+                                  (d1[SEQ] - ctx >= near or ctx - d1[SEQ] >= near)):
+            if c + 2 * rs > fill:
+                found = True
+                break
+            r2 = _decode_at(flat, c + rs, rs, cfg, fstate, fs, d2)
+            if _agree(r1, d1, r2, d2, span):
                 found = True
                 break
         c += 1
-    io[IO_SCAN_END] = c
+    if not has_ctx:
+        io[IO_SCAN_END] = c
     x = c - b
     if not found or x % rs == 0:
         return   # nothing decodes / whole bad records: the alignment holds, count them one by one
-    if x < rs and c >= rs and _decodes(flat, c - rs, rs, cfg, fstate, fs, d):
-        # the short record was the one before (its header decoded, and the start of this
-        # record filled its row): read this record again from where it really starts
-        c -= rs
+    if x < rs and c >= rs:
+        # was the short record the one before (its header decoded, and the start of this
+        # record filled its row)?  Then read this record again from where it really starts
+        r1 = _decode_at(flat, c, rs, cfg, fstate, fs, d1)
+        r2 = _decode_at(flat, c - rs, rs, cfg, fstate, fs, d2)
+        if r2 == VALID and _agree(r2, d2, r1, d1, span):
+            c -= rs
     skipped = c - b if c > b else 0
     cnt[C_NRECEIVED] -= rst[R_COUNT] - (i + 1)
     rst[R_COUNT] = i + 1
@@ -653,7 +696,7 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
                     if rr > 0:
                         return rr
                     if RESYNC:
-                        _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt)
+                        _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win)
             rst[R_POS] += 1
             consumed += 1
         else:
@@ -704,7 +747,7 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
             if r == INVALID:
                 _invalid(cnt, ln)
                 if RESYNC:
-                    _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt)
+                    _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win)
                 rst[R_POS] += 1
                 consumed += 1
                 continue
@@ -785,7 +828,7 @@ RESYNC = False
 
 
 @numba.njit(nogil=True, cache=True)
-def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt):
+def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
     return
 '''
 
