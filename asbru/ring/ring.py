@@ -85,6 +85,12 @@ class RingWriter:
 class Ring:
     """A circular byte buffer carrying sequences (Bifrost's ``bifrost.ring.Ring``)."""
 
+    def __new__(cls, space: str = "system", name: Optional[str] = None, core: Optional[int] = None) -> "Ring":
+        if cls is Ring and space in ("shm", b"shm"):
+            from .shm import SharedRing      # a ring shared between processes
+            return super().__new__(SharedRing)
+        return super().__new__(cls)
+
     def __init__(self, space: str = "system", name: Optional[str] = None, core: Optional[int] = None) -> None:
         self._space = memory.check_space(space)
         # device memory: a writer's queued GPU work into a span is waited for at commit
@@ -186,6 +192,9 @@ class Ring:
     def __repr__(self) -> str:
         return (f"<Ring name={self._name!r} space={self._space!r} total_span={self._capacity} "
                 f"contiguous_span={self._ghost} nringlet={self._nringlet}>")
+
+    def close(self) -> None:
+        """Nothing to release for an in-process ring (a shared ring detaches here)."""
 
     # ------------------------------------------------------------------ internals
     # Wait/wake helpers (lock held).  Waits are timed only as a safety net (see _POLL).
