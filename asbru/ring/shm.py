@@ -258,7 +258,9 @@ class SharedRing(Ring):
     # ------------------------------------------------------------------ mapping
     def _map_meta(self) -> None:
         size = os.fstat(self._fd).st_size
-        self._mm = mmap.mmap(self._fd, size)
+        # MAP_POPULATE: the page tables are filled now, not by faults inside a reader's or
+        # the capture's loop
+        self._mm = mmap.mmap(self._fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
         raw = np.frombuffer(self._mm, dtype=np.uint8)
         self._meta = raw
         self._ctl = raw[:NCTL * 8].view(np.int64)
@@ -559,6 +561,11 @@ class SharedRing(Ring):
             data_off = META + fcap
             size = data_off + new_nr * (new_cap + new_ghost)
             os.ftruncate(self._fd, size)
+            try:
+                os.posix_fallocate(self._fd, 0, size)   # the memory is taken now (or refused now)
+            except OSError as exc:
+                raise ArgumentError(f"resize: /dev/shm cannot hold shared ring {self._name!r} of {size} bytes "
+                                    f"({exc.strerror})") from None
             c = self._ctl
             c[C_FLAG_OFF], c[C_FLAG_CAP], c[C_DATA_OFF], c[C_FILE_SIZE] = META, fcap, data_off, size
             c[C_CAPACITY], c[C_GHOST], c[C_NRINGLET] = new_cap, new_ghost, new_nr
