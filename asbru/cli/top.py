@@ -1,4 +1,5 @@
-"""``asbru top``: every running asbru capture on the machine, from the proclog files.
+"""``asbru top``: every running asbru capture on the machine, from the proclog files, and the
+shared-memory rings (``Ring(space="shm")``) with their readers.
 
 A capture publishes cumulative counters (Bifrost's ``stats`` log: nvalid, nvalid_bytes,
 ninvalid, nlate, ngood_bytes, nmissing_bytes, plus asbru extensions such as duplicates and
