@@ -240,3 +240,19 @@ def test_capture_into_a_shared_ring_read_by_another_process(name, tmp_path):
     got = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
     assert got == box and box[0][1] > 0
     assert not os.path.exists(shm.path_of(name))
+
+
+def test_top_shows_shared_rings_and_their_readers(name):
+    ring = Ring(space="shm", name=name)
+    ring.resize(4096, 16384)
+    reader = peer("read", name, 4096, 1)
+    wait_until(lambda: n_readers(name) == 1, what="a guaranteed reader")
+    out = subprocess.run([sys.executable, "-m", "asbru", "top", "--once", "--json", "--interval", "0.1"],
+                         capture_output=True, text=True, env=ENV, timeout=120)
+    assert out.returncode == 0, out.stderr
+    mine = [r for r in json.loads(out.stdout.strip().splitlines()[-1])["rings"] if r["name"] == name]
+    assert mine and mine[0]["state"] == "live" and mine[0]["nreaders"] == 1
+    assert mine[0]["readers"][0]["pid"] == reader.pid and mine[0]["readers"][0]["guarantee"] is True
+    reader.kill()
+    reader.wait(10)
+    ring.close()
