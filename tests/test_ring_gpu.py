@@ -172,7 +172,7 @@ def test_cuda_host_ring_is_pinned_and_captures_like_system(tmp_path):
 
 
 @needs_gpu
-def test_cuda_ring_spans_are_cupy_arrays_torch_and_dlpack():
+def test_cuda_ring_spans_are_cupy_arrays_with_dlpack():
     import cupy
     ring = Ring(space="cuda", name="dev")
     ring.resize(4096, 16384)
@@ -224,3 +224,19 @@ def test_gpu_consumer_sees_what_a_system_reader_sees(tmp_path):
     assert np.array_equal(da, dg) and np.array_equal(da, dr)
     assert fa == fg == fr and sum(v[1] == 0 for v in fa.values()) == 13
     assert res["nbyte"] == NTIME * FRAME
+
+
+def test_unguaranteed_copy_zeroes_and_counts_what_was_overwritten():
+    src, dst = Ring(name="lapped"), Ring(name="out")
+    src.resize(4096, 4 * 4096)
+    dst.resize(4096, 16 * 4096)
+    with src.begin_writing() as w, w.begin_sequence(name="a", time_tag=1) as seq:
+        for k in range(10):                          # 10 spans through a 4-span ring
+            with seq.reserve(4096) as span:
+                span.data[0, :] = k + 1
+                span.set_flags(np.ones((32, 1), np.uint8), 128)
+    res = copy(src, dst, guarantee=False)
+    assert res["noverwritten_bytes"] == 6 * 4096 and res["nbyte"] == 10 * 4096
+    rseq = dst.open_earliest_sequence()
+    spans = [(int(s.data[0, 0]), int(s.data.max()), int(s.flags.max())) for s in rseq.read(4096)]
+    assert spans == [(0, 0, 0)] * 6 + [(k + 1, k + 1, 1) for k in range(6, 10)]

@@ -156,9 +156,11 @@ def _finish(iring: Any, rseq: Any, item: tuple[int, Any, Any], rest: deque, move
     if lost:
         mover.zero(ospan.data_view(), lost)
         stats["noverwritten_bytes"] += lost
-    if rows is not None:
+    if layout is not None:
         fn = layout[0]
         first = ispan.offset // fn
+        if rows is None:                   # rows of data that left the ring are forgotten
+            rows = np.zeros((-(-(ispan.offset + n) // fn) - first, layout[1]), dtype=np.uint8)
         if lost:
             rows = rows.copy()
             rows[:-(-(ispan.offset + lost) // fn) - first] = 0
