@@ -256,3 +256,18 @@ def test_top_shows_shared_rings_and_their_readers(name):
     reader.kill()
     reader.wait(10)
     ring.close()
+
+
+def test_a_ring_left_by_a_crash_is_replaced_when_named_again(name):
+    writer = peer("write", name, 1, 1000000, 4096, 0.001)
+    expect(writer, "ready")
+    writer.stdin.write("\n")
+    writer.stdin.flush()
+    wait_until(lambda: shm.inspect(name)["head"] > 0, what="data")
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(10)
+    old = os.stat(shm.path_of(name)).st_ino
+    ring = Ring(space="shm", name=name)              # nobody uses the old one: a fresh ring
+    assert ring.created and os.stat(shm.path_of(name)).st_ino != old
+    ring.resize(8192)                                # sized afresh (the old ring held data)
+    ring.close()

@@ -28,7 +28,8 @@ died is dropped (its guarantee released) when the writer would wait for it, and 
 that died is noticed by a waiting reader, which ends the writing (``writer_died``) so every
 reader finishes with the data that was committed.  The last Ring object to close (or the
 last process to exit) removes the file; after a crash, ``asbru rings --remove-stale`` (or
-:func:`remove_stale`) removes files whose users are all gone.
+:func:`remove_stale`) removes files whose users are all gone, and naming such a ring again
+replaces it with a fresh one.
 """
 from __future__ import annotations
 
@@ -252,7 +253,7 @@ class SharedRing(Ring):
         self._blocked = 0.0
         self._waited = 0.0
         self._my_readers: set[int] = set()
-        self._attach_slot = self._attach()
+        self._attach_slot = 0 if self.created else self._attach()
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ mapping
@@ -882,7 +883,10 @@ def _open_or_create(path: str) -> tuple[int, bool]:
                             os.close(fd)
                             raise ArgumentError(f"{path} is not an asbru shared ring of version {VERSION}; "
                                                 f"remove it with `asbru rings --remove NAME`")
-                        return fd, False
+                        if not _replace_if_stale(path, fd):
+                            return fd, False
+                        os.close(fd)              # a crashed ring nobody used: start afresh
+                        break
                 if time.monotonic() > deadline:
                     os.close(fd)
                     raise AsbruError(f"{path}: its creator never finished initialising it; remove it with "
@@ -904,6 +908,10 @@ def _open_or_create(path: str) -> tuple[int, bool]:
                 os.pwrite(fd, seqs.tobytes(), OFF_SEQS)
                 chunks = np.full((NCHUNK, KFIELDS), -1, dtype=np.int64)
                 os.pwrite(fd, chunks.tobytes(), OFF_CHUNKS)
+                # the creator is the ring's first user before anyone can see the ring, so
+                # that a process attaching meanwhile does not take it for a crashed one
+                pid, start = ipc.me()
+                os.pwrite(fd, np.array([1, pid, start, 0], dtype=np.int64).tobytes(), OFF_ATTACH)
                 os.pwrite(fd, np.int64(1).tobytes(), C_READY * 8)
             except BaseException:
                 os.close(fd)
@@ -911,6 +919,25 @@ def _open_or_create(path: str) -> tuple[int, bool]:
                 raise
             return fd, True
     raise AsbruError(f"{path}: could not open or create it")
+
+
+def _replace_if_stale(path: str, fd: int) -> bool:
+    """Remove the ring file if no live process uses it (what a crash leaves behind), so that
+    a restarted writer or reader gets a fresh ring; True if the caller must open again."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        try:
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                return True                       # replaced meanwhile by another process
+        except FileNotFoundError:
+            return True
+        info = _read_ctl(path)
+        if info is not None and is_stale(info):
+            os.unlink(path)
+            return True
+        return False
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @atexit.register
