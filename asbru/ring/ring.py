@@ -531,13 +531,15 @@ class Ring:
                 if seq is span._seq and hi <= span._abs:
                     self._zero(lo, hi)
             self._holes = [h for h in self._holes if h[1] > span._abs]
+        if span._flags is not None and nbyte > 0:
+            # before the head moves: a shared ring's writer killed in between never leaves
+            # published bytes without their flags
+            self._store_flags(span, nbyte)
         self._head = span._abs + nbyte
         self._open_spans -= 1
         over = span._bufpos + nbyte - self._capacity
         if over > 0:                     # the ghost holds this span's overhang
             self._ghost_base, self._ghost_valid = span._abs - span._bufpos + self._capacity, over
-        if span._flags is not None and nbyte > 0:
-            self._store_flags(span, nbyte)
         self._wake_data()
         self._wake_space()
 
