@@ -241,7 +241,8 @@ class SharedRing(Ring):
         self._lock = _ShmLock(self._fd)
         self._mm: Optional[mmap.mmap] = None
         self._layout_gen = -1
-        self._map_meta()
+        with self._lock:                 # not while another process is resizing the ring
+            self._map_meta()
         # the writer's (and every reader's) process-local state, as in Ring
         self._pending: Any = __import__("collections").deque()
         self._holes: list = []
@@ -279,6 +280,8 @@ class SharedRing(Ring):
             foff, fcap = int(self._ctl[C_FLAG_OFF]), int(self._ctl[C_FLAG_CAP])
             self._flagmem = raw[foff:foff + fcap]
         else:
+            if cap:
+                self._layout_gen = -1    # mapped before the file grew: map again when used
             self._buf = np.zeros((1, 0), dtype=np.uint8)
             self._flagmem = np.zeros(0, dtype=np.uint8)
         self._rbuf = self._readonly(self._buf)
@@ -818,6 +821,12 @@ class SharedRing(Ring):
             r[key, R_NBYTE] += size
             return ReadSpan(rseq, seq, self._rbuf, bufpos, start, size, offset)  # type: ignore[arg-type]
 
+    def _reserve(self, seq: Any, size: Any, nonblocking: bool) -> Any:
+        if self._layout_gen != int(self._ctl[C_LAYOUT_GEN]):
+            with self._lock:             # another process sized the ring: map its memory
+                self._sync_layout()
+        return super()._reserve(seq, size, nonblocking)
+
     def _check_span_size(self, what: str, size: Any) -> int:
         if self._layout_gen != int(self._ctl[C_LAYOUT_GEN]):
             with self._lock:
@@ -830,6 +839,7 @@ class SharedRing(Ring):
 
     def _flags_for(self, seq: Any, offset: int, size: int) -> Optional[np.ndarray]:
         with self._lock:
+            self._sync_layout()
             lay = seq.flags
             if lay is None or size <= 0:
                 return None
