@@ -41,6 +41,7 @@ app = _App(name="asbru", add_completion=False, no_args_is_help=True,
 
 def _register() -> None:
     from .capture import capture
+    from .dissector_cmd import dissector
     from .doctor import doctor
     from .formats_cmd import formats
     from .generate import generate
@@ -56,6 +57,7 @@ def _register() -> None:
     app.command()(top)
     app.command()(rings)
     app.command()(doctor)
+    app.command()(dissector)
 
 
 _register()
