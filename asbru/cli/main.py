@@ -47,6 +47,7 @@ def _register() -> None:
     from .generate import generate
     from .inspect_cmd import inspect
     from .replay import replay
+    from .rings import rings
     from .top import top
     app.command()(capture)
     app.command()(replay)
@@ -54,6 +55,7 @@ def _register() -> None:
     app.command()(inspect)
     app.command()(formats)
     app.command()(top)
+    app.command()(rings)
     app.command()(doctor)
     app.command()(dissector)
 
