@@ -43,3 +43,15 @@ def test_bifrost_module_names_re_export_the_sockets_classes():
     assert Address is SocketsAddress and UDPSocket is SocketsUDPSocket
     for shim in ("address.py", "udp_socket.py"):
         assert _asbru_imports(PKG / shim) <= {"asbru.sockets.address", "asbru.sockets.udp"}
+
+
+def test_no_test_file_imports_another():
+    # shared test code lives in tests/helpers; a test file importing another one runs (and
+    # collects) that file's module-level code twice and hides where the helper lives
+    tests = Path(__file__).parent
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad = [n for n in names if n.split(".")[0].startswith("test_")]
+            assert not bad, f"{path.name} imports {bad}: move the shared code to tests/helpers"
