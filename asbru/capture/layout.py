@@ -95,4 +95,12 @@ IO_POLL_MS = 3    # UDP: -2 = blocking fd, no poll; else poll() this long (ms, -
 IO_POLLFD = 4     # scratch: one struct pollfd
 IO_OFFSET = 5     # disk: bytes read from the descriptor by this capture
 IO_POLLFD_ADDR = 6  # address of io[IO_POLLFD]
-NIO = 8
+# UDP: packets drained from the socket while the loop was compiled (asbru/capture/staging.py),
+# handed out by _fetch before anything newer; rows of IO_STAGE_ROW bytes at IO_STAGE_ADDR,
+# their lengths (int64, receive-buffer convention) at IO_STAGE_LENS
+IO_STAGE_ADDR = 7
+IO_STAGE_LENS = 8
+IO_STAGE_ROW = 9
+IO_STAGE_N = 10   # packets staged
+IO_STAGE_POS = 11  # packets already handed to the loop
+NIO = 12
