@@ -42,7 +42,7 @@ def open_socket(host: str, port: int, family: int, rcvbuf: int, timeout: float,
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
     except OSError as exc:
         sock.close()
-        raise ArgumentError(f"--bind: cannot bind {host}:{port} ({exc.strerror})") from None
+        raise ArgumentError(f"--bind: cannot bind {common.endpoint(host, port)} ({exc.strerror})") from None
     for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):   # FORCE works as root beyond rmem_max
         try:
             sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
@@ -129,7 +129,7 @@ def capture(
     out: Optional[str] = typer.Option(None, "--out", help="record the kept packets back to back to this file"),
     duration: Optional[float] = typer.Option(None, "--duration", help="stop after this many seconds"),
     packets: Optional[int] = typer.Option(None, "--packets", help="stop after recording this many packets"),
-    json_out: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print the summary as one JSON object"),
     rcvbuf: int = typer.Option(64 << 20, "--rcvbuf", help="socket receive buffer to ask for (bytes)"),
     batch: int = typer.Option(64, "--batch", help="datagrams per recvmmsg call"),
     interface: Optional[str] = typer.Option(None, "--interface", help="multicast: IPv4 address of the interface to join the group on"),
@@ -179,7 +179,7 @@ def capture(
     pub = Publisher(BLOCK)
     pub.update("type", {"type": fmt})
     pub.update("sizes", {"nsrc": nsrc, "src0": src0, "max_size": size})
-    pub.update("bind", {"address": f"{bound[0]}:{bound[1]}", "ncore": 1, "core0": -1})
+    pub.update("bind", {"address": common.endpoint(bound[0], bound[1]), "ncore": 1, "core0": -1})
     pub.update("out", {"file": os.path.abspath(out) if out else "-"})
     pub.update("stats", _stats_log(counters, seen, track))
 
@@ -189,8 +189,8 @@ def capture(
         stop["why"] = "signal"
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    if not json_out:
-        common.err.print(f"capturing {fmt} on {bound[0]}:{bound[1]}"
+    if not json_out and common.err.is_terminal:
+        common.err.print(f"capturing {fmt} on {common.endpoint(bound[0], bound[1])}"
                          + (f" -> {out}" if out else "") + " (Ctrl-C to stop)")
     live = _Live(enabled=(not json_out) and common.err.is_terminal, title=f"asbru capture {fmt}")
     t0 = time.monotonic()
@@ -233,7 +233,7 @@ def capture(
     slots.finish(seen, track)
     summary = _snapshot(counters, seen, track, seconds, counters[rk.RECEIVED] / seconds if seconds else 0.0,
                         counters[rk.RECEIVED_BYTES] * 8 / seconds if seconds else 0.0)
-    summary = {"format": fmt, "bind": f"{bound[0]}:{bound[1]}", "out": out, **summary,
+    summary = {"format": fmt, "bind": common.endpoint(bound[0], bound[1]), "out": out, **summary,
                "stopped_by": stop["why"]}
     if error:
         summary["error"] = error

@@ -29,7 +29,7 @@ def _describe(name: str) -> dict[str, Any]:
 
 def formats(
     name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="a format name or string (e.g. chips or chips_132)"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """List every format with its header field table (or one format with NAME)."""
     from .. import formats as registry

@@ -116,7 +116,7 @@ def analyze(packets: PacketSet, fmt, nsrc: int | None, src0: int = 0, limit: int
 def inspect(
     file: str = typer.Argument(..., metavar="FILE", help="a packet file (records back to back) or a classic pcap"),
     fmt: str = typer.Option(..., "--format", help="format string used to decode (e.g. chips_132, tbn, simple)"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
     limit: int = typer.Option(20, "--limit", help="decoded headers to show"),
     nsrc: Optional[int] = typer.Option(None, "--nsrc", help="sources the decoder accepts (default: any; missing slots then count sources 0..max seen)"),
     src0: int = typer.Option(0, "--src0", help="first source id (subtracted from the header's)"),

@@ -39,6 +39,19 @@ app = _App(name="asbru", add_completion=False, no_args_is_help=True,
            help="Packet capture and packet writing tools for radio-telescope data streams.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+        sys.stdout.write(f"asbru {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", metavar="", callback=_version,
+                                       is_eager=True, help="print the version and exit")) -> None:
+    """Packet capture and packet writing tools for radio-telescope data streams."""
+
+
 def _register() -> None:
     from .capture import capture
     from .doctor import doctor
@@ -47,6 +60,7 @@ def _register() -> None:
     from .inspect_cmd import inspect
     from .replay import replay
     from .top import top
+    from .warmup import warmup
     app.command()(capture)
     app.command()(replay)
     app.command()(generate)
@@ -54,6 +68,7 @@ def _register() -> None:
     app.command()(formats)
     app.command()(top)
     app.command()(doctor)
+    app.command()(warmup)
 
 
 _register()

@@ -103,3 +103,21 @@ def receiver(fmt: Format):
     mod = engine.generated_module(f"cli_recv_{fmt.name}", source,
                                   depends_on=(fmt.module, spec, sys.modules[__name__], slots))
     return mod.recv_decode
+
+
+def compile_receiver(fmt: Format, nsrc: int = 1):
+    """``receiver(fmt)``, compiled (or loaded from the cache) by one call that receives
+    nothing (``fd`` -1), with arrays of the types ``asbru capture`` passes."""
+    import numpy as np
+
+    from ..sockets.msgvec import RecvVec
+    from . import slots
+    recv = receiver(fmt)
+    rv = RecvVec(2, 64, control=True)
+    seen, track = slots.new_tracker(nsrc)
+    recv(np.int32(-1), np.int64(rv.addr), rv.buffers, rv.lengths, rv.flags, rv.controllens,
+         rv.control, np.int64(rv.control_size), fmt.capture_config(nsrc, 0),
+         np.zeros(spec.NSTATE, dtype=np.int64), np.full(spec.NDESC, -1, dtype=np.int64),
+         np.empty(64, dtype=np.uint8), np.int64(0), np.int64(-1),
+         np.zeros(NCOUNTERS, dtype=np.int64), np.int64(0), seen, track)
+    return recv

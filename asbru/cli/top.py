@@ -175,12 +175,12 @@ def serve_prometheus(port: int, host: str):
         return start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         from ..errors import ArgumentError
-        raise ArgumentError(f"--prometheus: cannot listen on {host}:{port} ({exc.strerror})") from None
+        raise ArgumentError(f"--prometheus: cannot listen on {common.endpoint(host, port)} ({exc.strerror})") from None
 
 
 def top(
-    once: bool = typer.Option(False, "--once", help="print one sample and exit"),
-    json_out: bool = typer.Option(False, "--json", help="print JSON (one object per sample)"),
+    once: bool = typer.Option(False, "--once", metavar="", help="print one sample and exit"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print JSON (one object per sample)"),
     interval: float = typer.Option(1.0, "--interval", help="seconds between samples (rates are over this interval)"),
     prometheus: Optional[int] = typer.Option(None, "--prometheus", help="serve the counters for Prometheus on this port"),
     prometheus_host: str = typer.Option("127.0.0.1", "--prometheus-host", help="address to serve Prometheus on"),
@@ -192,7 +192,7 @@ def top(
         raise ArgumentError(f"--prometheus: port must be in 1..65535, got {prometheus}")
     server = serve_prometheus(prometheus, prometheus_host) if prometheus is not None else None
     if server is not None and not json_out:
-        common.err.print(f"serving Prometheus metrics on http://{prometheus_host}:{prometheus}/metrics")
+        common.err.print(f"serving Prometheus metrics on http://{common.endpoint(prometheus_host, prometheus)}/metrics")
     stop = {"flag": False}
     old = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
     live = None
