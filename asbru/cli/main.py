@@ -27,6 +27,9 @@ class _App(typer.Typer):
             _fail(f"{exc.filename}: permission denied")
         except BrokenPipeError:
             sys.exit(0)  # `asbru inspect ... | head`
+        except KeyboardInterrupt:
+            sys.stderr.write("asbru: interrupted\n")
+            sys.exit(130)
 
 
 def _fail(message: str) -> None:
