@@ -38,6 +38,22 @@ def socket_fd(sock: Any, what: str) -> int:
     return fd
 
 
+class PortSharedWarning(RuntimeWarning):
+    """The capture's UDP port is bound by other sockets too (SO_REUSEPORT)."""
+
+
+def _warn_if_port_shared(fd: int, who: str) -> None:
+    from asbru.udp_socket import port_sharers
+    n = port_sharers(fd)
+    if n:
+        import warnings
+        warnings.warn(f"{who}: {n} other socket(s) are bound to this UDP port (SO_REUSEPORT): the "
+                      f"kernel splits the senders between them, so this capture gets only its "
+                      f"share and counts the rest as missing; bind with "
+                      f"UDPSocket.bind(addr, reuse_port=False) to keep the port to one socket",
+                      PortSharedWarning, stacklevel=3)
+
+
 class UDPCapture(CaptureEngine):
     """``UDPCapture(fmt, sock, ring, nsrc, src0, max_payload_size, buffer_ntime, slot_ntime,
     sequence_callback, core=None)`` -- or without ``ring`` (the capture then owns one,
@@ -57,6 +73,8 @@ class UDPCapture(CaptureEngine):
             raise ArgumentError(f"fmt: {exc}") from None
         self._sock = sock  # keep the object alive: its descriptor is ours to read
         self._fd = socket_fd(sock, self._what)
+        if self._backend == "udp":
+            _warn_if_port_shared(self._fd, type(self).__name__)
         nsrc = _as_nsrc(a["nsrc"])
         src0 = _int("src0", a["src0"])
         max_payload = _pos_int("max_payload_size", a["max_payload_size"])

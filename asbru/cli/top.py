@@ -96,7 +96,7 @@ def rows(before: dict, after: dict, dt: float) -> list[dict[str, Any]]:
             "ring_fill": _ring_fill(after[key]["logs"], s1),
         }
         if s0 is not None and dt > 0:
-            r["packets_per_second"] = round((_num(s1, "nvalid") - _num(s0, "nvalid")) / dt, 3)
+            r["packets_per_second"] = round((_num(s1, "nvalid") - _num(s0, "nvalid")) / dt, 1)
             r["gbit_per_second"] = round((_num(s1, "nvalid_bytes") - _num(s0, "nvalid_bytes")) * 8 / dt / 1e9, 6)
         out.append(r)
     return out
@@ -112,12 +112,26 @@ def _table(rs: list[dict[str, Any]]):
     for title, _ in cols:
         t.add_column(title, justify="left" if title in ("block", "format") else "right")
     for r in rs:
-        cells = []
-        for _, key in cols:
-            v = r.get(key)
-            cells.append("-" if v is None else (f"{v:,.3f}" if isinstance(v, float) else str(v)))
-        t.add_row(*cells)
+        t.add_row(*(_cell(key, r.get(key)) for _, key in cols))
+    if not rs:
+        t.caption = NO_CAPTURE
     return t
+
+
+NO_CAPTURE = ("no capture running (asbru top shows the UDPCapture/UDPSniffer/DiskReader and "
+              "`asbru capture` processes of this machine)")
+# decimals per column: packets/s are whole packets, the rest keeps what it means
+_DECIMALS = {"packets_per_second": 0, "gbit_per_second": 3, "missing_percent": 3, "ring_fill": 2}
+
+
+def _cell(key: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{_DECIMALS.get(key, 3)}f}"
+    if isinstance(v, int) and not isinstance(v, bool) and key != "pid":
+        return f"{v:,}"
+    return str(v)
 
 
 class _Collector:
