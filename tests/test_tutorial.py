@@ -128,7 +128,8 @@ def _block(lines: list[str], start: str, end: str) -> list[str]:
     return lines[i:j + 1]
 
 
-@pytest.mark.skipif(not SEED.exists(), reason=f"the seed tutorial is not at {SEED}")
+@pytest.mark.skipif(not SEED.exists(), reason=f"the seed tutorial not available: {SEED} is absent "
+                    "(set ASBRU_SHARED or ASBRU_VECTORS)")
 @pytest.mark.parametrize("start,end", [("class CaptureOp", "del capture"),
                                        ("with open('output.dat', 'wb')", "bfo.send(desc"),
                                        ("import struct", "print(list(zip(i,q))[:5])")])
