@@ -55,6 +55,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=2000.0)
     ap.add_argument("--after", type=float, default=3.0, help="seconds to send after the capture is made")
     ap.add_argument("--lead", type=float, default=0.5, help="seconds the sender runs before the bind")
+    ap.add_argument("--stage-bytes", type=int, default=None, help="UDPCapture's staging limit")
     a = ap.parse_args()
     from asbru.address import Address
     from asbru.packet_capture import UDPCapture
@@ -79,7 +80,8 @@ def main() -> int:
     sock.timeout = 0.5
     t_bind = time.time()
     t0 = time.perf_counter()
-    cap = UDPCapture("chips", sock, None, NSRC, 0, 9000, 64, 1, None)
+    extra = {} if a.stage_bytes is None else {"stage_bytes": a.stage_bytes}
+    cap = UDPCapture("chips", sock, None, NSRC, 0, 9000, 64, 1, None, **extra)
     construct_s = time.perf_counter() - t0
     t_end = time.time() + a.after
     nrecv = 0
