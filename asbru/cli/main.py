@@ -57,6 +57,7 @@ def _root(version: bool = typer.Option(False, "--version", metavar="", callback=
 
 def _register() -> None:
     from .capture import capture
+    from .dissector_cmd import dissector
     from .doctor import doctor
     from .formats_cmd import formats
     from .generate import generate
@@ -72,6 +73,7 @@ def _register() -> None:
     app.command()(top)
     app.command()(doctor)
     app.command()(warmup)
+    app.command()(dissector)
 
 
 _register()
