@@ -330,7 +330,10 @@ def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, d
         _invalid(cnt, ln)
         return 0
     # where it goes (format-independent: compiled once, asbru/capture/loop_parts.py)
-    a = _admit(d, ln, cur, chg, mA, mB, win, cnt, psrc, di, rst, pend, DEFER)
+    # (how many rows of pend it may use: a run-time value, so that _admit is compiled once
+    # for every format, not once per value of the constant DEFER)
+    room = pend.shape[0] * DEFER
+    a = _admit(d, ln, cur, chg, mA, mB, win, cnt, psrc, di, rst, pend, room)
     if a >= 0:
         return a
     q = -1 - a
@@ -468,6 +471,9 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
     psrc = _borrow(psrc)
     pend = _borrow(pend)
     addrs = _borrow(addrs)
+    # the receive-buffer index of a held packet: a run-time int64 (a literal -1 would make
+    # numba compile _active a second time, specialised for it)
+    from_hold = np.int64(-1)
     reason = RS_BUDGET
     consumed = 0
     budget = win[W_BUDGET]
@@ -482,7 +488,7 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                 ln = hlen[i]
                 if ln >= 0:
                     rr = _active(hold[i, :ln], ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
-                                 win, cnt, psrc, -1, rst, pend)
+                                 win, cnt, psrc, from_hold, rst, pend)
                     if rr != 0:
                         reason = rr
                         break

@@ -108,10 +108,11 @@ def _no_place_row(addrs, d, slot, nsrc):
 
 
 @numba.njit(nogil=True, cache=True)
-def _admit(d, ln, cur, chg, mA, mB, win, cnt, psrc, di, rst, pend, defer):
+def _admit(d, ln, cur, chg, mA, mB, win, cnt, psrc, di, rst, pend, room):
     # a VALID packet while a sequence is open: is it in the window, new, of the sequence's
     # configuration?  Returns an RS_* reason (> 0, not consumed), 0 (consumed: invalid,
-    # late, duplicate, or its placement deferred to place_row as row of ``pend``) or
+    # late, duplicate, or its placement deferred to place_row as a row of ``pend``, of which
+    # it may use ``room``) or
     # -1 - q: the caller places it in time slot q of the two open gulps (q < W_N: the
     # first).  Counted as valid here.
     inline_into_callers()
@@ -164,7 +165,7 @@ def _admit(d, ln, cur, chg, mA, mB, win, cnt, psrc, di, rst, pend, defer):
     m[t, src] = 1
     win[W_PLACED0 + g] += 1
     k = rst[R_NPEND]
-    deferred = defer and di >= 0 and k < pend.shape[0]
+    deferred = di >= 0 and k < room and k < pend.shape[0]
     if deferred:
         row = pend[k]
         row[0] = di
