@@ -1,18 +1,22 @@
-"""The compiled capture loop: one generated module per (format, receive backend).
+"""The compiled capture loop, generated per (format, receive backend) from three modules.
 
-A generated module is three pieces of source glued together (see
-:func:`asbru.formats.engine.generated_module` for why generation keeps numba's disk cache
-working):
+Generation keeps numba's disk cache working (see :func:`asbru.formats.engine.generated_module`);
+splitting it keeps a cold cache cheap -- each piece is compiled once for everything that
+shares it, and numba charges ~0.1-0.3 s per function compiled whatever its size:
 
-1. imports: the format's ``decode``/``place`` as module globals, the index constants of
-   :mod:`asbru.capture.layout`, the syscalls;
-2. a **backend**: ``_fetch(io, rbuf, rlen, hdrs, control, controllens, cnt) -> int`` that
-   fills the receive buffer ``rbuf`` (uint8 ``[nbatch, slot]``) with packets and their
-   lengths ``rlen`` (a negative length ``-1 - nbytes`` marks a packet to count as invalid,
-   e.g. a truncated datagram) and returns the number of packets, or one of the ``F_*``
-   codes.  Backends here: ``udp`` (recvmmsg) and ``disk`` (read of whole records);
-   the sniffer adds its own;
-3. the shared loop template (``run``, ``zero_fill``), identical for every backend.
+1. a **backend** module, per backend: ``_fetch(io, rbuf, rlen, hdrs, control,
+   controllens, cnt) -> int`` fills the receive buffer ``rbuf`` (uint8 ``[nbatch, slot]``)
+   with packets and their lengths ``rlen`` (a negative length ``-1 - nbytes`` marks a
+   packet to count as invalid, e.g. a truncated datagram) and returns the number of
+   packets, or one of the ``F_*`` codes; ``_packet`` says where packet ``i`` is.
+   Backends here: ``udp`` (recvmmsg, first the datagrams staged while the loop compiled)
+   and ``disk`` (read of whole records); the sniffer adds its own;
+2. a **format** module, per format, shared by every backend: ``_active`` (one packet of
+   an open sequence: the format's ``decode``/``place`` inlined, the window logic of
+   :func:`asbru.capture.loop_parts._admit`), ``_finalize``, ``_decode_fresh``, ``zero_fill``;
+3. the **loop** module, per pair: ``run`` and ``_flush`` (deferred ``place_row``).
+
+What depends on neither format nor backend is :mod:`asbru.capture.loop_parts`.
 
 ``run`` returns to Python only for the ``RS_*`` reasons of :mod:`asbru.capture.layout`;
 the packet that caused a return stays where it is (receive buffer index ``rst[R_POS]`` or
