@@ -33,7 +33,14 @@ class Stager:
         self.fd = fd
         self.row = row
         nrow = max(1, max_bytes // row)
-        self.buf = np.empty((nrow, row), dtype=np.uint8)
+        while True:    # address space may be limited (ulimit -v): settle for less
+            try:
+                self.buf = np.empty((nrow, row), dtype=np.uint8)
+                break
+            except MemoryError:
+                if nrow <= 64:
+                    raise
+                nrow //= 2
         # lengths in the receive-buffer convention: -1 - n marks a datagram longer than a row
         self.lens = np.empty(nrow, dtype=np.int64)
         self.n = 0
