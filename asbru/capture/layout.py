@@ -78,6 +78,8 @@ C_NKDROPS = 10      # kernel drops, cumulative (SO_MEMINFO read by Python, else 
 C_KDROP_LAST = 11   # last raw SO_RXQ_OVFL value seen (-1 none)
 C_ERRNO = 12        # errno of the last failed receive
 C_NRECEIVED = 13    # packets handed over by the backend
+C_NRESYNC = 14      # disk: times the record alignment was found again after a bad record
+C_NSKIPPED_BYTES = 15  # disk: bytes from the start of those bad records to the resync point
 NCNT = 16
 
 # --- psrc rows: per-source packet counters --------------------------------------------
@@ -95,12 +97,16 @@ IO_POLL_MS = 3    # UDP: -2 = blocking fd, no poll; else poll() this long (ms, -
 IO_POLLFD = 4     # scratch: one struct pollfd
 IO_OFFSET = 5     # disk: bytes read from the descriptor by this capture
 IO_POLLFD_ADDR = 6  # address of io[IO_POLLFD]
+IO_FILL = 7       # disk: bytes in the receive buffer after the last read (whole rows + tail)
+IO_CARRY_OFF = 8  # disk: buffer offset of bytes kept for the next fetch (partial record or
+IO_CARRY_LEN = 9  #   the records after a resync point), and how many
+IO_SCAN_END = 10  # disk: buffer offset before which no record start decodes (resync scan)
 # UDP: packets drained from the socket while the loop was compiled (asbru/capture/staging.py),
 # handed out by _fetch before anything newer; rows of IO_STAGE_ROW bytes at IO_STAGE_ADDR,
 # their lengths (int64, receive-buffer convention) at IO_STAGE_LENS
-IO_STAGE_ADDR = 7
-IO_STAGE_LENS = 8
-IO_STAGE_ROW = 9
-IO_STAGE_N = 10   # packets staged
-IO_STAGE_POS = 11  # packets already handed to the loop
-NIO = 12
+IO_STAGE_ADDR = 11
+IO_STAGE_LENS = 12
+IO_STAGE_ROW = 13
+IO_STAGE_N = 14   # packets staged
+IO_STAGE_POS = 15  # packets already handed to the loop
+NIO = 16

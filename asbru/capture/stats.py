@@ -7,6 +7,7 @@ or in the receive buffer (pending), which are counted when processed.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,9 @@ class CaptureStats:
             "ngood_bytes": int(c[L.C_NGOOD_BYTES]), "nmissing_bytes": int(c[L.C_NMISSING_BYTES]),
             "nkernel_drops": int(c[L.C_NKDROPS]),
             "nreceived": int(c[L.C_NRECEIVED]),
+            "nresyncs": int(c[L.C_NRESYNC]), "nskipped_bytes": int(c[L.C_NSKIPPED_BYTES]),
+            "errno": int(c[L.C_ERRNO]),
+            "error": os.strerror(int(c[L.C_ERRNO])) if c[L.C_ERRNO] > 0 else "",
             "nsequences": self.nsequences, "nrestarts": self.nrestarts,
             "blocked_seconds": float(self.blocked_seconds),
             "per_source": {

@@ -63,6 +63,7 @@ def _register() -> None:
     from .generate import generate
     from .inspect_cmd import inspect
     from .replay import replay
+    from .rings import rings
     from .top import top
     from .warmup import warmup
     app.command()(capture)
@@ -71,6 +72,7 @@ def _register() -> None:
     app.command()(inspect)
     app.command()(formats)
     app.command()(top)
+    app.command()(rings)
     app.command()(doctor)
     app.command()(warmup)
     app.command()(dissector)
