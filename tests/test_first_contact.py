@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_cli_helpers import ENV, free_udp_port, run, run_json, start, stop, wait_published
+from helpers.cli import ENV, free_udp_port, run, run_json, start, stop, wait_published
 
 ROOT = Path(__file__).resolve().parents[1]
 
