@@ -36,6 +36,7 @@ import numpy as np
 from {modname} import decode as _decode, place as _place
 from asbru.capture.layout import *
 from asbru.formats.spec import VALID, INVALID, HOLD, SEQ, SRC, PAYLOAD_OFFSET, PAYLOAD_SIZE
+from asbru.formats.spec import ST_FINISH
 from asbru.formats.spec import store_fence as _store_fence
 from asbru.sockets import syscalls as sc
 from asbru.sockets.msgvec import rxq_ovfl as _rxq_ovfl
@@ -258,6 +259,50 @@ def _agrees(d, ref, chg, win):
 
 
 @numba.njit(nogil=True, cache=True)
+def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, chg, win, new_wins):
+    # the sequence starts at the smallest seq of the held VALID packets that is no more than
+    # one gulp below their median: one stray packet from long ago cannot move seq0 (it is
+    # counted late when the hold is placed)
+    n = 0
+    for i in range(hst[H_N]):
+        if hlen[i] >= 0:
+            n += 1
+    seqs = np.empty(max(n, 1), dtype=np.int64)
+    m = 0
+    vote = win[W_VOTE] != 0
+    for i in range(hst[H_N]):
+        ln = hlen[i]
+        if ln < 0:
+            continue
+        if _decode_fresh(hold[i, :ln], cfg, fstate, d) != VALID:
+            continue
+        if vote and _agrees(d, ref, chg, win) == new_wins:
+            continue
+        seqs[m] = d[SEQ]
+        m += 1
+    if m == 0:
+        return np.int64(0)
+    s = np.sort(seqs[:m])
+    med = s[(m - 1) // 2]
+    for k in range(m):
+        if s[k] - (med - win[W_N]) >= 0:
+            return s[k]
+    return med
+
+
+@numba.njit(nogil=True, cache=True)
+def _finish(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
+    # the stream ended or went quiet with packets held: a learning format adopts the best
+    # estimate its state supports (ST_FINISH set while the hold is decoded once more)
+    if hst[H_N] == 0:
+        return 0
+    fstate[ST_FINISH] = 1
+    nv = _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc)
+    fstate[ST_FINISH] = 0
+    return nv
+
+
+@numba.njit(nogil=True, cache=True)
 def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     # decode every held packet again (the format may have learnt what it needed) and
     # derive seq0 = the smallest seq and the sequence descriptor; returns #VALID used.
@@ -281,7 +326,7 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     new_wins = n_diff > n_same
     win[W_NEWCFG] = 1 if new_wins else 0
     nv = 0
-    gmin = np.int64(0)
+    floor = _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, chg, win, new_wins)
     for i in range(hst[H_N]):
         ln = hlen[i]
         if ln < 0:
@@ -303,10 +348,14 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
                 _invalid(cnt, ln)
             hlen[i] = -1
             continue
+        if nv == 0:
+            gmin = floor - 1
         _merge(cur, d, chg, nv == 0)
-        if nv == 0 or d[SEQ] - gmin < 0:
+        if d[SEQ] - floor >= 0 and (gmin == floor - 1 or d[SEQ] - gmin < 0):
             gmin = d[SEQ]
         nv += 1
+    if gmin == floor - 1:
+        gmin = floor
     hst[H_NVALID] = nv
     win[W_GMIN] = gmin
     return nv
@@ -314,18 +363,62 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
 
 @numba.njit(nogil=True, cache=True)
 def _drop_hold(hlen, hst, cnt):
-    # nothing decodable will come: the held packets count as invalid
+    # nothing decodable will come: the held packets count as invalid (and as unlearned:
+    # they waited for a rate the stream never gave)
     for i in range(hst[H_N]):
         if hlen[i] >= 0:
             _invalid(cnt, hlen[i])
+            cnt[C_NUNLEARNED] += 1
     hst[H_N] = 0
     hst[H_POS] = 0
     hst[H_GPOS] = 0
     hst[H_NVALID] = 0
 
 
+@numba.njit(nogil=True, cache=True)
+def _drop_far(hlen, win, cnt):
+    # the far-ahead packets kept so far never found agreement: lone strays, invalid
+    base = hlen.shape[0] - FAR_STASH
+    for j in range(win[W_FAR_REPLAY] - 1 if win[W_FAR_REPLAY] > 0 else 0, win[W_FAR_N]):
+        _invalid(cnt, hlen[base + j])
+    win[W_FAR_N] = 0
+    win[W_FAR_REPLAY] = 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _far_ahead(pkt, ln, s, hold, hlen, win, cnt):
+    # a packet more than one gulp beyond the window: kept (not placed) until FAR_NEED
+    # packets within one gulp of each other say the stream is there; one corrupt seq then
+    # costs one packet, never the genuine packets the window would have left behind
+    n = win[W_N]
+    if win[W_FAR_REPLAY] > 0:
+        return RS_ADVANCE  # (cannot happen: replay runs with W_FARGO set)
+    nf = win[W_FAR_N]
+    a = win[W_FAR_SEQ]
+    if nf > 0 and (s - a >= n or a - s >= n):
+        _drop_far(hlen, win, cnt)  # a new run: the old one was a stray
+        nf = 0
+    if nf == 0:
+        win[W_FAR_SEQ] = s
+    if nf + 1 >= FAR_NEED:
+        win[W_FARGO] = 1
+        if nf > 0:
+            win[W_FAR_REPLAY] = 1  # place the kept ones first, then this one
+            return RS_ADVANCE
+        return RS_ADVANCE
+    row = hold.shape[0] - FAR_STASH + nf
+    if ln > hold.shape[1]:
+        _invalid(cnt, ln)
+        return 0
+    hold[row, :ln] = pkt
+    hlen[row] = ln
+    win[W_FAR_N] = nf + 1
+    return 0
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
-def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, di, rst, pend):
+def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, di, rst, pend,
+            hold, hlen):
     # one packet while a sequence is open: 0 = consumed, else an RS_* reason (not consumed).
     # di: the packet's receive-buffer index (its placement may be deferred), -1 from hold
     r = _decode_active(pkt, cfg, fstate, d, chg)
@@ -355,6 +448,7 @@ def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, d
         cnt[C_NLATE] += 1
         cnt[C_NLATE_BYTES] += ps
         psrc[PS_LATE, src] += 1
+        win[W_FARGO] = 0
         return 0
     win[W_BACKRUN] = 0
     for j in range(chg.shape[0]):
@@ -369,7 +463,10 @@ def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, d
     if diff >= k * n:
         if diff >= (k + win[W_MAXJUMP]) * n:
             return RS_JUMP
+        if diff >= (k + 1) * n and win[W_FARGO] == 0:
+            return _far_ahead(pkt, ln, s, hold, hlen, win, cnt)
         return RS_ADVANCE
+    win[W_FARGO] = 0
     g = diff // n
     t = diff - g * n
     sb = nsrc * p
@@ -518,13 +615,29 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
         if consumed >= budget:
             return RS_BUDGET
         if win[W_MODE] == MODE_ACTIVE:
+            # 0. far-ahead packets the stream has just agreed on, in arrival order
+            if win[W_FAR_REPLAY] > 0:
+                j = win[W_FAR_REPLAY] - 1
+                if j < win[W_FAR_N]:
+                    row = hold.shape[0] - FAR_STASH + j
+                    ln = hlen[row]
+                    rr = _active(hold[row, :ln], ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
+                                 win, cnt, psrc, -1, rst, pend, hold, hlen)
+                    if rr != 0:
+                        return rr
+                    win[W_FAR_REPLAY] = j + 2
+                    consumed += 1
+                    continue
+                win[W_FAR_REPLAY] = 0
+                win[W_FAR_N] = 0
+                win[W_FARGO] = 1  # the packet that completed the agreement comes next
             # 1. held packets of the sequence start, in arrival order
             if hst[H_POS] < hst[H_N]:
                 i = hst[H_POS]
                 ln = hlen[i]
                 if ln >= 0:
                     rr = _active(hold[i, :ln], ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
-                                 win, cnt, psrc, -1, rst, pend)
+                                 win, cnt, psrc, -1, rst, pend, hold, hlen)
                     if rr != 0:
                         return rr
                     consumed += 1
@@ -554,7 +667,7 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
                 _invalid(cnt, -1 - ln)
             else:
                 rr = _active(_packet(rbuf, hdrs, control, i, ln), ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
-                             win, cnt, psrc, i, rst, pend)
+                             win, cnt, psrc, i, rst, pend, hold, hlen)
                 if rr != 0:
                     return rr
             rst[R_POS] += 1
@@ -582,6 +695,8 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
             if nofetch == 1 or (nofetch == 2 and rst[R_POS] >= rst[R_COUNT]):
                 if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                     return RS_START
+                if nofetch == 2 and win[W_VOTE] == 0 and _finish(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
+                    return RS_START  # end(): the last chance to learn from what is held
                 return RS_DRAINED
             if rst[R_POS] >= rst[R_COUNT]:
                 _flush(rbuf, hdrs, control, rst, pend, addrs, cur, d, gA, gB, win)
@@ -590,6 +705,8 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
                     if f == F_TIMEOUT or f == F_EOF:
                         if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                             return RS_START
+                        if win[W_VOTE] == 0 and _finish(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
+                            return RS_START  # learnt from what is held: start with it
                         _drop_hold(hlen, hst, cnt)
                     return _fetch_reason(f)
                 rst[R_POS] = 0
@@ -609,13 +726,20 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
                 rst[R_POS] += 1
                 consumed += 1
                 continue
-            if hst[H_N] >= hold.shape[0] or ln > hold.shape[1]:
-                if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
+            if hst[H_N] >= hold.shape[0] - FAR_STASH or ln > hold.shape[1]:
+                if (hst[H_NVALID] > 0 or r == VALID) and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                     return RS_START  # this packet stays pending
-                _invalid(cnt, ln)  # hold full of undecodable packets
-                rst[R_POS] += 1
-                consumed += 1
-                continue
+                if r == VALID and ln <= hold.shape[1]:
+                    # the format has learnt, yet nothing held decodes: those are the
+                    # undecodable ones; this VALID packet starts a fresh hold
+                    _drop_hold(hlen, hst, cnt)
+                else:
+                    _invalid(cnt, ln)  # hold full of packets still waiting for the rate
+                    if r == HOLD:
+                        cnt[C_NUNLEARNED] += 1
+                    rst[R_POS] += 1
+                    consumed += 1
+                    continue
             j = hst[H_N]
             hold[j, :ln] = pkt
             hlen[j] = ln
@@ -624,6 +748,11 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
             rst[R_POS] += 1
             consumed += 1
             if r == VALID:
+                if hst[H_NVALID] == 0 and j > 0:
+                    # the format has just learnt what it needed: look at the held packets
+                    # again now (this one included), in arrival order
+                    hst[H_GPOS] = 0
+                    continue
                 _merge(cur, d, chg, hst[H_NVALID] == 0)
                 hst[H_NVALID] += 1
                 if _ready(cur, chg, hst, win) and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
