@@ -260,9 +260,9 @@ def _agrees(d, ref, chg, win):
 
 @numba.njit(nogil=True, cache=True)
 def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, chg, win, new_wins):
-    # the sequence starts at the smallest seq of the held VALID packets that is no more than
-    # one gulp below their median: one stray packet from long ago cannot move seq0 (it is
-    # counted late when the hold is placed)
+    # the sequence starts at the smallest seq of the held VALID packets, leaving out the lowest
+    # ones (fewer than half) while each lies more than a gulp below the next: one stray packet
+    # from long ago cannot move seq0 (it is counted late when the hold is placed)
     n = 0
     for i in range(hst[H_N]):
         if hlen[i] >= 0:
@@ -283,11 +283,10 @@ def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, chg, win, new_wins):
     if m == 0:
         return np.int64(0)
     s = np.sort(seqs[:m])
-    med = s[(m - 1) // 2]
-    for k in range(m):
-        if s[k] - (med - win[W_N]) >= 0:
-            return s[k]
-    return med
+    k = 0
+    while k < (m - 1) // 2 and s[k + 1] - s[k] > win[W_N]:
+        k += 1  # an isolated seq more than a gulp below all the others: a stray
+    return s[k]
 
 
 @numba.njit(nogil=True, cache=True)
