@@ -311,10 +311,10 @@ def test_a_stray_from_long_ago_does_not_move_seq0(tmp_path):
     nsrc, ntime, n = 4, 50, 4
     data, pk = chips_stream(ntime, nsrc)
     stream = in_order(pk, ntime, nsrc)
-    stray = _with_seq(pk[(0, 1)], 1001 - 3 * n)
+    stray = _with_seq(pk[(0, 1)], 1001 - 3 * n)  # (chips: seq = header seq - 1)
     cap, seqs = _chips(tmp_path, stream[:1] + [stray] + stream[1:], nsrc, n)
-    assert cap.sequence_history[0]["seq0"] == 1001 and cap.stats["nvalid"] == 200
-    assert cap.stats["nsequences"] == 1
+    assert cap.sequence_history[0]["seq0"] == 1000 and cap.stats["nvalid"] == 200
+    assert (cap.stats["nsequences"], cap.stats["nlate"]) == (1, 1)
 
 
 def test_a_real_gap_moves_the_window_without_loss(tmp_path):

@@ -165,7 +165,10 @@ class CaptureEngine:
         self._rst = np.zeros(L.NRST, dtype=np.int64)
         self._setup_backend()
         slot = self._rbuf.shape[1]
-        hcap = hold_packets if hold_packets is not None else max(4 * nsrc, 64)
+        # a format that learns its rate holds what comes before it has learnt (a VDIF
+        # second): more room by default, still bounded by _HOLD_BYTES_MAX
+        learns = hasattr(fmt.module, "LEARNS") and not self.sample_rate
+        hcap = hold_packets if hold_packets is not None else max(4 * nsrc, 1024 if learns else 64)
         hcap = max(2, min(hcap, max(2 * nsrc + 2, _HOLD_BYTES_MAX // slot)))
         # the last FAR_STASH rows keep far-ahead packets while the stream agrees (kernels)
         self._hold = np.zeros((hcap + L.FAR_STASH, slot), dtype=np.uint8)

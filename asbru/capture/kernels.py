@@ -259,7 +259,34 @@ def _agrees(d, ref, chg, win):
 
 
 @numba.njit(nogil=True, cache=True)
-def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, chg, win, new_wins):
+def _like(d, cand, chg, win):
+    # does this packet side with the new candidate? (a jump: near its position; a change:
+    # its configuration)
+    if win[W_VOTE] == 2:
+        dist = d[SEQ] - cand[SEQ]
+        lim = win[W_MAXJUMP] * win[W_N]
+        return -lim < dist < lim
+    for j in range(chg.shape[0]):
+        f = chg[j]
+        if d[f] != -1 and cand[f] != -1 and d[f] != cand[f]:
+            return False
+    return True
+
+
+@numba.njit(nogil=True, cache=True)
+def _keep(d, ref, cand, chg, win, new_wins):
+    # after a vote: 0 = the packet goes with the winner, 1 = old data of a sequence that
+    # ends (late), 2 = with neither side (invalid)
+    a = _agrees(d, ref, chg, win)
+    if not new_wins:
+        return 0 if a else 2
+    if a:
+        return 1
+    return 0 if _like(d, cand, chg, win) else 2
+
+
+@numba.njit(nogil=True, cache=True)
+def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
     # the sequence starts at the smallest seq of the held VALID packets, leaving out the lowest
     # ones (fewer than half) while each lies more than a gulp below the next: one stray packet
     # from long ago cannot move seq0 (it is counted late when the hold is placed)
@@ -276,7 +303,7 @@ def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, chg, win, new_wins):
             continue
         if _decode_fresh(hold[i, :ln], cfg, fstate, d) != VALID:
             continue
-        if vote and _agrees(d, ref, chg, win) == new_wins:
+        if vote and _keep(d, ref, cand, chg, win, new_wins) != 0:
             continue
         seqs[m] = d[SEQ]
         m += 1
@@ -309,9 +336,13 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     # for the open sequence (its configuration ref, its window) or against it; the majority
     # wins (a tie keeps the old), the minority is dropped: counted invalid (a glitch) or
     # late (old data, when the sequence ends)
+    # the new side is one candidate (the first disagreeing packet's configuration or
+    # position): packets that disagree with both sides (corrupt ones) vote for neither
     n_same = 0
     n_diff = 0
     vote = win[W_VOTE] != 0
+    cand = np.full(d.shape[0], -1, dtype=np.int64)
+    have_cand = False
     if vote:
         for i in range(hst[H_N]):
             ln = hlen[i]
@@ -320,12 +351,16 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
             if _decode_fresh(hold[i, :ln], cfg, fstate, d) == VALID:
                 if _agrees(d, ref, chg, win):
                     n_same += 1
-                else:
+                elif not have_cand:
+                    cand[:] = d
+                    have_cand = True
+                    n_diff += 1
+                elif _like(d, cand, chg, win):
                     n_diff += 1
     new_wins = n_diff > n_same
     win[W_NEWCFG] = 1 if new_wins else 0
     nv = 0
-    floor = _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, chg, win, new_wins)
+    floor = _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins)
     for i in range(hst[H_N]):
         ln = hlen[i]
         if ln < 0:
@@ -337,8 +372,9 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
             continue
         if r != VALID:
             continue
-        if vote and _agrees(d, ref, chg, win) == new_wins:
-            if new_wins:
+        k = _keep(d, ref, cand, chg, win, new_wins) if vote else 0
+        if k != 0:
+            if k == 1:
                 cnt[C_NLATE] += 1
                 cnt[C_NLATE_BYTES] += d[PAYLOAD_SIZE]
                 if d[SRC] >= 0 and d[SRC] < psrc.shape[1]:
