@@ -222,10 +222,8 @@ def ring_slots(cap, seqs):
     for info, cs in zip(cap.sequence_history, seqs):
         sb = int(info["slot_bytes"])
         data = cs.data
-        flags = cs.flags
         for k in range(data.size // sb):
-            slots[int(info["seq0"]) + k] = (data[k * sb:(k + 1) * sb],
-                                            flags[k] if flags is not None and k < len(flags) else None)
+            slots[int(info["seq0"]) + k] = (data[k * sb:(k + 1) * sb],)
     return slots
 
 
@@ -265,10 +263,13 @@ def capture_datagram(name, records, nsrc, src0):
 
         def send():
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-                for k, r in enumerate(records):
+                sent = 0
+                for r in records:
                     tx.sendto(r, ("127.0.0.1", port))
-                    if k % 32 == 31:
-                        time.sleep(0.0005)
+                    sent += len(r) + 512
+                    if sent >= 32 << 10:   # ~32 KiB at a time: the receiver keeps up
+                        sent = 0
+                        time.sleep(0.001)
 
         th = threading.Thread(target=send)
         th.start()
@@ -305,10 +306,9 @@ def measure(name, frac, seed, nrec, mode, truncate, tmpdir):
         have = slots.get(seq)
         if have is None or have[0].size != exp.size:
             continue
-        data, flags = have
-        if flags is not None and not flags[src]:
-            continue
-        if np.array_equal(data[mask], exp[mask]):
+        # the payloads are random: equal bytes at the record's place mean it was placed
+        # (the ring's per-frame flags are not used: spans that end inside a slot repeat rows)
+        if np.array_equal(have[0][mask], exp[mask]):
             got += 1
     return got / max(1, len(keep)), int(cap.stats.get("nkernel_drops", 0))
 

@@ -287,9 +287,9 @@ def _keep(d, ref, cand, chg, win, new_wins):
 
 @numba.njit(nogil=True, cache=True)
 def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
-    # the sequence starts at the smallest seq of the held VALID packets, leaving out the lowest
-    # ones (fewer than half) while each lies more than a gulp below the next: one stray packet
-    # from long ago cannot move seq0 (it is counted late when the hold is placed)
+    # the sequence starts at the smallest seq of the held VALID packets that has a quarter of
+    # them within 4 gulps above it: strays from long ago (below the stream) cannot move seq0
+    # (they are counted late when the hold is placed)
     n = 0
     for i in range(hst[H_N]):
         if hlen[i] >= 0:
@@ -310,10 +310,17 @@ def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
     if m == 0:
         return np.int64(0)
     s = np.sort(seqs[:m])
-    k = 0
-    while k < (m - 1) // 2 and s[k + 1] - s[k] > win[W_N]:
-        k += 1  # an isolated seq more than a gulp below all the others: a stray
-    return s[k]
+    need = max(1, m // 4)
+    span = 4 * win[W_N]
+    e = 0
+    for k in range(m):
+        if e < k:
+            e = k
+        while e + 1 < m and s[e + 1] - s[k] < span:
+            e += 1
+        if e - k + 1 >= need:
+            return s[k]  # the first seq with a quarter of the packets within 4 gulps of it
+    return s[(m - 1) // 2]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -331,10 +338,10 @@ def _finish(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
 @numba.njit(nogil=True, cache=True)
 def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     # decode every held packet again (the format may have learnt what it needed) and
-    # derive seq0 = the smallest seq and the sequence descriptor; returns #VALID used.
+    # derive seq0 (_seq_floor) and the sequence descriptor; returns #VALID used.
     # W_VOTE: a change (1) or a forward jump (2) is being confirmed: the held packets vote
-    # for the open sequence (its configuration ref, its window) or against it; the majority
-    # wins (a tie keeps the old), the minority is dropped: counted invalid (a glitch) or
+    # for the open sequence (its configuration ref, its window) or against it; the new side
+    # needs two thirds, the losers are dropped: counted invalid (a glitch) or
     # late (old data, when the sequence ends)
     # the new side is one candidate (the first disagreeing packet's configuration or
     # position): packets that disagree with both sides (corrupt ones) vote for neither
@@ -357,7 +364,9 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
                     n_diff += 1
                 elif _like(d, cand, chg, win):
                     n_diff += 1
-    new_wins = n_diff > n_same
+    # the new side needs twice the old side's votes: a burst of agreeing strays (records of
+    # another time) among the genuine packets must not end the sequence
+    new_wins = n_diff > 2 * n_same
     win[W_NEWCFG] = 1 if new_wins else 0
     nv = 0
     floor = _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins)
@@ -383,16 +392,10 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
                 _invalid(cnt, ln)
             hlen[i] = -1
             continue
-        if nv == 0:
-            gmin = floor - 1
         _merge(cur, d, chg, nv == 0)
-        if d[SEQ] - floor >= 0 and (gmin == floor - 1 or d[SEQ] - gmin < 0):
-            gmin = d[SEQ]
         nv += 1
-    if gmin == floor - 1:
-        gmin = floor
     hst[H_NVALID] = nv
-    win[W_GMIN] = gmin
+    win[W_GMIN] = floor  # seq0: the smallest kept seq, strays from long ago left out
     return nv
 
 

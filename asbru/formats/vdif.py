@@ -32,9 +32,9 @@ Deliberate differences from Bifrost (FORMATS.md section 14, item 10), wire forma
   file shipped with ``baseband``) has no rate to learn: its frames are counted invalid and
   a warning names ``sample_rate``.
 * If the last frame of the learning second was lost, ``fps`` comes out one short; once 3
-  frames say the same frame number ``>= fps``, ``fps`` becomes that number + 1
+  frames say frame number ``fps``, ``fps`` becomes that number + 1
   (``sample_rate`` is a CHANGE field, so a new sequence starts with the corrected
-  numbering).  A lone frame number ``>= fps`` is INVALID.
+  numbering).  Any other frame number ``>= fps`` is INVALID.
 * The frame-length field must equal the packet (record) size; the invalid bit makes a frame
   INVALID; a zero-length payload or a sample size that does not fit is INVALID.
 * ``sample_rate`` is samples per second per channel (``fps * samples_per_frame``); Bifrost
@@ -270,8 +270,8 @@ def decode(pkt, cfg, state, d):
         if fps <= 0:
             return HOLD
         if frame >= fps:
-            if frame >= MAX_FPS or not _over(state, frame):
-                return INVALID
+            if frame != fps or not _over(state, frame):
+                return INVALID  # only "one short" is ever corrected (3 frames must say so)
             fps = state[ST_FPS]
     seq = seconds * fps + frame
     d[SEQ] = seq
