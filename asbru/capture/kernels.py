@@ -310,7 +310,7 @@ def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
     if m == 0:
         return np.int64(0)
     s = np.sort(seqs[:m])
-    need = max(1, m // 4)
+    need = min(m, max(2, m // 4))
     span = 4 * win[W_N]
     e = 0
     for k in range(m):
@@ -340,8 +340,8 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     # decode every held packet again (the format may have learnt what it needed) and
     # derive seq0 (_seq_floor) and the sequence descriptor; returns #VALID used.
     # W_VOTE: a change (1) or a forward jump (2) is being confirmed: the held packets vote
-    # for the open sequence (its configuration ref, its window) or against it; the new side
-    # needs two thirds, the losers are dropped: counted invalid (a glitch) or
+    # for the open sequence (its configuration ref, its window) or against it; a change needs
+    # a majority, a jump two thirds; the losers are dropped: counted invalid (a glitch) or
     # late (old data, when the sequence ends)
     # the new side is one candidate (the first disagreeing packet's configuration or
     # position): packets that disagree with both sides (corrupt ones) vote for neither
@@ -364,9 +364,9 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
                     n_diff += 1
                 elif _like(d, cand, chg, win):
                     n_diff += 1
-    # the new side needs twice the old side's votes: a burst of agreeing strays (records of
-    # another time) among the genuine packets must not end the sequence
-    new_wins = n_diff > 2 * n_same
+    # a jump needs twice the old side's votes: a burst of agreeing strays (records of another
+    # time) among the genuine packets must not end the sequence
+    new_wins = n_diff > 2 * n_same if win[W_VOTE] == 2 else n_diff > n_same
     win[W_NEWCFG] = 1 if new_wins else 0
     nv = 0
     floor = _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins)
