@@ -437,10 +437,10 @@ class CaptureEngine:
         new = n - self._unlearned_told
         self._unlearned_told = n
         what = getattr(self._fmt.module, "LEARNS", "its stream parameters")
-        warnings.warn(f"{type(self).__name__}: {new} {self._fmt.name} packet(s) never placed: the "
-                      f"stream ended before the {what} could be learnt from it; give "
-                      f"sample_rate= (samples per second) to place them", CaptureWarning,
-                      stacklevel=3)
+        warnings.warn(f"{type(self).__name__}: {new} {self._fmt.name} packet(s) not placed: they "
+                      f"came while the {what} was still being learnt from the stream (it ended, "
+                      f"or the hold buffer was full); give sample_rate= (samples per second) "
+                      f"to place every packet", CaptureWarning, stacklevel=3)
 
     def _window_end(self) -> int:
         w = self._win

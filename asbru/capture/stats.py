@@ -41,8 +41,8 @@ class CaptureStats:
             "ngood_bytes": int(c[L.C_NGOOD_BYTES]), "nmissing_bytes": int(c[L.C_NMISSING_BYTES]),
             "nkernel_drops": int(c[L.C_NKDROPS]),
             "nreceived": int(c[L.C_NRECEIVED]),
-            # of ninvalid: held while the format learnt its rate, dropped unplaced when the
-            # stream ended first (give sample_rate=)
+            # of ninvalid: came while the format learnt its rate and could not be placed (the
+            # stream ended first, or the hold buffer was full); give sample_rate=
             "nunlearned": int(c[L.C_NUNLEARNED]),
             "nsequences": self.nsequences, "nrestarts": self.nrestarts,
             "blocked_seconds": float(self.blocked_seconds),
