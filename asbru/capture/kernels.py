@@ -288,7 +288,7 @@ def _keep(d, ref, cand, chg, win, new_wins):
 @numba.njit(nogil=True, cache=True)
 def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
     # the sequence starts at the smallest seq of the held VALID packets that has a quarter of
-    # them within 4 gulps above it: strays from long ago (below the stream) cannot move seq0
+    # them (2 at least) within a gulp above it: strays from long ago cannot move seq0
     # (they are counted late when the hold is placed)
     n = 0
     for i in range(hst[H_N]):
@@ -311,7 +311,7 @@ def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
         return np.int64(0)
     s = np.sort(seqs[:m])
     need = min(m, max(2, m // 4))
-    span = 4 * win[W_N]
+    span = win[W_N]
     e = 0
     for k in range(m):
         if e < k:
@@ -319,7 +319,7 @@ def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
         while e + 1 < m and s[e + 1] - s[k] < span:
             e += 1
         if e - k + 1 >= need:
-            return s[k]  # the first seq with a quarter of the packets within 4 gulps of it
+            return s[k]  # the first seq with a quarter of the packets within a gulp of it
     return s[(m - 1) // 2]
 
 
