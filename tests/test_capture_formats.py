@@ -20,8 +20,12 @@ from asbru.udp_socket import UDPSocket
 import format_harness as fh
 from test_capture_vectors import CASES
 
-# name -> (write string, disk string, capture string, nsrc, HeaderInfo fields, seq0)
+# name -> (write string, disk string, capture string, nsrc, HeaderInfo fields, seq0[, src step])
 SYNTH = {
+    # LWA NDP: sources are channel blocks (first_chan = src, stepped by the block size);
+    # readers with 1 time-tag tick per spectrum so that seq steps by 1
+    "tbx": ("tbx_4x64", "tbx_4x64_1", "tbx_1", 3, {}, 5000, 4),
+    "ndp_tbf": ("ndp_tbf", "ndp_tbf_1", "ndp_tbf_1", 3, {}, 5000, 12),
     "snap2": ("snap2_4x8", "snap2_4x8", "snap2", 4,
               dict(nsrc=4, nchan=8, chan0=1000, tuning=1234567), 100),
     "example_beacon": ("example_beacon_64", "example_beacon_64", "example_beacon", 3,
@@ -41,11 +45,11 @@ def test_every_capturable_format_is_covered():
 
 
 def _stream(name, ntime=24):
-    wfmt, dfmt, cfmt, nsrc, info, seq0 = SYNTH[name]
+    wfmt, dfmt, cfmt, nsrc, info, seq0, *step = SYNTH[name]
     wf = formats.get(wfmt, "write")
     p = wf.params.payload_size
     data = np.random.default_rng(len(name)).integers(0, 256, (ntime, nsrc, p), dtype=np.uint8)
-    raw = batch.encode_packets(wf, batch.headerinfo(**info), seq0, 1, 0, 1, data)
+    raw = batch.encode_packets(wf, batch.headerinfo(**info), seq0, 1, 0, step[0] if step else 1, data)
     return raw, wf.params.header_size + p, nsrc
 
 

@@ -49,4 +49,7 @@ def bind_args(cls_name: str, names: list[str], aliases: dict[str, str], args: tu
     if ring is not None and not _is_ring(ring):
         raise ArgumentError(f"{cls_name}: ring must be an asbru.ring.Ring or None; got "
                             f"{type(ring).__name__}")
+    if ring is not None and getattr(ring, "space", "system") == "cuda":
+        raise ArgumentError(f"{cls_name}: a capture writes host memory: give it a 'cuda_host' ring and "
+                            f"stream that into the 'cuda' ring with asbru.ring.copy")
     return out

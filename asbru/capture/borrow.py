@@ -15,12 +15,18 @@ stores a borrowed array.
 from __future__ import annotations
 
 from numba import types
+from numba.core import config
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 
+def _borrow_python(arr):
+    """Under NUMBA_DISABLE_JIT=1 the loops run as Python: an array is its own borrow."""
+    return arr
+
+
 @intrinsic
-def borrow(typingctx, arr):
+def _borrow_compiled(typingctx, arr):
     if not isinstance(arr, types.Array):
         return None
 
@@ -30,3 +36,6 @@ def borrow(typingctx, arr):
         return ary._getvalue()
 
     return arr(arr), codegen
+
+
+borrow = _borrow_python if config.DISABLE_JIT else _borrow_compiled

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from asbru.formats.spec import FormatError
 from . import layout as L
 from .args import bind_args
 from .engine import CaptureEngine, _as_nsrc, _int, _pos_int
+from .status import Status
 from .udp import socket_fd
 
 _NAMES = ["ring", "nsrc", "src0", "buffer_nframe", "slot_nframe", "sequence_callback", "core"]
@@ -21,6 +23,18 @@ _ALIASES = {"buffer_ntime": "buffer_nframe", "slot_ntime": "slot_nframe",
             "ntime_gulp": "buffer_nframe", "ntime_slot": "slot_nframe"}
 _EXTRA = ("max_jump_gulps", "budget", "hold_packets", "sample_rate", "read_size")
 READ_SIZE = 1 << 20   # bytes per read(): ~1 MiB of whole records
+READ_SIZE_MAX = 1 << 30
+
+
+def _seekable(fd: int) -> bool:
+    """False for a pipe, FIFO, socket or terminal (lseek fails with ESPIPE)."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return True
+    try:
+        os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return False
+    return True
 
 
 class DiskReader(CaptureEngine):
@@ -28,7 +42,12 @@ class DiskReader(CaptureEngine):
     core=None)`` (``ring`` may be omitted: the reader then owns one, ``.ring``).
 
     Reading starts at ``fh.tell()``; the reader reads the descriptor directly (Python's
-    buffered position is not updated: use :meth:`tell`)."""
+    buffered position is not updated: use :meth:`tell`).  ``fh`` may also be a pipe, FIFO
+    or socket (``sys.stdin.buffer``, ``subprocess.PIPE``): it is read forward to its end,
+    and :meth:`seek`/:meth:`tell` raise.  ``recv()`` returns NO_DATA/ENDED only at the end
+    of the input (bounded work with no sequence open returns CONTINUED)."""
+
+    _budget_status_idle = Status.CONTINUED
 
     _backend = "disk"
     _kind = "disk_reader"
@@ -49,10 +68,14 @@ class DiskReader(CaptureEngine):
         if fcntl.fcntl(self._fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
             raise ArgumentError("fh: the file is open for writing only; DiskReader needs a file "
                                 "opened for reading ('rb')")
-        start = fh.tell() if hasattr(fh, "tell") else os.lseek(self._fd, 0, os.SEEK_CUR)
-        os.lseek(self._fd, int(start), os.SEEK_SET)
+        self._seekable = _seekable(self._fd)
+        if self._seekable:
+            start = fh.tell() if hasattr(fh, "tell") else os.lseek(self._fd, 0, os.SEEK_CUR)
+            os.lseek(self._fd, int(start), os.SEEK_SET)
         self._record_size = int(rs)
         read_size = _pos_int("read_size", a.get("read_size", READ_SIZE))
+        if read_size > READ_SIZE_MAX:
+            raise ArgumentError(f"read_size must be at most {READ_SIZE_MAX} bytes; got {read_size}")
         self._nrec = max(1, read_size // self._record_size)
         self._init_engine(f, a["ring"], _as_nsrc(a["nsrc"]), _int("src0", a["src0"]),
                           _pos_int("buffer_nframe", a["buffer_nframe"]),
@@ -83,13 +106,23 @@ class DiskReader(CaptureEngine):
             raise ArgumentError(f"DiskReader.recv: the file was closed (fileno() is now {fd})")
 
     def _unread_bytes(self) -> int:
-        """Bytes read from the file but not yet looked at (the receive buffer's rest)."""
+        """Bytes read from the file but not yet looked at (the receive buffer's rest, and
+        the bytes kept back for the next read: a partial record, or the records after a
+        resynchronisation point)."""
         pos, count = int(self._rst[L.R_POS]), int(self._rst[L.R_COUNT])
         lens = self._rlen[pos:count]
-        return int(np.where(lens >= 0, lens, -1 - lens).sum()) if count > pos else 0
+        rest = int(np.where(lens >= 0, lens, -1 - lens).sum()) if count > pos else 0
+        return rest + int(self._io[L.IO_CARRY_LEN])
+
+    def _need_seekable(self, what: str) -> None:
+        if not self._seekable:
+            raise ArgumentError(f"DiskReader.{what}: the input is a pipe, FIFO or socket, which "
+                                f"cannot seek; only reading forward works")
 
     def tell(self) -> int:
-        """Offset of the next record not yet processed."""
+        """Offset of the next record not yet processed (a one-line ArgumentError for a
+        pipe, FIFO or socket)."""
+        self._need_seekable("tell")
         return os.lseek(self._fd, 0, os.SEEK_CUR) - self._unread_bytes()
 
     def seek(self, offset: int, whence: int = os.SEEK_CUR) -> int:
@@ -97,12 +130,14 @@ class DiskReader(CaptureEngine):
         open, end the sequence; the next packet starts a new one.  Returns the new offset."""
         if self._ended:
             raise ArgumentError("DiskReader.seek: the reader has ended")
+        self._need_seekable("seek")
         if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END):
             raise ArgumentError(f"whence must be os.SEEK_SET, SEEK_CUR or SEEK_END (0, 1, 2); got {whence!r}")
         offset = _int("offset", offset)
         if whence == os.SEEK_CUR:
             offset, whence = self.tell() + offset, os.SEEK_SET
         self._rst[:] = 0  # records read ahead belong to the old position
+        self._io[L.IO_CARRY_LEN] = self._io[L.IO_CARRY_OFF] = 0
         try:
             new = os.lseek(self._fd, offset, whence)
         except OSError as exc:

@@ -28,7 +28,7 @@ from asbru.formats.spec import NDESC, PAYLOAD_SIZE
 
 from . import kernels
 from . import layout as L
-from .callbacks import PacketCaptureCallback, call_sequence_callback
+from .callbacks import PacketCaptureCallback, call_sequence_callback, describe
 from .stats import CaptureStats
 from .status import Status
 
@@ -91,6 +91,48 @@ def _int(name: str, value: Any) -> int:
     return int(value)
 
 
+# Limits checked before anything is allocated (beyond them an argument is a mistake, and
+# numpy would fail with a raw OverflowError/MemoryError, or a C int would wrap)
+NSRC_MAX = 1 << 20          # sources
+SRC0_MAX = 1 << 31          # |src0|
+NTIME_MAX = 1 << 30         # buffer_ntime
+
+
+def _bounded(name: str, value: int, lo: int, hi: int, why: str) -> int:
+    if not lo <= value <= hi:
+        raise ArgumentError(f"{name} must be in {lo}..{hi} ({why}); got {value}")
+    return value
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 1 << 40
+
+
+def check_sizes(nsrc: int, src0: int, buffer_ntime: int, max_packet: int, ring_factor: int) -> None:
+    """One line for sizes that cannot work, before any buffer is allocated: the ring holds
+    ``ring_factor`` gulps of ``buffer_ntime * nsrc * max_packet`` bytes."""
+    _bounded("nsrc", nsrc, 1, NSRC_MAX, "sources of one capture")
+    _bounded("src0", src0, -SRC0_MAX, SRC0_MAX, "the first source number")
+    _bounded("buffer_ntime", buffer_ntime, 1, NTIME_MAX, "time slots per gulp")
+    ring = ring_factor * buffer_ntime * nsrc * max_packet
+    mem = _memory_bytes()
+    if ring > mem:
+        raise ArgumentError(f"buffer_ntime * nsrc * packet size = {buffer_ntime} * {nsrc} * "
+                            f"{max_packet} bytes per gulp: the ring ({ring_factor} gulps, "
+                            f"{ring / 2**30:.1f} GiB) would not fit this machine's "
+                            f"{mem / 2**30:.1f} GiB of memory")
+
+
+def _limit(name: str, value: Any, default: int, hi: int) -> int:
+    """An engine option: None -> ``default``; else a positive integer up to ``hi``."""
+    if value is None:
+        return default
+    return _bounded(name, _pos_int(name, value), 1, hi, "a positive count")
+
+
 class _Gulp:
     """One open gulp: a reserved ring span, its received mask, its first seq."""
 
@@ -113,14 +155,26 @@ class CaptureEngine:
 
     _backend = ""
     _kind = "capture"
+    # what recv() returns when its bounded work is spent with no sequence open: NO_DATA for a
+    # network stream (a flood of garbage); a file reader returns CONTINUED (data remains)
+    _budget_status_idle = Status.NO_DATA
 
     def _init_engine(self, fmt: Format, ring: Any, nsrc: int, src0: int, buffer_ntime: int,
                      slot_ntime: int, sequence_callback: Optional[PacketCaptureCallback],
                      core: Optional[int], max_packet: int, *, max_jump_gulps: Optional[int] = None,
                      budget: Optional[int] = None, hold_packets: Optional[int] = None,
                      ring_factor: int = 4, sample_rate: Any = None) -> None:
+        check_sizes(nsrc, src0, buffer_ntime, max_packet, ring_factor)
+        rate = _sample_rate(fmt, sample_rate)
+        # a format that learns its rate holds what comes before it has learnt (a VDIF
+        # second): more room by default, still bounded by _HOLD_BYTES_MAX
+        learns = hasattr(fmt.module, "LEARNS") and not rate
+        budget = _limit("budget", budget, 4 * buffer_ntime * nsrc + 4096, 1 << 62)
+        hold_packets = _limit("hold_packets", hold_packets,
+                              max(4 * nsrc, 1024 if learns else 64), 1 << 62)
+        max_jump_gulps = _limit("max_jump_gulps", max_jump_gulps, max(ring_factor, 2), 1 << 62)
         self._fmt = fmt
-        self.sample_rate = _sample_rate(fmt, sample_rate)
+        self.sample_rate = rate
         self._unlearned_told = 0
         self.nsrc = nsrc
         self.src0 = src0
@@ -134,6 +188,10 @@ class CaptureEngine:
         self.core = -1 if core is None else _int("core", core)
         self._max_packet = max_packet
         self._ended = False
+        self._in_callback = False
+        #: the failure behind the last ERROR status (an OSError with its errno), or None
+        self.last_error: Optional[OSError] = None
+        self._failed_callback: Any = None   # the callback whose last call raised
         self.stats_obj = CaptureStats(nsrc)
         self.sequence_info: dict[str, Any] | None = None  # the current/last sequence
         self.sequence_history: list[dict[str, Any]] = []  # the last 1000 sequences begun
@@ -165,11 +223,7 @@ class CaptureEngine:
         self._rst = np.zeros(L.NRST, dtype=np.int64)
         self._setup_backend()
         slot = self._rbuf.shape[1]
-        # a format that learns its rate holds what comes before it has learnt (a VDIF
-        # second): more room by default, still bounded by _HOLD_BYTES_MAX
-        learns = hasattr(fmt.module, "LEARNS") and not self.sample_rate
-        hcap = hold_packets if hold_packets is not None else max(4 * nsrc, 1024 if learns else 64)
-        hcap = max(2, min(hcap, max(2 * nsrc + 2, _HOLD_BYTES_MAX // slot)))
+        hcap = max(2, min(hold_packets, max(2 * nsrc + 2, _HOLD_BYTES_MAX // slot)))
         # the last FAR_STASH rows keep far-ahead packets while the stream agrees (kernels)
         self._hold = np.zeros((hcap + L.FAR_STASH, slot), dtype=np.uint8)
         self._hlen = np.zeros(hcap + L.FAR_STASH, dtype=np.int64)
@@ -179,9 +233,8 @@ class CaptureEngine:
         w[L.W_MODE] = L.MODE_GATHER
         w[L.W_N] = buffer_ntime
         w[L.W_NSRC] = nsrc
-        w[L.W_BUDGET] = budget if budget is not None else 4 * buffer_ntime * nsrc + 4096
-        w[L.W_MAXJUMP] = min(max_jump_gulps if max_jump_gulps is not None
-                             else max(ring_factor, 2), 1 << 30)
+        w[L.W_BUDGET] = budget
+        w[L.W_MAXJUMP] = min(max_jump_gulps, 1 << 30)
         w[L.W_BACKTHRESH] = buffer_ntime * nsrc + 1
         w[L.W_GTARGET] = nsrc
         # placements deferred to the format's place_row: at most one per received packet
@@ -216,6 +269,7 @@ class CaptureEngine:
     def recv(self) -> int:
         """Receive until a gulp is committed/opened, a sequence starts/changes/ends, the
         receive times out / reaches EOF / fails, or the bounded-work limit is hit."""
+        self._not_in_callback("recv")
         if self._ended:
             raise ArgumentError(f"{type(self).__name__}.recv: the capture has ended (end() was called)")
         self._check_open()
@@ -233,6 +287,7 @@ class CaptureEngine:
 
     def flush(self) -> None:
         """Commit what is open, end the sequence, and leave the capture inactive."""
+        self._not_in_callback("flush")
         if self._ended:
             return
         try:
@@ -241,11 +296,25 @@ class CaptureEngine:
             self._publish()
 
     def end(self) -> None:
-        """``flush()`` then end writing on the ring (readers see end of data)."""
+        """``flush()`` then end writing on the ring (readers see end of data).
+
+        A sequence callback that raised (and is still the one set) is not called again:
+        the packets still held or received are counted invalid instead.  If a callback
+        raises here, its exception leaves ``end()`` after everything is counted and the
+        ring's writing has ended."""
+        self._not_in_callback("end")
         if self._ended:
             return
         try:
-            self._drain(received_too=True)
+            failed = self._failed_callback
+            if failed is not None and self._callback is not None and \
+                    self._callback.get(self._fmt.name) is failed:
+                self._drop_pending()
+            try:
+                self._drain(received_too=True)
+            except BaseException:
+                self._drop_pending()
+                raise
             # held packets that never became decodable count as invalid
             self._kmod_drop_hold(unlearned=True)
         finally:
@@ -265,6 +334,22 @@ class CaptureEngine:
         self.end()
 
     # ------------------------------------------------------------------ internals
+    def _not_in_callback(self, what: str) -> None:
+        if self._in_callback:
+            raise ArgumentError(f"{type(self).__name__}.{what}() called from inside the sequence "
+                                f"callback; a callback may only return the header and time tag")
+
+    def _drop_pending(self) -> None:
+        """Count everything held or received but not processed as invalid (a callback that
+        cannot start their sequence): every received packet is counted once."""
+        self._kmod_drop_hold()
+        rst, cnt = self._rst, self.stats_obj.cnt
+        for i in range(int(rst[L.R_POS]), int(rst[L.R_COUNT])):
+            ln = int(self._rlen[i])
+            cnt[L.C_NINVALID] += 1
+            cnt[L.C_NINVALID_BYTES] += ln if ln >= 0 else -1 - ln
+        rst[L.R_POS] = rst[L.R_COUNT]
+
     def _check_open(self) -> None:
         """Subclasses: raise ArgumentError when the socket/file was closed."""
 
@@ -334,9 +419,12 @@ class CaptureEngine:
             if reason == L.RS_INTR:
                 return Status.INTERRUPTED
             if reason == L.RS_ERROR:
+                e = int(self.stats_obj.cnt[L.C_ERRNO])
+                self.last_error = OSError(e, f"{type(self).__name__}.recv: the receive failed: "
+                                             f"{os.strerror(e) if e > 0 else 'unknown error'}")
                 return Status.ERROR
             if reason == L.RS_BUDGET:
-                return Status.CONTINUED if active else Status.NO_DATA
+                return Status.CONTINUED if active else self._budget_status_idle
             if reason == L.RS_DRAINED:
                 return _DRAINED
             raise AsbruError(f"capture: internal error, compiled loop returned {reason}")
@@ -460,17 +548,29 @@ class CaptureEngine:
         default_tt = seq0 if family == "pointer" else fmt.time_tag_of(seq0, d)
         time_tag, header = default_tt, b""
         func = self._callback.get(fmt.name) if self._callback is not None else None
+        source = "the format"
         if func is not None:
-            res = call_sequence_callback(func, lead, family, fmt.name, seq0)
+            self._in_callback = True
+            try:
+                res = call_sequence_callback(func, lead, family, fmt.name, seq0)
+            except BaseException:
+                self._failed_callback = func   # end() will not call it again
+                raise
+            finally:
+                self._in_callback = False
+            self._failed_callback = None
             header = res.header
             if res.time_tag is not None:
                 time_tag = res.time_tag
+                source = describe(func, fmt.name)
         try:
             self._wseq = self._writer.begin_sequence(name="", time_tag=int(time_tag),
                                                      header=header, nringlet=1)
         except ArgumentError as exc:
-            raise AsbruError(f"capture: cannot begin a ring sequence at seq0={seq0} with time tag "
-                             f"{time_tag}: {exc}") from None
+            if func is not None:
+                self._failed_callback = func
+            raise AsbruError(f"capture: cannot begin a ring sequence at seq0={seq0} with the time "
+                             f"tag {time_tag} from {source}: {exc}") from None
         self._seqdesc[:] = d
         w[L.W_S] = seq0
         w[L.W_K] = 0

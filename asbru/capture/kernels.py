@@ -122,7 +122,9 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
     if csize > 0:
         for i in range(n):
             controllens[i] = csize
-    r = sc.recvmmsg_e(fd, io[IO_ADDR], n, sc.MSG_WAITFORONE, 0)
+    # MSG_TRUNC: the length of a datagram larger than the buffer is its real size, so an
+    # oversize datagram is counted invalid with the bytes it really had
+    r = sc.recvmmsg_e(fd, io[IO_ADDR], n, sc.MSG_WAITFORONE | sc.MSG_TRUNC, 0)
     if r < 0:
         e = -r
         if e == sc.EAGAIN or e == sc.EWOULDBLOCK:
@@ -138,8 +140,6 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
         ln = _rd_u32(h, MSG_OFF_LEN)
         fl = _rd_u32(h, MSG_OFF_FLAGS)
         if (fl & sc.MSG_TRUNC) != 0 or ln > bufsize:
-            if ln > bufsize:
-                ln = bufsize
             rlen[i] = -1 - ln   # bigger than max_payload_size: invalid, never half-used
         else:
             rlen[i] = ln
@@ -158,44 +158,180 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
 '''
 
 BACKENDS["disk"] = '''
+from asbru.formats.spec import NDESC as _NDESC
+
+RESYNC = True
+
+
+@numba.njit(nogil=True, cache=True)
+def _flat(rbuf):
+    return rbuf.reshape(rbuf.shape[0] * rbuf.shape[1])
+
 
 @numba.njit(nogil=True, cache=True)
 def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
-    # read whole records (rbuf rows are records) in one go, ~1 MiB; a short tail is a
-    # short record handed to decode (which rejects it)
+    # hand over whole records (rbuf rows are records), ~1 MiB per read().  Bytes kept back
+    # by the last call (a partial record, or the records after a resync point) come first.
+    # A pipe, FIFO or socket may return less than asked: the call returns as soon as it
+    # holds one whole record and keeps the partial rest for the next; a short tail at end
+    # of input is a short record handed to decode (which rejects it)
     fd = io[IO_FD]
     rs = rbuf.shape[1]
     nrec = rbuf.shape[0]
     if nrec > rlen.shape[0]:
         nrec = rlen.shape[0]
     cap = nrec * rs
-    got = 0
+    flat = _flat(rbuf)
+    got = io[IO_CARRY_LEN]
+    off = io[IO_CARRY_OFF]
+    if got > 0 and off > 0:
+        flat[:got] = flat[off:off + got]
+    io[IO_CARRY_LEN] = 0
+    io[IO_CARRY_OFF] = 0
+    io[IO_SCAN_END] = 0
+    carried = got
+    eof = False
     while got < cap:
         r = sc.read_e(fd, io[IO_ADDR] + got, cap - got)
         if r < 0:
-            if -r == sc.EINTR:
+            e = -r
+            if e == sc.EAGAIN or e == sc.EWOULDBLOCK:
+                # a non-blocking descriptor (a socket with a timeout): wait for data
+                if got >= rs:
+                    break
+                io[IO_POLLFD] = (fd & 0xFFFFFFFF) | (sc.POLLIN << 32)
+                sc.poll_e(io[IO_POLLFD_ADDR], 1, -1)
+                continue
+            if e == sc.EINTR:
                 if got > 0:
                     continue
                 return F_INTR
             if got > 0:
                 break
-            cnt[C_ERRNO] = -r
+            cnt[C_ERRNO] = e
             return F_ERROR
         if r == 0:
+            eof = True
             break
         got += r
+        if got >= rs:
+            break
+    io[IO_OFFSET] += got - carried
     if got == 0:
         return F_EOF
-    io[IO_OFFSET] += got
     nfull = got // rs
     rem = got - nfull * rs
     for i in range(nfull):
         rlen[i] = rs
     if rem > 0:
-        rlen[nfull] = rem
-        nfull += 1
+        if eof or nfull == 0:
+            rlen[nfull] = rem
+            nfull += 1
+        else:
+            io[IO_CARRY_OFF] = nfull * rs
+            io[IO_CARRY_LEN] = rem
+    io[IO_FILL] = got - io[IO_CARRY_LEN]
     cnt[C_NRECEIVED] += nfull
     return nfull
+
+
+@numba.njit(nogil=True, cache=True)
+def _decode_at(flat, c, rs, cfg, fstate, fs, d):
+    # decode the record starting at byte c (VALID, HOLD: a format still learning, or
+    # INVALID) on a copy of the learning state, so that looking changes nothing
+    for j in range(fs.shape[0]):
+        fs[j] = fstate[j]
+    for j in range(d.shape[0]):
+        d[j] = -1
+    return _decode(flat[c:c + rs], cfg, fs, d)
+
+
+@numba.njit(nogil=True, cache=True)
+def _agree(r1, d1, r2, d2, span):
+    # two records that follow each other in a stream have seqs close together; a place
+    # inside the records that happens to decode (chips at +3 bytes, say) gives seqs made of
+    # payload bytes, far apart
+    if r1 == INVALID or r2 == INVALID:
+        return False
+    if r1 == VALID and r2 == VALID:
+        dd = d2[SEQ] - d1[SEQ]
+        return -span < dd and dd < span
+    return True
+
+
+@numba.njit(nogil=True, cache=True)
+def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
+    # record i of the receive buffer decoded INVALID.  If the record after it decodes, only
+    # record i was bad.  If not, a short (or long) record has shifted every record after
+    # it: go on from the nearest byte past record i's start where a record decodes and the
+    # record after it decodes too, with a seq close to its own (where the buffer holds it);
+    # record i then counts as one invalid packet of the bytes up to there.  Each byte of a
+    # buffer is scanned once (io[IO_SCAN_END]: no record starts before it).
+    rs = rbuf.shape[1]
+    fill = io[IO_FILL]
+    b = i * rs
+    if rlen[i] != rs or b + 2 * rs > fill:
+        return
+    flat = _flat(rbuf)
+    fs = np.empty(fstate.shape[0], dtype=np.int64)
+    d1 = np.empty(_NDESC, dtype=np.int64)
+    d2 = np.empty(_NDESC, dtype=np.int64)
+    if _decode_at(flat, b + rs, rs, cfg, fstate, fs, d1) != INVALID:
+        return
+    span = 2 * win[W_N] + 2
+    # the two records before, if they decode and agree, say where the stream is: then a
+    # candidate must be near them too (garbage that copies a neighbour's bytes makes a
+    # misaligned pair agree with itself), and it is looked for within two records (a short
+    # record or a few stray bytes); the next bad record, with no such context, scans on
+    ctx = np.int64(0)
+    has_ctx = False
+    if i >= 2 and rlen[i - 1] == rs:
+        ra = _decode_at(flat, b - 2 * rs, rs, cfg, fstate, fs, d1)
+        rb = _decode_at(flat, b - rs, rs, cfg, fstate, fs, d2)
+        if ra == VALID and rb == VALID and _agree(ra, d1, rb, d2, span):
+            ctx = d2[SEQ]
+            has_ctx = True
+    near = 4 * win[W_N] + 4
+    c = b + 1
+    last = fill - rs
+    if has_ctx:
+        if last > b + 2 * rs:
+            last = b + 2 * rs
+    elif io[IO_SCAN_END] > c:
+        c = io[IO_SCAN_END]
+    found = False
+    while c <= last:
+        r1 = _decode_at(flat, c, rs, cfg, fstate, fs, d1)
+        if r1 != INVALID and not (has_ctx and r1 == VALID and
+                                  (d1[SEQ] - ctx >= near or ctx - d1[SEQ] >= near)):
+            if c + 2 * rs > fill:
+                found = True
+                break
+            r2 = _decode_at(flat, c + rs, rs, cfg, fstate, fs, d2)
+            if _agree(r1, d1, r2, d2, span):
+                found = True
+                break
+        c += 1
+    if not has_ctx:
+        io[IO_SCAN_END] = c
+    x = c - b
+    if not found or x % rs == 0:
+        return   # nothing decodes / whole bad records: the alignment holds, count them one by one
+    if x < rs and c >= rs:
+        # was the short record the one before (its header decoded, and the start of this
+        # record filled its row)?  Then read this record again from where it really starts
+        r1 = _decode_at(flat, c, rs, cfg, fstate, fs, d1)
+        r2 = _decode_at(flat, c - rs, rs, cfg, fstate, fs, d2)
+        if r2 == VALID and _agree(r2, d2, r1, d1, span):
+            c -= rs
+    skipped = c - b if c > b else 0
+    cnt[C_NRECEIVED] -= rst[R_COUNT] - (i + 1)
+    rst[R_COUNT] = i + 1
+    cnt[C_NINVALID_BYTES] += skipped - rs
+    cnt[C_NRESYNC] += 1
+    cnt[C_NSKIPPED_BYTES] += skipped
+    io[IO_CARRY_LEN] += fill - c   # any partial record kept by _fetch follows on directly
+    io[IO_CARRY_OFF] = c
 '''
 
 _LOOP = '''
@@ -457,12 +593,13 @@ def _far_ahead(pkt, ln, s, hold, hlen, win, cnt):
 @numba.njit(nogil=True, cache=True, inline="always")
 def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, di, rst, pend,
             hold, hlen):
-    # one packet while a sequence is open: 0 = consumed, else an RS_* reason (not consumed).
+    # one packet while a sequence is open: 0 = consumed, -1 = consumed and counted invalid
+    # because it does not decode, else an RS_* reason (> 0, not consumed).
     # di: the packet's receive-buffer index (its placement may be deferred), -1 from hold
     r = _decode_active(pkt, cfg, fstate, d, chg)
     if r != VALID:
         _invalid(cnt, ln)
-        return 0
+        return -1 if r == INVALID else 0
     nsrc = win[W_NSRC]
     p = win[W_P]
     src = d[SRC]
@@ -661,7 +798,7 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
                     ln = hlen[row]
                     rr = _active(hold[row, :ln], ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
                                  win, cnt, psrc, -1, rst, pend, hold, hlen)
-                    if rr != 0:
+                    if rr > 0:
                         return rr
                     win[W_FAR_REPLAY] = j + 2
                     consumed += 1
@@ -676,7 +813,7 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
                 if ln >= 0:
                     rr = _active(hold[i, :ln], ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
                                  win, cnt, psrc, -1, rst, pend, hold, hlen)
-                    if rr != 0:
+                    if rr > 0:
                         return rr
                     consumed += 1
                 hst[H_POS] += 1
@@ -707,7 +844,10 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
                 rr = _active(_packet(rbuf, hdrs, control, i, ln), ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
                              win, cnt, psrc, i, rst, pend, hold, hlen)
                 if rr != 0:
-                    return rr
+                    if rr > 0:
+                        return rr
+                    if RESYNC:
+                        _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win)
             rst[R_POS] += 1
             consumed += 1
         else:
@@ -761,6 +901,8 @@ def _run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, 
             r = _decode_fresh(pkt, cfg, fstate, d)
             if r == INVALID:
                 _invalid(cnt, ln)
+                if RESYNC:
+                    _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win)
                 rst[R_POS] += 1
                 consumed += 1
                 continue
@@ -845,6 +987,19 @@ def _packet(rbuf, hdrs, control, i, ln):
 '''
 
 
+# A backend reading a byte stream (disk) finds the record alignment again after a bad
+# record (``_resync``); a datagram backend has nothing to realign.
+_RESYNC_NONE = '''
+
+RESYNC = False
+
+
+@numba.njit(nogil=True, cache=True)
+def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
+    return
+'''
+
+
 def _backend_source(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown capture backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -852,6 +1007,8 @@ def _backend_source(backend: str) -> str:
     src = BACKENDS[backend]
     if "def _packet(" not in src:
         src += _PACKET_DEFAULT
+    if "def _resync(" not in src:
+        src += _RESYNC_NONE
     return src.replace("{off_msg_len}", str(msgvec.OFF_MSG_LEN)).replace(
         "{off_msg_flags}", str(msgvec.OFF_MSG_FLAGS))
 

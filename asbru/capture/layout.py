@@ -88,8 +88,10 @@ C_NKDROPS = 10      # kernel drops, cumulative (SO_MEMINFO read by Python, else 
 C_KDROP_LAST = 11   # last raw SO_RXQ_OVFL value seen (-1 none)
 C_ERRNO = 12        # errno of the last failed receive
 C_NRECEIVED = 13    # packets handed over by the backend
-C_NUNLEARNED = 14   # of C_NINVALID: held while the format learnt its rate, never placed
-NCNT = 16
+C_NRESYNC = 14      # disk: times the record alignment was found again after a bad record
+C_NSKIPPED_BYTES = 15  # disk: bytes from the start of those bad records to the resync point
+C_NUNLEARNED = 16   # of C_NINVALID: came while the format learnt its rate, never placed
+NCNT = 20
 
 # --- psrc rows: per-source packet counters --------------------------------------------
 PS_VALID = 0
@@ -106,4 +108,8 @@ IO_POLL_MS = 3    # UDP: -2 = blocking fd, no poll; else poll() this long (ms, -
 IO_POLLFD = 4     # scratch: one struct pollfd
 IO_OFFSET = 5     # disk: bytes read from the descriptor by this capture
 IO_POLLFD_ADDR = 6  # address of io[IO_POLLFD]
-NIO = 8
+IO_FILL = 7       # disk: bytes in the receive buffer after the last read (whole rows + tail)
+IO_CARRY_OFF = 8  # disk: buffer offset of bytes kept for the next fetch (partial record or
+IO_CARRY_LEN = 9  #   the records after a resync point), and how many
+IO_SCAN_END = 10  # disk: buffer offset before which no record start decodes (resync scan)
+NIO = 12

@@ -7,6 +7,7 @@ or in the receive buffer (pending), which are counted when processed.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,9 @@ class CaptureStats:
             # of ninvalid: came while the format learnt its rate and could not be placed (the
             # stream ended first, or the hold buffer was full); give sample_rate=
             "nunlearned": int(c[L.C_NUNLEARNED]),
+            "nresyncs": int(c[L.C_NRESYNC]), "nskipped_bytes": int(c[L.C_NSKIPPED_BYTES]),
+            "errno": int(c[L.C_ERRNO]),
+            "error": os.strerror(int(c[L.C_ERRNO])) if c[L.C_ERRNO] > 0 else "",
             "nsequences": self.nsequences, "nrestarts": self.nrestarts,
             "blocked_seconds": float(self.blocked_seconds),
             "per_source": {

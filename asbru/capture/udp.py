@@ -21,6 +21,8 @@ _ALIASES = {"max_size": "max_payload_size", "ntime_gulp": "buffer_ntime",
             "slot_nframe": "slot_ntime"}
 _EXTRA = ("max_jump_gulps", "budget", "hold_packets", "sample_rate", "nbatch")
 NBATCH = 64
+NBATCH_MAX = 1024            # recvmmsg takes at most UIO_MAXIOV messages per call
+MAX_PAYLOAD_SIZE = 1 << 16   # no UDP datagram is larger
 
 
 def socket_fd(sock: Any, what: str) -> int:
@@ -34,6 +36,8 @@ def socket_fd(sock: Any, what: str) -> int:
         fd = -1
     if fd < 0:
         raise ArgumentError(f"{what} is closed or not bound (fileno() = {fd}); bind it first")
+    if fd >= 1 << 31:
+        raise ArgumentError(f"{what}.fileno() returned {fd}, which is not a file descriptor")
     return fd
 
 
@@ -59,6 +63,9 @@ class UDPCapture(CaptureEngine):
         nsrc = _as_nsrc(a["nsrc"])
         src0 = _int("src0", a["src0"])
         max_payload = _pos_int("max_payload_size", a["max_payload_size"])
+        if max_payload > MAX_PAYLOAD_SIZE:
+            raise ArgumentError(f"max_payload_size must be at most {MAX_PAYLOAD_SIZE} (the largest "
+                                f"UDP datagram); got {max_payload}")
         hsize = f.params.header_size
         if max_payload <= hsize:
             raise ArgumentError(f"max_payload_size must exceed the {f.name} header size ({hsize} bytes) "
@@ -67,6 +74,9 @@ class UDPCapture(CaptureEngine):
             max_payload = int(f.params.fixed_packet_size)  # Bifrost: forced to the frame size
         self._bufsize = max_payload
         self._nbatch = _pos_int("nbatch", a.get("nbatch", NBATCH))
+        if self._nbatch > NBATCH_MAX:
+            raise ArgumentError(f"nbatch must be at most {NBATCH_MAX} (the kernel's recvmmsg "
+                                f"limit); got {self._nbatch}")
         self._init_engine(f, a["ring"], nsrc, src0, _pos_int("buffer_ntime", a["buffer_ntime"]),
                           _pos_int("slot_ntime", a["slot_ntime"]), a["sequence_callback"], a["core"],
                           max_payload, max_jump_gulps=a.get("max_jump_gulps"),

@@ -133,8 +133,12 @@ def capture(
     rcvbuf: int = typer.Option(64 << 20, "--rcvbuf", help="socket receive buffer to ask for (bytes)"),
     batch: int = typer.Option(64, "--batch", help="datagrams per recvmmsg call"),
     interface: Optional[str] = typer.Option(None, "--interface", help="multicast: IPv4 address of the interface to join the group on"),
+    dada: Optional[str] = typer.Option(None, "--dada", help="stream into the PSRDADA ring with this hex key (dada_db -k KEY): one observation per capture sequence"),
 ) -> None:
     """Receive FORMAT packets, keep the valid ones (recorded to --out), show live statistics."""
+    if dada is not None:    # a UDPCapture into a ring, streamed into PSRDADA (asbru/cli/capture_dada.py)
+        from .capture_dada import capture_to_dada
+        return capture_to_dada(fmt, bind, nsrc, src0, max_size, duration, json_out, rcvbuf, dada)
     f = common.get_format(fmt, "capture")
     host, port, family = common.parse_hostport(bind, "--bind", allow_port_zero=True)
     iface = common.interface_address(interface)

@@ -54,6 +54,13 @@ def _cap_eff() -> int | None:
     return None
 
 
+def _proclog_check() -> dict[str, Any]:
+    """Where captures publish statistics for `asbru top`, and whether every user can."""
+    from .. import proclog
+    r = proclog.root_status()
+    return _check("proclog directory", r["status"], r["path"], r["detail"], r["fix"])
+
+
 def checks() -> list[dict[str, Any]]:
     res = [_sysctl("net.core.rmem_max", RMEM_WANT), _sysctl("net.core.wmem_max", WMEM_WANT),
            _sysctl("net.core.netdev_max_backlog", BACKLOG_WANT)]
@@ -122,6 +129,7 @@ def checks() -> list[dict[str, Any]]:
     except Exception as exc:
         res.append(_check("kernel cache dir", "fail", None, str(exc),
                           "export ASBRU_CACHE_DIR=/a/writable/directory"))
+    res.append(_proclog_check())
     numba_dir = os.environ.get("NUMBA_CACHE_DIR")
     pkg_cache = Path(__file__).resolve().parent.parent / "__pycache__"
     target = Path(numba_dir) if numba_dir else pkg_cache
@@ -135,7 +143,8 @@ def checks() -> list[dict[str, Any]]:
 
 
 def doctor(json_out: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
-    """Check socket buffer limits, privileges, CPU governor, numba and the kernel cache; print fixes."""
+    """Check socket buffer limits, privileges, CPU governor, numba, the kernel cache and the
+    proclog directory; print fixes."""
     res = checks()
     summary = {"uid": os.geteuid(), "checks": res,
                "ok": all(r["status"] in ("ok", "skip", "info") for r in res)}

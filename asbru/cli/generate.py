@@ -29,10 +29,14 @@ def generate(
     truth: Optional[str] = typer.Option(None, "--truth", help="write the truth JSON here"),
     json_out: bool = typer.Option(False, "--json", help="print the truth (without packet lists) as JSON"),
     interface: Optional[str] = typer.Option(None, "--interface", help="multicast: IPv4 address of the interface to send through"),
+    pcap: Optional[str] = typer.Option(None, "--pcap", help="write a pcap file (Ethernet/IPv4/UDP datagrams to --pcap-port)"),
+    pcap_port: int = typer.Option(4015, "--pcap-port", help="--pcap: the datagrams' UDP destination port"),
 ) -> None:
     """Make synthetic FORMAT traffic with faults; --truth records what was sent, dropped, ..."""
-    if (to is None) == (out is None):
-        raise ArgumentError("--to/--out: give exactly one of --to HOST:PORT or --out FILE")
+    if sum(x is not None for x in (to, out, pcap)) != 1:
+        raise ArgumentError("--to/--out/--pcap: give exactly one of --to HOST:PORT, --out FILE or --pcap FILE")
+    if not 0 < pcap_port < 65536:
+        raise ArgumentError(f"--pcap-port: {pcap_port} is not a UDP port (1..65535)")
     f = common.get_format(fmt, "write")
     common.positive(nsrc, "--nsrc")
     common.positive(ntime, "--ntime")
@@ -55,6 +59,10 @@ def generate(
         except OSError as exc:
             raise ArgumentError(f"--out {out!r}: cannot be written ({exc.strerror})") from None
         t["out"] = out
+    elif pcap is not None:
+        from ..pcap_writer import write_pcap
+        write_pcap(pcap, packets.buf, packets.offsets, packets.lengths, pcap_port)
+        t["pcap"] = pcap
     else:
         from ..recorder import send_packets
         host, port, family = dest

@@ -41,11 +41,13 @@ app = _App(name="asbru", add_completion=False, no_args_is_help=True,
 
 def _register() -> None:
     from .capture import capture
+    from .dissector_cmd import dissector
     from .doctor import doctor
     from .formats_cmd import formats
     from .generate import generate
     from .inspect_cmd import inspect
     from .replay import replay
+    from .rings import rings
     from .top import top
     app.command()(capture)
     app.command()(replay)
@@ -53,7 +55,9 @@ def _register() -> None:
     app.command()(inspect)
     app.command()(formats)
     app.command()(top)
+    app.command()(rings)
     app.command()(doctor)
+    app.command()(dissector)
 
 
 _register()

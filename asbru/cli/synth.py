@@ -63,6 +63,9 @@ def recipe_for(fmt: Format, nsrc: int) -> Recipe:
     name = fmt.name
     p = fmt.params
     nchan = int(p.extra.get("nchan", 0) or 0)
+    own = getattr(fmt.module, "synth_recipe", None)  # the format file knows its own stream
+    if own is not None:
+        return Recipe(**own(p, nsrc))
     if name == "simple":
         return Recipe(p.fmt, 0, 1000, 1, lambda j: 0, lambda j: {}, max_nsrc=1)
     if name == "chips":
@@ -93,11 +96,6 @@ def recipe_for(fmt: Format, nsrc: int) -> Recipe:
         # DRX ID byte: tuning in bits 3-5 (1, 2), polarisation in bit 7
         return Recipe(p.fmt, 0, 1000 * step, step, lambda j: ((j // 2 + 1) << 3) | ((j % 2) << 7),
                       lambda j: {"tuning": 0x20000000, "decimation": 10}, max_nsrc=4)
-    if name == "tbf":
-        # sources are blocks of 12 channels; the reader's src0 is the first channel
-        t = 7840  # time-tag ticks per spectrum (the reader's default)
-        return Recipe(p.fmt, 1000, 1000 * t, t, lambda j: 1000 + 12 * j,
-                      lambda j: {"nsrc": 256})
     if name == "vdif":
         fps = 10  # frames per second; the reader learns it after one whole second
         return Recipe(p.fmt, 0, 100 * fps, 1, lambda j: j,

@@ -1,4 +1,5 @@
-"""``asbru top``: every running asbru capture on the machine, from the proclog files.
+"""``asbru top``: every running asbru capture on the machine, from the proclog files, and the
+shared-memory rings (``Ring(space="shm")``) with their readers.
 
 A capture publishes cumulative counters (Bifrost's ``stats`` log: nvalid, nvalid_bytes,
 ninvalid, nlate, ngood_bytes, nmissing_bytes, plus asbru extensions such as duplicates and
@@ -16,6 +17,7 @@ import typer
 
 from . import common
 from .proclog_compat import list_pids, load_by_pid
+from .rings import ring_rows, ring_table
 
 # blocks that receive packets (Bifrost's names, asbru's, and this CLI's recorder)
 CAPTURE_KINDS = ("udp_capture", "udp_sniffer", "udp_verbs_capture", "disk_reader", "cli_capture")
@@ -120,6 +122,14 @@ def _table(rs: list[dict[str, Any]]):
     return t
 
 
+def _view(rs: list[dict[str, Any]], shared: list[dict[str, Any]]):
+    """The captures table, and the shared rings (with their readers) when there are any."""
+    if not shared:
+        return _table(rs)
+    from rich.console import Group
+    return Group(_table(rs), ring_table(shared))
+
+
 class _Collector:
     """prometheus-client collector: reads the proclog files on every scrape."""
 
@@ -200,19 +210,21 @@ def top(
         prev, prev_t = sample(), time.monotonic()
         if not json_out and not once and common.out.is_terminal:
             from rich.live import Live
-            live = Live(_table(rows({}, prev, 0.0)), console=common.out, refresh_per_second=2)
+            live = Live(_view(rows({}, prev, 0.0), ring_rows()), console=common.out, refresh_per_second=2)
             live.start()
         while not stop["flag"]:
             time.sleep(interval)
             cur, now = sample(), time.monotonic()
             rs = rows(prev, cur, now - prev_t)
             prev, prev_t = cur, now
+            shared = ring_rows()
             if json_out:
-                common.print_json({"time": time.time(), "interval": interval, "captures": rs})
+                common.print_json({"time": time.time(), "interval": interval, "captures": rs,
+                                   "rings": shared})
             elif live is not None:
-                live.update(_table(rs))
+                live.update(_view(rs, shared))
             else:
-                common.out.print(_table(rs))
+                common.out.print(_view(rs, shared))
             if once:
                 break
     except KeyboardInterrupt:

@@ -30,7 +30,7 @@ ROLES = ("capture", "disk", "write")
 # Bifrost's order (FORMATS.md §1.3): capture prefixes first, then the writer-only formats.
 # A name whose module does not exist (yet) is skipped silently.
 BUILTIN = ("simple", "chips", "snap2", "ibeam", "pbeam", "cor", "vdif", "tbn", "drx", "drx8",
-           "generic", "tbf", "vbeam")
+           "tbx", "ndp_tbf", "generic", "tbf", "vbeam")  # tbx, ndp_tbf: LWA NDP, not in Bifrost
 
 _REQUIRED = ("NAME", "HEADER", "matches", "parse", "capture_config", "decode", "place",
              "CHANGE", "CALLBACK_FAMILY", "callback_args", "time_tag_of")

@@ -36,6 +36,7 @@ from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, GAIN, INVALID, NAVG, N
                    parse_int_suffix, wr_be16, wr_be32, wr_be64)
 from .spec import new_capture_config
 from .spec import place_source_block
+from .spec import Signature
 
 NAME = "cor"
 HEADER = Header([
@@ -58,6 +59,8 @@ HSIZE = 32
 WRITE_DTYPE = "cf32"
 SYNC = 0xDEC0DE5C  # as read big-endian: the bytes DE C0 DE 5C
 TICKS_PER_NAVG = 1_960_000  # 196 MHz x 10 ms
+# sync word, ID 0x02 (ADP) or 0x06 (NDP), 32 + 32*nchan bytes: how tools recognise COR
+SIGNATURE = Signature(match=((0, b"\xde\xc0\xde\x5c"), (4, (b"\x02", b"\x06"))), size_rule=(32, 32))
 
 CFG_NCHAN = 2  # 0 = any
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from .spec import (BEAM, CFG_NSRC, CFG_SRC0, DECIMATION, H_DECIMATION, H_TUNING, INVALID,
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, TUNING1,
-                   VALID, BitField, Field, FormatError, FormatParams, Header, kernel, rd_be16,
+                   VALID, BitField, Field, Signature, FormatError, FormatParams, Header, kernel, rd_be16,
                    rd_be32, rd_be64, rd_u8, wr_be16, wr_be32, wr_be64, wr_u8)
 from .spec import default_capture_config
 
@@ -67,6 +67,7 @@ PAYLOAD = SAMPLES * BYTES_PER_SAMPLE
 FRAME_SIZE = HEADER_SIZE + PAYLOAD
 WRITE_DTYPE = "ci4"
 ID_FLAG = 0            # OR-ed into the written ID byte (drx8: 0x40)
+SIGNATURE = Signature(match=((0, b"\xde\xc0\xde\x5c"),), packet_sizes=(FRAME_SIZE,))
 
 CHANGE = ("tuning", "tuning1", "decimation")
 CALLBACK_FAMILY = "value"

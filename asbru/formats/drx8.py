@@ -14,7 +14,7 @@ from __future__ import annotations
 from .drx import (CALLBACK_ARGS, CALLBACK_FAMILY, CHANGE, HEADER, HEADER_SIZE, SAMPLES,
                   callback_args, capture_config, decode_frame, fill_frame, parse_exact,
                   place_interleaved, time_tag_of, write_config)
-from .spec import FormatParams, kernel
+from .spec import FormatParams, Signature, kernel
 
 NAME = "drx8"
 BYTES_PER_SAMPLE = 2
@@ -22,10 +22,11 @@ PAYLOAD = SAMPLES * BYTES_PER_SAMPLE
 FRAME_SIZE = HEADER_SIZE + PAYLOAD
 WRITE_DTYPE = "ci8"
 ID_FLAG = 0x40
+SIGNATURE = Signature(match=((0, b"\xde\xc0\xde\x5c"),), packet_sizes=(FRAME_SIZE,))
 
 __all__ = ["NAME", "HEADER", "CHANGE", "CALLBACK_FAMILY", "CALLBACK_ARGS", "WRITE_DTYPE",
            "matches", "parse", "capture_config", "decode", "place", "fill", "callback_args",
-           "time_tag_of", "write_config"]
+           "time_tag_of", "write_config", "SIGNATURE"]
 
 
 def matches(fmt: str) -> bool:

@@ -42,6 +42,11 @@ the ``asbru.formats`` entry-point group).  It declares, with the names below:
 ``fill(hdr, info, wcfg, seq, src, framecount)``  compiled: write one header into ``hdr``
                     (uint8, ``HEADER.size`` bytes) from HeaderInfo array ``info``.
 
+``SIGNATURE``       optional :class:`Signature`: bytes every packet has (sync word, frame
+                    ID) and its packet sizes, for tools that recognise formats on the wire.
+``synth_recipe(params, nsrc)``  optional -> dict of :class:`asbru.cli.synth.Recipe` fields:
+                    how ``asbru generate`` makes a valid stream of the format.
+
 Compiled functions are plain Python functions decorated with :func:`kernel`; they may only
 use numba-compatible code and the byte helpers below.
 """
@@ -210,6 +215,36 @@ class Header:
             for b in f.bits:
                 out[b.name] = (value >> b.lsb) & ((1 << b.width) - 1)
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """What every packet of a format has in common, for tools that must recognise a format
+    without being told (the Wireshark dissector's heuristic).  A format module declares one
+    as ``SIGNATURE`` when it has a sync word; formats without one are recognised by port.
+
+    ``match``: ``(offset, bytes)`` found in every packet (a sync word, a frame ID), or
+    ``(offset, (bytes, bytes, ...))`` for one of several.  ``packet_sizes``: the only packet
+    sizes (empty: any).  ``size_rule``: ``(h, m)`` when the size is ``h`` plus a positive
+    multiple of ``m`` (COR's 32-byte channels)."""
+    match: tuple[tuple[int, Any], ...]
+    packet_sizes: tuple[int, ...] = ()
+    size_rule: tuple[int, int] | tuple[()] = ()
+
+    def alternatives(self) -> list[tuple[int, tuple[bytes, ...]]]:
+        """``match`` with every entry as (offset, tuple of accepted byte strings)."""
+        return [(off, (want,) if isinstance(want, bytes) else tuple(want)) for off, want in self.match]
+
+    def accepts(self, pkt: bytes) -> bool:
+        """Whether ``pkt`` looks like this format (the same test the dissector makes)."""
+        n = len(pkt)
+        if self.packet_sizes and n not in self.packet_sizes:
+            return False
+        if self.size_rule:
+            h, m = self.size_rule
+            if n <= h or (n - h) % m:
+                return False
+        return all(any(pkt[off: off + len(w)] == w for w in alts) for off, alts in self.alternatives())
 
 
 # ---------------------------------------------------------------------------------------

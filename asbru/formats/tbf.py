@@ -24,7 +24,7 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, X1, X2, Field, FormatError,
-                   FormatParams, Header, H_NSRC, kernel, rd_be16, rd_be32, rd_be64,
+                   FormatParams, Header, H_NSRC, Signature, kernel, rd_be16, rd_be32, rd_be64,
                    rd_u8, wr_be16, wr_be24, wr_be32, wr_be64, wr_u8)
 from .spec import new_capture_config
 from .spec import place_source_block
@@ -41,6 +41,7 @@ HEADER = Header([
 ])
 HSIZE = 24
 NCHAN_PKT = 12
+SIGNATURE = Signature(match=((0, b"\xde\xc0\xde\x5c"), (4, b"\x01")), packet_sizes=(24 + 6144,))
 PAYLOAD = 6144  # 12 chan x 256 stand x 2 pol x ci4
 WRITE_DTYPE = "ci4"
 SYNC = 0xDEC0DE5C
@@ -79,10 +80,11 @@ def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
 
 
 @kernel
-def decode(pkt, cfg, state, d):
-    if pkt.size != HSIZE + PAYLOAD:
+def decode_frame(pkt, cfg, d, frame_id, payload):
+    """Shared by ADP TBF and NDP TBF (``ndp_tbf.py``): they differ in ID and stand count."""
+    if pkt.size != HSIZE + payload:
         return INVALID
-    if rd_be32(pkt, 0) != SYNC or rd_u8(pkt, 4) != TBF_ID:
+    if rd_be32(pkt, 0) != SYNC or rd_u8(pkt, 4) != frame_id:
         return INVALID
     ticks = cfg[CFG_TICKS]
     if ticks <= 0:
@@ -105,8 +107,13 @@ def decode(pkt, cfg, state, d):
     d[X1] = time_tag % ticks
     d[X2] = ticks
     d[PAYLOAD_OFFSET] = HSIZE
-    d[PAYLOAD_SIZE] = PAYLOAD
+    d[PAYLOAD_SIZE] = payload
     return VALID
+
+
+@kernel
+def decode(pkt, cfg, state, d):
+    return decode_frame(pkt, cfg, d, TBF_ID, PAYLOAD)
 
 
 # ring layout [src = 12-channel block][12 chan][256 stand][2 pol][ci4]: the whole payload at src * P
@@ -126,13 +133,27 @@ def write_config(params: FormatParams) -> np.ndarray:
 
 
 @kernel
-def fill(hdr, info, wcfg, seq, src, framecount):
+def fill_frame(hdr, seq, src, framecount, frame_id, nstand):
+    """Shared by ADP TBF and NDP TBF: ``src`` to first_chan, ``nstand`` to its field."""
     if hdr.size < HSIZE:
         return
     wr_be32(hdr, 0, SYNC)
-    wr_u8(hdr, 4, TBF_ID)
+    wr_u8(hdr, 4, frame_id)
     wr_be24(hdr, 5, framecount & 0xFFFFFF)
     wr_be32(hdr, 8, 0)
     wr_be16(hdr, 12, src)
-    wr_be16(hdr, 14, info[H_NSRC])
+    wr_be16(hdr, 14, nstand)
     wr_be64(hdr, 16, seq)
+
+
+@kernel
+def fill(hdr, info, wcfg, seq, src, framecount):
+    fill_frame(hdr, seq, src, framecount, TBF_ID, info[H_NSRC])
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: 12-channel blocks from channel 1000
+    (the reader's src0), one spectrum of the reader's default ticks per time step."""
+    return dict(reader=NAME, src0=1000,
+                seq0=1000 * DEFAULT_TICKS, seq_inc=DEFAULT_TICKS,
+                src_value=lambda j: 1000 + NCHAN_PKT * j, info=lambda j: {"nsrc": 256})

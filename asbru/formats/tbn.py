@@ -45,6 +45,7 @@ from .spec import (CFG_NSRC, CFG_SAMPLE_RATE, CFG_SRC0, DECIMATION, GAIN, H_GAIN
                    BitField, Field, FormatError, FormatParams, Header, kernel, rd_be16,
                    rd_be32, rd_be64, wr_be16, wr_be32, wr_be64)
 from .spec import default_capture_config
+from .spec import Signature
 
 NAME = "tbn"
 
@@ -66,6 +67,8 @@ HEADER_SIZE = 24
 SAMPLES = 512
 PAYLOAD = SAMPLES * 2          # ci8: int8 re, int8 im
 FRAME_SIZE = HEADER_SIZE + PAYLOAD
+# sync word, ID byte 0 (TBN), the one frame size: how tools recognise TBN on the wire
+SIGNATURE = Signature(match=((0, b"\xde\xc0\xde\x5c"), (4, b"\x00")), packet_sizes=(FRAME_SIZE,))
 WRITE_DTYPE = "ci8"
 
 CHANGE = ("tuning", "decimation")

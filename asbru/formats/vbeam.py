@@ -28,6 +28,7 @@ from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFS
                    wr_be32, wr_be64, wr_u8)
 from .spec import new_capture_config
 from .spec import place_source_block
+from .spec import Signature
 
 NAME = "vbeam"
 HEADER = Header([
@@ -43,6 +44,7 @@ HEADER = Header([
 HSIZE = 52
 WRITE_DTYPE = "cf32"
 SYNC_BYTES = (0x00, 0x00, 0x00, 0x00, 0xDD, 0xCC, 0xBB, 0xAA)
+SIGNATURE = Signature(match=((0, bytes(SYNC_BYTES)),), size_rule=(HSIZE, 16))
 
 CFG_NCHAN = 2
 CFG_TICKS = 3

@@ -34,7 +34,25 @@ def _allocate_system(nringlet: int, nbyte: int, core: Optional[int]) -> np.ndarr
     return flat.reshape(nringlet, stride)[:, :nbyte]
 
 
-_SPACES: dict[str, Allocator] = {"system": _allocate_system}
+def _allocate_shm(nringlet: int, nbyte: int, core: Optional[int]) -> np.ndarray:
+    raise ArgumentError("space 'shm' memory belongs to a shared ring: create it with "
+                        "Ring(space='shm', name=...)")
+
+
+def _lazy(name: str) -> Allocator:
+    """An allocator from asbru.ring.gpu, imported on first use (CuPy is optional)."""
+    def allocate(nringlet: int, nbyte: int, core: Optional[int]) -> np.ndarray:
+        from . import gpu
+        return getattr(gpu, name)(nringlet, nbyte, core)
+    return allocate
+
+
+_SPACES: dict[str, Allocator] = {
+    "system": _allocate_system,
+    "cuda_host": _lazy("allocate_cuda_host"),   # pinned host memory (needs CuPy + a GPU)
+    "cuda": _lazy("allocate_cuda"),             # device memory (needs CuPy + a GPU)
+    "shm": _allocate_shm,                       # shared between processes (asbru.ring.shm)
+}
 
 
 def register_space(space: str, allocator: Allocator) -> None:
@@ -57,9 +75,9 @@ def check_space(space: object) -> str:
 
 
 def allocate(space: str, nringlet: int, nbyte: int, core: Optional[int] = None) -> np.ndarray:
-    """One ``(nringlet, nbyte)`` uint8 array in ``space``."""
+    """One ``(nringlet, nbyte)`` uint8 array in ``space`` (a CuPy array for ``"cuda"``)."""
     buf = _SPACES[check_space(space)](int(nringlet), int(nbyte), core)
-    if buf.dtype != np.uint8 or buf.shape != (nringlet, nbyte):
+    if buf.dtype != np.uint8 or tuple(buf.shape) != (nringlet, nbyte):
         raise RuntimeError(f"allocator for space {space!r} returned {buf.dtype} {buf.shape}, "
                            f"expected uint8 {(nringlet, nbyte)}")
     return buf

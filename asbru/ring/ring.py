@@ -85,8 +85,16 @@ class RingWriter:
 class Ring:
     """A circular byte buffer carrying sequences (Bifrost's ``bifrost.ring.Ring``)."""
 
+    def __new__(cls, space: str = "system", name: Optional[str] = None, core: Optional[int] = None) -> "Ring":
+        if cls is Ring and space in ("shm", b"shm"):
+            from .shm import SharedRing      # a ring shared between processes
+            return super().__new__(SharedRing)
+        return super().__new__(cls)
+
     def __init__(self, space: str = "system", name: Optional[str] = None, core: Optional[int] = None) -> None:
         self._space = memory.check_space(space)
+        # device memory: a writer's queued GPU work into a span is waited for at commit
+        self._device = self._space == "cuda"
         if name is None:
             name = str(uuid.uuid4())
         elif isinstance(name, bytes):
@@ -184,6 +192,9 @@ class Ring:
     def __repr__(self) -> str:
         return (f"<Ring name={self._name!r} space={self._space!r} total_span={self._capacity} "
                 f"contiguous_span={self._ghost} nringlet={self._nringlet}>")
+
+    def close(self) -> None:
+        """Nothing to release for an in-process ring (a shared ring detaches here)."""
 
     # ------------------------------------------------------------------ internals
     # Wait/wake helpers (lock held).  Waits are timed only as a safety net (see _POLL).
@@ -307,6 +318,8 @@ class Ring:
 
     @staticmethod
     def _readonly(buf: np.ndarray) -> np.ndarray:
+        if not isinstance(buf, np.ndarray):
+            return buf                  # a CuPy array has no read-only flag
         view = buf.view()
         view.flags.writeable = False
         return view
@@ -443,6 +456,9 @@ class Ring:
             return
         lo = self._ghost_valid if self._ghost_base == base else 0
         self._buf[:, cap + lo:cap + need] = self._buf[:, lo:need]
+        if self._device:
+            from .gpu import sync_current_stream
+            sync_current_stream()
         self._ghost_base, self._ghost_valid = base, need
 
     def _zero(self, lo: int, hi: int) -> None:
@@ -471,6 +487,9 @@ class Ring:
 
     def _commit(self, span: WriteSpan) -> None:
         nbyte = span._commit_size
+        if self._device:
+            from .gpu import sync_current_stream
+            sync_current_stream()       # the span's bytes are on the GPU before readers see them
         if self._pending[0] is not span:
             self._check_order(span, nbyte)
         if nbyte == span._size:
@@ -512,22 +531,31 @@ class Ring:
                 if seq is span._seq and hi <= span._abs:
                     self._zero(lo, hi)
             self._holes = [h for h in self._holes if h[1] > span._abs]
+        if span._flags is not None and nbyte > 0:
+            # before the head moves: a shared ring's writer killed in between never leaves
+            # published bytes without their flags
+            self._store_flags(span, nbyte)
         self._head = span._abs + nbyte
         self._open_spans -= 1
         over = span._bufpos + nbyte - self._capacity
         if over > 0:                     # the ghost holds this span's overhang
             self._ghost_base, self._ghost_valid = span._abs - span._bufpos + self._capacity, over
-        if span._flags is not None and nbyte > 0:
-            seq, fn = span._seq, span._frame_nbyte
-            store = seq.flags
-            if store is None:
-                store = seq.flags = FlagStore(fn, span._flags.shape[1])
-            first = (span._abs - seq.begin) // fn
-            store.add(first, span._flags[:-(-nbyte // fn)])
-            if self._tail > seq.begin:
-                store.prune((self._tail - seq.begin) // fn)
         self._wake_data()
         self._wake_space()
+
+    def _store_flags(self, span: WriteSpan, nbyte: int) -> None:
+        """Keep the flag rows of the frames a published span covers (lock held)."""
+        seq, fn = span._seq, span._frame_nbyte
+        store = seq.flags
+        if store is None:
+            store = seq.flags = FlagStore(fn, span._flags.shape[1])
+        first = span._first_frame
+        if first < 0:
+            first = (span._abs - seq.begin) // fn
+        nrow = -(-(span._abs - seq.begin + nbyte) // fn) - first
+        store.add(first, span._flags[:nrow])
+        if self._tail > seq.begin:
+            store.prune((self._tail - seq.begin) // fn)
 
     # ------------------------------------------------------------------ reading
     def _pin_at(self, key: int, offset: int) -> None:
@@ -638,7 +666,9 @@ class Ring:
             if self._pins.pop(key, None) is not None:
                 self._wake_space()
 
-    def _acquire(self, rseq: ReadSequence, offset: Any, size: Any) -> ReadSpan:
+    def _acquire(self, rseq: ReadSequence, offset: Any, size: Any, hold: bool = False) -> ReadSpan:
+        """``hold``: leave the guarantee where it is (a reader with several spans in flight,
+        such as ``asbru.ring.copy``, moves it itself with ``_move_pin``)."""
         size = self._check_span_size("size", size)
         if not (type(offset) is int or _is_int(offset)) or offset < 0:
             raise ArgumentError(f"offset must be a non-negative integer; got {offset!r}")
@@ -646,7 +676,7 @@ class Ring:
         with self._lock:
             seq = rseq._seq
             start = seq.begin + offset
-            if rseq._guarantee and rseq._key in self._pins:
+            if rseq._guarantee and not hold and rseq._key in self._pins:
                 self._pin_at(rseq._key, start)
             while True:
                 if not self._resizing:
@@ -671,6 +701,11 @@ class Ring:
             self._open_spans -= 1
             if self._resizing:
                 self._wake_space()
+
+    def _flag_layout(self, seq: _Sequence) -> Optional[tuple[int, int]]:
+        """(frame_nbyte, columns) of a sequence's flags, or None while it has none."""
+        store = seq.flags
+        return None if store is None else (store.frame_nbyte, store.ncol)
 
     def _flags_for(self, seq: _Sequence, offset: int, size: int) -> Optional[np.ndarray]:
         with self._lock:

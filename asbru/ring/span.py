@@ -114,7 +114,7 @@ class SpanBase:
 class WriteSpan(SpanBase):
     """A reserved region the writer fills; committed (published to readers) on close/exit."""
 
-    __slots__ = ("_seq", "_commit_size", "_flags", "_frame_nbyte", "_owner")
+    __slots__ = ("_seq", "_commit_size", "_flags", "_frame_nbyte", "_owner", "_first_frame")
 
     def __init__(self, ring: "Ring", seq: "_Sequence", buf: np.ndarray, bufpos: int, abs_offset: int,
                  size: int) -> None:
@@ -123,6 +123,7 @@ class WriteSpan(SpanBase):
         self._commit_size = size
         self._flags: Optional[np.ndarray] = None
         self._frame_nbyte = 0
+        self._first_frame = -1      # -1: the span's first byte starts frame 0 of its rows
         self._owner = threading.get_ident()   # lets the ring refuse a self-deadlocking commit
 
     @property
@@ -169,6 +170,15 @@ class WriteSpan(SpanBase):
         if store is not None:
             store.check(frame_nbyte, flags.shape[1])
         self._flags, self._frame_nbyte = flags, frame_nbyte
+
+    def _adopt_flag_rows(self, first_frame: int, rows: np.ndarray, frame_nbyte: int) -> None:
+        """Flag rows for frames ``first_frame, first_frame + 1, ...`` of the sequence, for a
+        span that need not start on a frame boundary (``asbru.ring.copy`` forwards a reader's
+        rows this way); the rows must cover the span's frames."""
+        store = self._seq.flags
+        if store is not None:
+            store.check(frame_nbyte, rows.shape[1])
+        self._flags, self._frame_nbyte, self._first_frame = rows, frame_nbyte, int(first_frame)
 
     def close(self) -> None:
         """Commit ``commit_size`` bytes (waits for earlier spans to commit first)."""
