@@ -21,7 +21,8 @@ Deliberate differences from Bifrost (FORMATS.md section 14, item 10), wire forma
   numbering): ``decode`` returns HOLD while the capture watches one second; the largest
   frame numbers seen in it are kept, and once 3 frames of the *next* second have arrived the
   second is complete (frames of the two seconds after count too) and ``fps`` = (the largest
-  frame number that has a neighbour within 2 among the kept ones, or is 0 or 1) + 1, so one corrupt frame number cannot set it, nor one stray frame of
+  frame number that has a neighbour within 2 among the kept ones, or came twice, or is 0 or
+  1) + 1, so one corrupt frame number cannot set it, nor one stray frame of
   a later second end the watch early (an earlier asbru was 4x wrong after one).  Frames of
   other seconds that outnumber the watched one restart the watch there.  The held frames are
   then decoded again (the engine does that), so the first, partial second is kept.  Bifrost
@@ -97,9 +98,10 @@ ST_SEC = 1        # 1 + the second being watched (0 = none)
 ST_NSEC = 2       # frames seen in the watched second
 ST_NNEXT = 3      # frames seen of the next second
 ST_OTHER = 4      # 1 + another second frames came from (0 = none)
-ST_NOTHER = 5     # frames of that other second
-ST_OVER = 6       # a frame number >= fps, seen ST_NOVER times (one-short correction)
-ST_NOVER = 7
+ST_NOTHER = 14    # frames of that other second (after the TOP table)
+ST_OVER = 5       # a frame number >= fps, seen ST_NOVER times (one-short correction)
+ST_NOVER = 6
+ST_TOPN = 7       # frames seen with the largest frame number (ST_TOP)
 ST_TOP = 8        # the TOP largest distinct frame numbers of the watched second, descending
 TOP = 6
 LEARN_VOTES = 3   # frames of the next second that complete the watched one; also frames
@@ -141,6 +143,9 @@ capture_config = default_capture_config
 @kernel
 def _top_add(state, frame):
     """Keep the TOP largest distinct frame numbers of the watched second."""
+    if state[ST_TOP] == frame + 1:
+        state[ST_TOPN] += 1  # the largest frame number again (another thread)
+        return
     for i in range(TOP):
         v = state[ST_TOP + i]
         if v == frame + 1:
@@ -149,13 +154,17 @@ def _top_add(state, frame):
             for j in range(TOP - 1, i, -1):
                 state[ST_TOP + j] = state[ST_TOP + j - 1]
             state[ST_TOP + i] = frame + 1
+            if i == 0:
+                state[ST_TOPN] = 1
             return
 
 
 @kernel
 def _estimate(state):
     """fps from the watched second: the largest kept frame number with a neighbour within
-    2 among the kept ones, + 1 (0 = none)."""
+    2 among the kept ones, or seen twice (two threads), + 1 (0 = none)."""
+    if state[ST_TOP] > 0 and state[ST_TOPN] >= 2:
+        return state[ST_TOP]
     for i in range(TOP):
         a = state[ST_TOP + i]
         if a <= 0:
@@ -176,6 +185,7 @@ def _watch(state, seconds, frame):
     state[ST_NOTHER] = 0
     for i in range(TOP):
         state[ST_TOP + i] = 0
+    state[ST_TOPN] = 0
     _top_add(state, frame)
 
 
