@@ -21,7 +21,7 @@ Deliberate differences from Bifrost (FORMATS.md section 14, item 10), wire forma
   numbering): ``decode`` returns HOLD while the capture watches one second; the largest
   frame numbers seen in it are kept, and once 3 frames of the *next* second have arrived the
   second is complete (frames of the two seconds after count too) and ``fps`` = (the largest
-  frame number that has a neighbour within 2 among the kept ones, or came twice, or is 0 or
+  frame number that has a neighbour within 2 among the kept ones, or came 3 times, or is 0 or
   1) + 1, so one corrupt frame number cannot set it, nor one stray frame of
   a later second end the watch early (an earlier asbru was 4x wrong after one).  Frames of
   other seconds that outnumber the watched one restart the watch there.  The held frames are
@@ -162,8 +162,8 @@ def _top_add(state, frame):
 @kernel
 def _estimate(state):
     """fps from the watched second: the largest kept frame number with a neighbour within
-    2 among the kept ones, or seen twice (two threads), + 1 (0 = none)."""
-    if state[ST_TOP] > 0 and state[ST_TOPN] >= 2:
+    2 among the kept ones, or seen 3 times (threads), + 1 (0 = none)."""
+    if state[ST_TOP] > 0 and state[ST_TOPN] >= LEARN_VOTES:
         return state[ST_TOP]
     for i in range(TOP):
         a = state[ST_TOP + i]
