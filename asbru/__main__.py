@@ -1,5 +1,5 @@
 """``python -m asbru`` runs the ``asbru`` command line."""
-from asbru.cli.main import main
+from asbru.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -158,6 +158,9 @@ class Address:
         return (self._host or "0.0.0.0", self._port)
 
     def __str__(self) -> str:
+        # IPv6 in brackets ("[::1]:4031"), as it is written to be parsed back
+        if self._family == socket.AF_INET6:
+            return f"[{self.address}]:{self._port}"
         return f"{self.address}:{self._port}"
 
     def __repr__(self) -> str:

@@ -123,6 +123,7 @@ class SendResult:
     bytes: int = 0
     seconds: float = 0.0
     last_error: str = ""
+    refused: int = 0         # ICMP port-unreachable reports: nobody listens at the destination
 
 
 def send_packets(sock: socket.socket, packets: PacketSet, rate: float = 0.0, loops: int = 1,
@@ -133,9 +134,13 @@ def send_packets(sock: socket.socket, packets: PacketSet, rate: float = 0.0, loo
     ``rate`` (packets/s, 0 = as fast as possible) paces bursts against a clock started at
     the first packet: before a burst starting at packet k the sender waits until
     ``k / rate`` seconds have passed, so the average rate holds and bursts are short
-    (``rate / 1000`` packets, at least 1, at most ``batch``).  An error on a batch
-    (ECONNREFUSED after an ICMP port-unreachable on loopback) counts the batch as failed
-    and moves on, as Bifrost's writer does; ENOBUFS/EAGAIN are retried.
+    (``rate / 1000`` packets, at least 1, at most ``batch``).  ECONNREFUSED (the kernel
+    reporting an ICMP port-unreachable for an *earlier* datagram: nobody listens there) is
+    counted in ``refused`` and the batch is sent again -- the report consumed the error, so
+    the outcome no longer depends on how the sends were spaced (unpaced, all datagrams
+    leave before the first report comes back; paced, every other send used to fail).
+    Another error counts the batch as failed and moves on, as Bifrost's writer does;
+    ENOBUFS/EAGAIN are retried.
     """
     n = len(packets)
     res = SendResult()
@@ -154,6 +159,7 @@ def send_packets(sock: socket.socket, packets: PacketSet, rate: float = 0.0, loo
     fd = sock.fileno()
     t0 = time.perf_counter()
     total = 0  # packets attempted so far (for pacing)
+    refusals = 0  # in a row, on the same batch
     for _ in range(loops):
         i = 0
         while i < n:
@@ -170,6 +176,12 @@ def send_packets(sock: socket.socket, packets: PacketSet, rate: float = 0.0, loo
             if r == 0 or r == -_errno.ENOBUFS or r == -_errno.EAGAIN or r == -_errno.EINTR:
                 time.sleep(0.0005)
                 continue
+            if r == -_errno.ECONNREFUSED and refusals < 3:
+                refusals += 1
+                res.refused += 1
+                res.last_error = os.strerror(-r)
+                continue
+            refusals = 0
             if r < 0:
                 res.failed += count
                 res.last_error = os.strerror(-r)
@@ -184,4 +196,13 @@ def send_packets(sock: socket.socket, packets: PacketSet, rate: float = 0.0, loo
             if progress is not None:
                 progress(r)
     res.seconds = time.perf_counter() - t0
+    # a report for the last datagrams may still be on its way (loopback: microseconds)
+    time.sleep(0.02)
+    try:
+        pending = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    except OSError:
+        pending = 0
+    if pending == _errno.ECONNREFUSED:
+        res.refused += 1
+        res.last_error = os.strerror(pending)
     return res

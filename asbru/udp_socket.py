@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import socket
 import struct
 from typing import Optional
@@ -111,12 +112,19 @@ class UDPSocket:
         if self._sock is not None:
             raise AsbruError(f"{what}: the socket is already open (create a new UDPSocket)")
 
-    def bind(self, addr: Address, interface: Optional[str] = None) -> None:
+    def bind(self, addr: Address, interface: Optional[str] = None, *,
+             reuse_port: bool = True) -> None:
         """Open a socket of ``addr.family`` and bind it; join ``addr`` if it is a multicast group.
 
         A multicast bind binds to the group itself (Bifrost) and joins it on ``interface``
         (or :meth:`set_multicast_interface`'s; default: the kernel's choice, INADDR_ANY).
         An AF_UNSPEC address (``Address("", port)``) binds the IPv4 wildcard.
+
+        ``reuse_port`` (default True, as Bifrost): set ``SO_REUSEPORT``, so that several
+        sockets may bind the same port -- the kernel then *splits* the flows between them
+        (by a hash of each sender's address), and each capture sees only its share.
+        ``reuse_port=False``: a second bind of the port fails (EADDRINUSE) instead.  A
+        capture on a port that another socket shares warns (see :func:`port_sharers`).
         """
         addr = self._check_address(addr, "bind")
         self._require_closed("bind")
@@ -125,7 +133,8 @@ class UDPSocket:
         family = addr.family if addr.family in (socket.AF_INET, socket.AF_INET6) else socket.AF_INET
         s = self._open(family)
         try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if reuse_port:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sa = addr.sockaddr_for(family)
             if family == socket.AF_INET6 and addr.is_multicast and ifindex and not addr.scope_id:
                 sa = (sa[0], sa[1], 0, ifindex)
@@ -347,3 +356,32 @@ class UDPSocket:
         opt = _PACKET_ADD_MEMBERSHIP if on else _PACKET_DROP_MEMBERSHIP
         self._sock.setsockopt(_SOL_PACKET, opt, mreq)
         self._promisc = on
+
+
+def port_sharers(fd: int) -> int:
+    """How many *other* UDP sockets of this network namespace are bound to the same port
+    and address as ``fd`` (or to the wildcard address), read from ``/proc/net/udp[6]``: with
+    SO_REUSEPORT the kernel splits the datagrams between them.  0 when unknown."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as dup:
+            if dup.type != socket.SOCK_DGRAM or dup.family not in (socket.AF_INET, socket.AF_INET6):
+                return 0
+            port = dup.getsockname()[1]
+        inode = os.fstat(fd).st_ino
+    except OSError:
+        return 0
+    others = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as fh:
+                next(fh, None)
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) < 10:
+                        continue
+                    local_port = int(parts[1].rsplit(":", 1)[1], 16)
+                    if local_port == port and int(parts[9]) != inode:
+                        others += 1
+        except (OSError, ValueError, IndexError):
+            continue
+    return others

@@ -1,6 +1,6 @@
 """Helpers for format tests: Bifrost's golden vectors, HeaderInfo replay, reference placement.
 
-* :func:`load_vector` reads ``/work/shared/vectors/<name>`` (or ``$ASBRU_VECTORS``).
+* :func:`load_vector` reads ``<vectors>/<name>`` (tests/vectors_path.py: ``$ASBRU_VECTORS``).
 * :func:`write_vector_bytes` replays a vector's ``write.json`` through
   :func:`asbru.formats.batch.encode_packets` — the bytes asbru's DiskWriter would write.
 * :func:`decode_file_to_slots` decodes a file record by record and places every valid
@@ -23,7 +23,7 @@ import numpy as np
 from asbru import formats
 from asbru.formats import batch, spec
 
-from vectors_path import VECTORS  # noqa: E402
+from vectors_path import VECTORS, need  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -55,8 +55,9 @@ def vectors_available() -> bool:
 
 
 def load_vector(name: str) -> Vector:
-    """Everything in one vector directory (input.npy, output.dat, write.json, read_*)."""
-    path = VECTORS / name
+    """Everything in one vector directory (input.npy, output.dat, write.json, read_*);
+    skips the calling test, with the reason, when the vectors are not available."""
+    path = need(VECTORS / name / "input.npy", f"Bifrost vector {name!r}").parent
     reads: dict[str, Read] = {}
     for rdir in sorted(path.glob("read_*")):
         read = json.loads((rdir / "read.json").read_text())

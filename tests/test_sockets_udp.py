@@ -48,7 +48,7 @@ def test_address_ipv4_properties():
 @needs_ipv6
 def test_address_ipv6_properties():
     a = Address("::1", 7)
-    assert (a.family, a.address, str(a)) == (socket.AF_INET6, "::1", "::1:7")
+    assert (a.family, a.address, str(a)) == (socket.AF_INET6, "::1", "[::1]:7")  # as typed
     assert 0 < a.mtu <= 65536
 
 

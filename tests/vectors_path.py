@@ -1,19 +1,37 @@
-"""Where Bifrost's golden vectors are: ``$ASBRU_VECTORS``, else ``shared/vectors`` beside the
-repository (where CI puts it), else /work/shared/vectors."""
+"""The one place outside the repository that tests read: the shared test data.
+
+``$ASBRU_SHARED`` (default: ``shared`` beside the repository's directory, where CI puts it)
+holds ``vectors/`` (Bifrost's golden vectors; ``$ASBRU_VECTORS`` overrides that one) and
+``seed/`` (the Bifrost tutorial the example script is checked against).  Tests that need a
+file from there skip, naming the path, when it is absent.  See docs/index.md ("Tests").
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pytest
+
+
+def shared_dir() -> Path:
+    env = os.environ.get("ASBRU_SHARED")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared"
+
 
 def vectors_dir() -> Path:
     env = os.environ.get("ASBRU_VECTORS")
-    if env:
-        return Path(env)
-    beside_repo = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-    if beside_repo.is_dir():
-        return beside_repo
-    return Path("/work/shared/vectors")
+    return Path(env) if env else shared_dir() / "vectors"
 
 
+SHARED = shared_dir()
 VECTORS = vectors_dir()
+SEED = SHARED / "seed"
+
+
+def need(path: Path, what: str) -> Path:
+    """``path``, or skip the test saying what is missing and how to provide it."""
+    if not path.exists():
+        pytest.skip(f"{what} not available: {path} is absent (set ASBRU_SHARED or ASBRU_VECTORS)")
+    return path

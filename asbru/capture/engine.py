@@ -253,6 +253,32 @@ class CaptureEngine:
         self._logs.update("type", {"type": fmt.params.fmt})
         self._finalizer = weakref.finalize(self, self._logs.close)
         self._next_publish = 0.0
+        self._compile_loop()
+
+    def _compile_loop(self) -> None:
+        """Compile (or load from the kernel cache) the loop now, not at the first recv().
+
+        A backend whose socket is already bound stages what arrives meanwhile
+        (:meth:`_start_staging`), so a cold cache costs time, never packets."""
+        from . import precompile
+        # nothing to wait for when this process has already compiled it
+        stager = None if precompile.compiled_here(self._kmod.run) else self._start_staging()
+        try:
+            with precompile.announce(self._kmod, self._fmt.name, self._backend):
+                precompile.call_with_zero_budget(self._kmod, self._io, self._rbuf, self._rlen,
+                                                 self._hdrs, self._control, self._controllens,
+                                                 self.nsrc)
+        finally:
+            if stager is not None:
+                self._adopt_staged(stager)
+
+    def _start_staging(self) -> Any:
+        """Subclasses that receive from a bound socket: a started
+        :class:`~asbru.capture.staging.Stager` (or None)."""
+        return None
+
+    def _adopt_staged(self, stager: Any) -> None:
+        """Subclasses: hand the staged packets to the loop."""
 
     # ------------------------------------------------------------------ public
     @property

@@ -66,6 +66,7 @@ RS_INTR = 8
 RS_ERROR = 9
 RS_BUDGET = 10    # bounded-work limit reached
 RS_DRAINED = 11   # W_NOFETCH and nothing left to process
+RS_FAR = 99       # internal to the compiled loop (never returned): a packet far ahead
 
 # --- backend fetch() results (>= 1: packets received) ---------------------------------
 F_TIMEOUT = -1
@@ -112,4 +113,12 @@ IO_FILL = 7       # disk: bytes in the receive buffer after the last read (whole
 IO_CARRY_OFF = 8  # disk: buffer offset of bytes kept for the next fetch (partial record or
 IO_CARRY_LEN = 9  #   the records after a resync point), and how many
 IO_SCAN_END = 10  # disk: buffer offset before which no record start decodes (resync scan)
-NIO = 12
+# UDP: packets drained from the socket while the loop was compiled (asbru/capture/staging.py),
+# handed out by _fetch before anything newer; rows of IO_STAGE_ROW bytes at IO_STAGE_ADDR,
+# their lengths (int64, receive-buffer convention) at IO_STAGE_LENS
+IO_STAGE_ADDR = 11
+IO_STAGE_LENS = 12
+IO_STAGE_ROW = 13
+IO_STAGE_N = 14   # packets staged
+IO_STAGE_POS = 15  # packets already handed to the loop
+NIO = 16

@@ -200,6 +200,10 @@ class UDPSniffer(UDPCapture):
         bsize = _check_block("sniff_block_size", sniff_block_size)
         bcount = _check_block("sniff_block_count", sniff_block_count)
         retire = _check_block("sniff_retire_ms", sniff_retire_ms)
+        # the loop is compiled before the packet ring opens: the kernel starts copying
+        # datagrams into the ring from that moment, and a cold compile takes seconds
+        if have_cap_net_raw():
+            self._compile_before_ring(fmt)
         # the packet ring first: a permission or socket error must not leave the data ring
         # with writing begun (a ring accepts only one writer, ever)
         self._pring = self._open_packet_ring(sock, bsize, bcount, retire)
@@ -210,6 +214,20 @@ class UDPSniffer(UDPCapture):
             raise
 
     # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _compile_before_ring(fmt: Any) -> None:
+        from asbru import formats
+        from asbru.formats.spec import FormatError
+
+        from . import precompile
+        try:
+            f = formats.get(fmt, "capture")
+        except (FormatError, TypeError, ValueError):
+            return                     # UDPCapture.__init__ reports it, in its own words
+        kmod = kernels.capture_module(f, "sniffer")
+        with precompile.announce(kmod, f.name, "sniffer"):
+            precompile.compile_capture(f, "sniffer")
+
     def _open_packet_ring(self, sock: Any, bsize: int, bcount: int, retire: int) -> pr.PacketRing:
         if not hasattr(sock, "fileno"):
             raise ArgumentError(f"sock must be an asbru UDPSocket (after sniff(addr), or bound to an "

@@ -13,13 +13,14 @@ from asbru.formats.spec import FormatError
 from . import layout as L
 from .args import bind_args
 from .engine import CaptureEngine, _as_nsrc, _int, _pos_int
+from .staging import STAGE_BYTES, Stager
 
 _NAMES = ["ring", "nsrc", "src0", "max_payload_size", "buffer_ntime", "slot_ntime",
           "sequence_callback", "core"]
 _ALIASES = {"max_size": "max_payload_size", "ntime_gulp": "buffer_ntime",
             "ntime_slot": "slot_ntime", "buffer_nframe": "buffer_ntime",
             "slot_nframe": "slot_ntime"}
-_EXTRA = ("max_jump_gulps", "budget", "hold_packets", "sample_rate", "nbatch")
+_EXTRA = ("max_jump_gulps", "budget", "hold_packets", "sample_rate", "nbatch", "stage_bytes")
 NBATCH = 64
 NBATCH_MAX = 1024            # recvmmsg takes at most UIO_MAXIOV messages per call
 MAX_PAYLOAD_SIZE = 1 << 16   # no UDP datagram is larger
@@ -41,6 +42,22 @@ def socket_fd(sock: Any, what: str) -> int:
     return fd
 
 
+class PortSharedWarning(RuntimeWarning):
+    """The capture's UDP port is bound by other sockets too (SO_REUSEPORT)."""
+
+
+def _warn_if_port_shared(fd: int, who: str) -> None:
+    from asbru.udp_socket import port_sharers
+    n = port_sharers(fd)
+    if n:
+        import warnings
+        warnings.warn(f"{who}: {n} other socket(s) are bound to this UDP port (SO_REUSEPORT): the "
+                      f"kernel splits the senders between them, so this capture gets only its "
+                      f"share and counts the rest as missing; bind with "
+                      f"UDPSocket.bind(addr, reuse_port=False) to keep the port to one socket",
+                      PortSharedWarning, stacklevel=3)
+
+
 class UDPCapture(CaptureEngine):
     """``UDPCapture(fmt, sock, ring, nsrc, src0, max_payload_size, buffer_ntime, slot_ntime,
     sequence_callback, core=None)`` -- or without ``ring`` (the capture then owns one,
@@ -60,6 +77,8 @@ class UDPCapture(CaptureEngine):
             raise ArgumentError(f"fmt: {exc}") from None
         self._sock = sock  # keep the object alive: its descriptor is ours to read
         self._fd = socket_fd(sock, self._what)
+        if self._backend == "udp":
+            _warn_if_port_shared(self._fd, type(self).__name__)
         nsrc = _as_nsrc(a["nsrc"])
         src0 = _int("src0", a["src0"])
         max_payload = _pos_int("max_payload_size", a["max_payload_size"])
@@ -74,6 +93,8 @@ class UDPCapture(CaptureEngine):
             max_payload = int(f.params.fixed_packet_size)  # Bifrost: forced to the frame size
         self._bufsize = max_payload
         self._nbatch = _pos_int("nbatch", a.get("nbatch", NBATCH))
+        self._stage_bytes = _int("stage_bytes", a.get("stage_bytes", STAGE_BYTES))
+        self._stage: Any = None
         if self._nbatch > NBATCH_MAX:
             raise ArgumentError(f"nbatch must be at most {NBATCH_MAX} (the kernel's recvmmsg "
                                 f"limit); got {self._nbatch}")
@@ -104,6 +125,31 @@ class UDPCapture(CaptureEngine):
         io[L.IO_POLLFD_ADDR] = io.ctypes.data + 8 * L.IO_POLLFD
         self._io = io
 
+    # -- packets that arrive while the loop compiles (asbru/capture/staging.py)
+    def _start_staging(self) -> Any:
+        if self._stage_bytes <= 0 or type(self)._backend != "udp":
+            return None
+        return Stager(self._fd, self._bufsize, self._stage_bytes)
+
+    def _adopt_staged(self, stager: Any) -> None:
+        n = stager.stop()
+        if n == 0:
+            return
+        self._stage = stager          # its rows stay alive until the loop has taken them
+        io = self._io
+        io[L.IO_STAGE_ADDR] = stager.buf.ctypes.data
+        io[L.IO_STAGE_LENS] = stager.lens.ctypes.data
+        io[L.IO_STAGE_ROW] = stager.row
+        io[L.IO_STAGE_N] = n
+        io[L.IO_STAGE_POS] = 0
+
+    def _release_stage(self) -> None:
+        io = self._io
+        if self._stage is not None and io[L.IO_STAGE_POS] >= io[L.IO_STAGE_N]:
+            io[L.IO_STAGE_N] = io[L.IO_STAGE_POS] = 0
+            io[L.IO_STAGE_ADDR] = io[L.IO_STAGE_LENS] = 0
+            self._stage = None
+
     def _poll_ms(self) -> int:
         # asbru's UDPSocket keeps the descriptor blocking (SO_RCVTIMEO does the timeout);
         # a Python socket with settimeout() is non-blocking: wait in poll() instead
@@ -129,6 +175,7 @@ class UDPCapture(CaptureEngine):
             self.stats_obj.cnt[L.C_NKDROPS] = self._drops.total()
 
     def _check_open(self) -> None:
+        self._release_stage()
         try:
             fd = int(self._sock.fileno())
         except (OSError, ValueError):

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import errno as _errno
+import functools
 import ipaddress
 import os
 import signal
 import socket
 import struct
+import sys
 import time
 from typing import Optional
 
@@ -42,7 +44,7 @@ def open_socket(host: str, port: int, family: int, rcvbuf: int, timeout: float,
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
     except OSError as exc:
         sock.close()
-        raise ArgumentError(f"--bind: cannot bind {host}:{port} ({exc.strerror})") from None
+        raise ArgumentError(f"--bind: cannot bind {common.endpoint(host, port)} ({exc.strerror})") from None
     for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):   # FORCE works as root beyond rmem_max
         try:
             sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
@@ -120,6 +122,44 @@ def _stats_log(c: np.ndarray, seen: np.ndarray, track: np.ndarray) -> dict:
             "nkernel_drops": int(c[rk.KERNEL_DROPS]), "ntruncated": int(c[rk.TRUNCATED])}
 
 
+def _close_quietly(fh):
+    try:
+        fh.close()
+    except OSError:
+        pass
+    return None
+
+
+def _source_note(src_seen: np.ndarray, nsrc: int, src0: int) -> Optional[tuple[list[int], str]]:
+    """Packets rejected only because of --nsrc/--src0: ([first, last] source index, a line)."""
+    idx = np.flatnonzero(src_seen)
+    idx = idx[idx >= nsrc]
+    if idx.size == 0:
+        return None
+    n = int(src_seen[idx].sum())
+    lo, hi = int(idx.min()), int(idx.max())
+    seen = f"source {lo}" if lo == hi else f"sources {lo}-{hi}"
+    accepted = "only source 0" if nsrc == 1 else f"sources 0-{nsrc - 1}"
+    return [lo, hi], (f"{n:,} invalid packets came from {seen} (header id minus --src0 {src0}); "
+                      f"--nsrc {nsrc} accepts {accepted}: try --nsrc {hi + 1}")
+
+
+def _interrupt_is_one_line(fn):
+    """Ctrl-C before the receive loop has taken over SIGINT (while compiling or binding):
+    one line and exit status 130, not a traceback.  Later, Ctrl-C ends the loop and the
+    summary is printed as usual."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            common.err.print("asbru: interrupted before the capture started; nothing was received",
+                             markup=False)
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+@_interrupt_is_one_line
 def capture(
     fmt: str = typer.Argument(..., metavar="FORMAT", help="format string, e.g. chips, tbn, drx, simple"),
     bind: str = typer.Option(..., "--bind", help="HOST:PORT to receive on ([::1]:PORT for IPv6; multicast groups are joined)"),
@@ -129,7 +169,7 @@ def capture(
     out: Optional[str] = typer.Option(None, "--out", help="record the kept packets back to back to this file"),
     duration: Optional[float] = typer.Option(None, "--duration", help="stop after this many seconds"),
     packets: Optional[int] = typer.Option(None, "--packets", help="stop after recording this many packets"),
-    json_out: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print the summary as one JSON object"),
     rcvbuf: int = typer.Option(64 << 20, "--rcvbuf", help="socket receive buffer to ask for (bytes)"),
     batch: int = typer.Option(64, "--batch", help="datagrams per recvmmsg call"),
     interface: Optional[str] = typer.Option(None, "--interface", help="multicast: IPv4 address of the interface to join the group on"),
@@ -165,11 +205,14 @@ def capture(
     state = np.zeros(spec.NSTATE, dtype=np.int64)
     d = np.full(spec.NDESC, -1, dtype=np.int64)
     seen, track = slots.new_tracker(nsrc)
+    wide = rk.wide_args(f, src0)
     args = (rv.buffers, rv.lengths, rv.flags, rv.controllens, rv.control, np.int64(rv.control_size),
             cfg, state, d, outbuf)
-    # compile (or load from the cache) before announcing readiness
-    recv(np.int32(-1), np.int64(rv.addr), *args, np.int64(0), np.int64(-1), counters, np.int64(0),
-         seen, track)
+    # compile (or load from the cache) before binding: a sender is lost on an unbound port
+    from ..capture.precompile import announce
+    with announce(sys.modules[recv.__module__], f.name, "cli", entry="recv_decode"):
+        recv(np.int32(-1), np.int64(rv.addr), *args, np.int64(0), np.int64(-1), counters,
+             np.int64(0), seen, track, *wide)
 
     sock = open_socket(host, port, family, rcvbuf, 0.1, iface)
     bound = sock.getsockname()
@@ -183,7 +226,7 @@ def capture(
     pub = Publisher(BLOCK)
     pub.update("type", {"type": fmt})
     pub.update("sizes", {"nsrc": nsrc, "src0": src0, "max_size": size})
-    pub.update("bind", {"address": f"{bound[0]}:{bound[1]}", "ncore": 1, "core0": -1})
+    pub.update("bind", {"address": common.endpoint(bound[0], bound[1]), "ncore": 1, "core0": -1})
     pub.update("out", {"file": os.path.abspath(out) if out else "-"})
     pub.update("stats", _stats_log(counters, seen, track))
 
@@ -193,8 +236,8 @@ def capture(
         stop["why"] = "signal"
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    if not json_out:
-        common.err.print(f"capturing {fmt} on {bound[0]}:{bound[1]}"
+    if not json_out and common.err.is_terminal:
+        common.err.print(f"capturing {fmt} on {common.endpoint(bound[0], bound[1])}"
                          + (f" -> {out}" if out else "") + " (Ctrl-C to stop)")
     live = _Live(enabled=(not json_out) and common.err.is_terminal, title=f"asbru capture {fmt}")
     t0 = time.monotonic()
@@ -206,9 +249,14 @@ def capture(
     try:
         while not stop["why"]:
             pos, e = recv(fd, np.int64(rv.addr), *args, np.int64(0), keep_limit, counters, np.int64(8),
-                          seen, track)
+                          seen, track, *wide)
             if pos and fh is not None:
-                fh.write(memoryview(outbuf[:pos]))
+                try:
+                    fh.write(memoryview(outbuf[:pos]))
+                except OSError as exc:       # ENOSPC, EIO, ...: stop, keep what was written
+                    error = f"--out {out}: {exc.strerror or exc}"
+                    stop["why"] = "error"
+                    fh = _close_quietly(fh)
             if e not in (0, _errno.EAGAIN, _errno.EWOULDBLOCK, _errno.EINTR):
                 error = os.strerror(e)
                 stop["why"] = "error"
@@ -231,16 +279,22 @@ def capture(
             signal.signal(s, h)
         sock.close()
         if fh is not None:
-            fh.close()
+            try:
+                fh.close()
+            except OSError as exc:           # the last buffered bytes did not fit either
+                error = error or f"--out {out}: {exc.strerror or exc}"
         pub.close()
     seconds = time.monotonic() - t0
     slots.finish(seen, track)
     summary = _snapshot(counters, seen, track, seconds, counters[rk.RECEIVED] / seconds if seconds else 0.0,
                         counters[rk.RECEIVED_BYTES] * 8 / seconds if seconds else 0.0)
-    summary = {"format": fmt, "bind": f"{bound[0]}:{bound[1]}", "out": out, **summary,
+    summary = {"format": fmt, "bind": common.endpoint(bound[0], bound[1]), "out": out, **summary,
                "stopped_by": stop["why"]}
     if error:
         summary["error"] = error
+    note = _source_note(wide[2], nsrc, src0)
+    if note:
+        summary["rejected_sources"] = note[0]
     if json_out:
         common.print_json(summary)
     else:
@@ -249,5 +303,7 @@ def capture(
         for k, v in summary.items():
             t.add_row(k, f"{v:,.3f}" if isinstance(v, float) else str(v))
         common.out.print(t)
+    if note:
+        common.err.print(f"asbru: note: {note[1]}", markup=False, soft_wrap=True)
     if error:
         raise typer.Exit(1)

@@ -25,6 +25,18 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def endpoint(host: str, port: int) -> str:
+    """``HOST:PORT`` as it is written back on the command line: IPv6 in brackets."""
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def warn_refused(refused: int, host: str, port: int) -> None:
+    """One stderr line when the destination answered with ICMP port-unreachable."""
+    if refused:
+        err.print(f"asbru: warning: {endpoint(host, port)} refused the datagrams (ICMP port "
+                  f"unreachable, {refused} report(s)): nothing listens there", soft_wrap=True)
+
+
 def parse_hostport(value: str, option: str, allow_port_zero: bool = False) -> tuple[str, int, int]:
     """``"127.0.0.1:4015"``, ``"[::1]:4015"``, ``"localhost:4015"`` -> (host, port, family).
 
@@ -141,5 +153,5 @@ def connect_sender(host: str, port: int, family: int, interface: str | None = No
         sock.connect((host, port))
     except OSError as exc:
         sock.close()
-        raise ArgumentError(f"{option}: cannot send to {host}:{port} ({exc.strerror})") from None
+        raise ArgumentError(f"{option}: cannot send to {endpoint(host, port)} ({exc.strerror})") from None
     return sock

@@ -41,7 +41,26 @@ def _sysctl(key: str, want: int) -> dict[str, Any]:
     if v >= want:
         return _check(key, "ok", v, f">= {want}")
     return _check(key, "warn", v, f"below the recommended {want}",
-                  f"sudo sysctl -w {key}={want}   (persist: echo '{key}={want}' | sudo tee /etc/sysctl.d/90-asbru.conf)")
+                  f"sudo sysctl -w {key}={want}   (persist: see below)")
+
+
+SYSCTL_FILE = "/etc/sysctl.d/90-asbru.conf"
+
+
+def persist_command(res: list[dict[str, Any]]) -> str:
+    """One command that writes every recommended sysctl into one file (each "persist" hint
+    used to ``tee`` its own line into the same file, so only the last one survived).  The
+    file holds all of them, the ones already high enough included, so running it again
+    after a later fix never drops an earlier one."""
+    low = {r["check"] for r in res if r["status"] == "warn"}
+    if not low & set(SYSCTLS):
+        return ""
+    lines = []
+    for key, want in SYSCTLS.items():
+        cur = next((r["value"] for r in res if r["check"] == key), None)
+        lines.append(f"{key}={max(want, cur or 0)}")
+    body = "\\n".join(lines)
+    return f"printf '{body}\\n' | sudo tee {SYSCTL_FILE} && sudo sysctl -p {SYSCTL_FILE}"
 
 
 def _cap_eff() -> int | None:
@@ -61,9 +80,12 @@ def _proclog_check() -> dict[str, Any]:
     return _check("proclog directory", r["status"], r["path"], r["detail"], r["fix"])
 
 
+SYSCTLS = {"net.core.rmem_max": RMEM_WANT, "net.core.wmem_max": WMEM_WANT,
+           "net.core.netdev_max_backlog": BACKLOG_WANT}
+
+
 def checks() -> list[dict[str, Any]]:
-    res = [_sysctl("net.core.rmem_max", RMEM_WANT), _sysctl("net.core.wmem_max", WMEM_WANT),
-           _sysctl("net.core.netdev_max_backlog", BACKLOG_WANT)]
+    res = [_sysctl(key, want) for key, want in SYSCTLS.items()]
 
     # what a capture socket actually gets (the kernel reports twice the usable size)
     caps = _cap_eff()
@@ -142,12 +164,13 @@ def checks() -> list[dict[str, Any]]:
     return res
 
 
-def doctor(json_out: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+def doctor(json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object")) -> None:
     """Check socket buffer limits, privileges, CPU governor, numba, the kernel cache and the
     proclog directory; print fixes."""
     res = checks()
     summary = {"uid": os.geteuid(), "checks": res,
-               "ok": all(r["status"] in ("ok", "skip", "info") for r in res)}
+               "ok": all(r["status"] in ("ok", "skip", "info") for r in res),
+               "persist": persist_command(res)}
     if json_out:
         common.print_json(summary)
         return
@@ -165,3 +188,6 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="print one JSON o
         common.out.print("fixes:")
         for r in fixes:
             common.out.print(f"  {r['check']}: {r['fix']}", markup=False)
+    if summary["persist"]:
+        common.out.print(f"to keep the sysctls across reboots (one file, {SYSCTL_FILE}):")
+        common.out.print(f"  {summary['persist']}", markup=False, soft_wrap=True)

@@ -9,14 +9,29 @@ from ..errors import ArgumentError
 from . import common
 
 
+def _plain(doc: str) -> str:
+    """A module docstring's first sentence as plain text: no reST markup (``name``,
+    :func:`x`), no repeated format name, one line."""
+    import re
+    para = doc.strip().split("\n\n")[0]
+    text = " ".join(para.split())
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
+    text = re.sub(r"``([^`]*)``", r"\1", text)
+    text = re.sub(r"^[\w.]+\s*(?:--|:|—)\s*", "", text)   # "chips -- LEDA ..." -> "LEDA ..."
+    end = text.find(". ")
+    return text[:end + 1] if end > 0 else text
+
+
 def _describe(name: str) -> dict[str, Any]:
     from .. import formats
     mod = formats.module(name)
     fields = mod.HEADER.table()
-    doc = (getattr(mod, "__doc__", "") or "").strip().splitlines()
+    doc = _plain(getattr(mod, "__doc__", "") or "")
+    example = bool(getattr(mod, "EXAMPLE", False)) or name.startswith("example")
     info: dict[str, Any] = {
         "name": name,
-        "summary": doc[0] if doc else "",
+        "summary": doc,
+        "example": example,
         "header_size": mod.HEADER.size,
         "writable": getattr(mod, "fill", None) is not None,
         "callback_family": getattr(mod, "CALLBACK_FAMILY", ""),
@@ -29,7 +44,7 @@ def _describe(name: str) -> dict[str, Any]:
 
 def formats(
     name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="a format name or string (e.g. chips or chips_132)"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """List every format with its header field table (or one format with NAME)."""
     from .. import formats as registry
@@ -52,8 +67,20 @@ def formats(
         common.print_json({"formats": described} if name is None else described[0])
         return
     from rich.table import Table
+    if name is None:
+        # the list: one line per format; `asbru formats NAME` shows a header table
+        t = Table(title="formats (`asbru formats NAME` for the header table)", title_justify="left")
+        for col in ("name", "header", "writable", "description"):
+            t.add_column(col, justify="right" if col == "header" else "left")
+        for info in described:
+            kind = "(example plug-in, not a telescope format) " if info["example"] else ""
+            t.add_row(info["name"], f"{info['header_size']} B", "yes" if info["writable"] else "no",
+                      kind + info["summary"])
+        common.out.print(t)
+        return
     for info in described:
-        t = Table(title=f"{info['name']} — {info['summary']}", title_justify="left")
+        kind = " (worked example of a plug-in, not a telescope format)" if info["example"] else ""
+        t = Table(title=f"{info['name']} — {info['summary']}{kind}", title_justify="left")
         for col, just in (("offset", "right"), ("size", "right"), ("field", "left"),
                           ("type", "left"), ("meaning", "left")):
             t.add_column(col, justify=just)

@@ -27,7 +27,7 @@ def generate(
     corrupt: float = typer.Option(0.0, "--corrupt", help="probability a packet is made invalid (header overwritten)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="random seed (payloads and faults)"),
     truth: Optional[str] = typer.Option(None, "--truth", help="write the truth JSON here"),
-    json_out: bool = typer.Option(False, "--json", help="print the truth (without packet lists) as JSON"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print the truth (without packet lists) as JSON"),
     interface: Optional[str] = typer.Option(None, "--interface", help="multicast: IPv4 address of the interface to send through"),
     pcap: Optional[str] = typer.Option(None, "--pcap", help="write a pcap file (Ethernet/IPv4/UDP datagrams to --pcap-port)"),
     pcap_port: int = typer.Option(4015, "--pcap-port", help="--pcap: the datagrams' UDP destination port"),
@@ -70,9 +70,12 @@ def generate(
         with progress_bar(len(packets), "sending", enabled=not json_out) as advance:
             res = send_packets(sock, packets, rate=rate, progress=advance)
         sock.close()
-        t.update(to=f"{host}:{port}", send_failed=res.failed, send_seconds=round(res.seconds, 6))
+        t.update(to=common.endpoint(host, port), send_failed=res.failed, send_seconds=round(res.seconds, 6))
+        if res.refused:
+            t["send_refused"] = res.refused
         if res.last_error:
             t["send_error"] = res.last_error
+        common.warn_refused(res.refused, host, port)
     if truth is not None:
         try:
             with open(truth, "w") as fh:
@@ -83,5 +86,6 @@ def generate(
     if json_out:
         common.print_json(short)
     else:
-        common.err.print(", ".join(f"{k}={short[k]}" for k in
-                                   ("sent", "dropped", "duplicated", "reordered", "corrupted")))
+        keys = ["sent", "dropped", "duplicated", "reordered", "corrupted", "out", "to",
+                "send_failed", "send_refused"]
+        common.out.print(", ".join(f"{k}={short[k]}" for k in keys if k in short), soft_wrap=True)

@@ -116,7 +116,7 @@ def analyze(packets: PacketSet, fmt, nsrc: int | None, src0: int = 0, limit: int
 def inspect(
     file: str = typer.Argument(..., metavar="FILE", help="a packet file (records back to back) or a classic pcap"),
     fmt: str = typer.Option(..., "--format", help="format string used to decode (e.g. chips_132, tbn, simple)"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
     limit: int = typer.Option(20, "--limit", help="decoded headers to show"),
     nsrc: Optional[int] = typer.Option(None, "--nsrc", help="sources the decoder accepts (default: any; missing slots then count sources 0..max seen)"),
     src0: int = typer.Option(0, "--src0", help="first source id (subtracted from the header's)"),
@@ -131,10 +131,24 @@ def inspect(
     packets = load_packets(file, f.params.record_size, port=port)
     res = analyze(packets, f, nsrc, src0, limit)
     res = {"file": file, **res}
+    hint = ""
+    if res["packets"] and not res["valid"] and not res["held"]:
+        # nothing decodes: most likely the wrong --format; say what the file looks like
+        from .guess import guess
+        with open(file, "rb") as fh:
+            head = fh.read(1 << 20)
+        g = guess(head, f.name) if packets.kind == "records" else None
+        hint = f"no record decodes as {fmt}"
+        if g is not None:
+            res["looks_like"] = g[0]
+            hint += f"; it looks like {g[0]} ({g[1]} of the first {g[2]} records decode)"
     if json_out:
         common.print_json(res)
-        return
-    _print_text(res)
+    else:
+        _print_text(res)
+    if hint:
+        common.err.print(f"asbru: error: {hint}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _print_text(res: dict[str, Any]) -> None:

@@ -27,6 +27,9 @@ class _App(typer.Typer):
             _fail(f"{exc.filename}: permission denied")
         except BrokenPipeError:
             sys.exit(0)  # `asbru inspect ... | head`
+        except KeyboardInterrupt:
+            sys.stderr.write("asbru: interrupted\n")
+            sys.exit(130)
 
 
 def _fail(message: str) -> None:
@@ -39,6 +42,19 @@ app = _App(name="asbru", add_completion=False, no_args_is_help=True,
            help="Packet capture and packet writing tools for radio-telescope data streams.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+        sys.stdout.write(f"asbru {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", metavar="", callback=_version,
+                                       is_eager=True, help="print the version and exit")) -> None:
+    """Packet capture and packet writing tools for radio-telescope data streams."""
+
+
 def _register() -> None:
     from .capture import capture
     from .dissector_cmd import dissector
@@ -49,6 +65,7 @@ def _register() -> None:
     from .replay import replay
     from .rings import rings
     from .top import top
+    from .warmup import warmup
     app.command()(capture)
     app.command()(replay)
     app.command()(generate)
@@ -57,6 +74,7 @@ def _register() -> None:
     app.command()(top)
     app.command()(rings)
     app.command()(doctor)
+    app.command()(warmup)
     app.command()(dissector)
 
 

@@ -34,7 +34,8 @@ from {modname} import decode as _decode
 
 @numba.njit(cache=True, nogil=True)
 def recv_decode(fd, vaddr, buffers, lengths, flags, controllens, control, control_size,
-                cfg, state, d, out, pos, keep_limit, counters, max_batches, seen, track):
+                cfg, state, d, out, pos, keep_limit, counters, max_batches, seen, track,
+                wide_cfg, wide_state, src_seen):
     nmsg = buffers.shape[0]
     bufsize = buffers.shape[1]
     for _b in range(max_batches):
@@ -73,6 +74,13 @@ def recv_decode(fd, vaddr, buffers, lengths, flags, controllens, control, contro
             else:
                 counters[{INVALID}] += 1
                 counters[{INVALID_BYTES}] += ln
+                # would it decode with any number of sources?  (tells the user that
+                # --nsrc/--src0 reject it, not the bytes)
+                for q in range(d.shape[0]):
+                    d[q] = -1
+                if _decode(pkt, wide_cfg, wide_state, d) == {VALID_STATUS}:
+                    if d[{SRC}] >= 0 and d[{SRC}] < src_seen.shape[0]:
+                        src_seen[d[{SRC}]] += 1
                 continue
             if keep_limit >= 0 and counters[{KEPT}] >= keep_limit:
                 counters[{OVER_LIMIT}] += 1
@@ -103,3 +111,37 @@ def receiver(fmt: Format):
     mod = engine.generated_module(f"cli_recv_{fmt.name}", source,
                                   depends_on=(fmt.module, spec, sys.modules[__name__], slots))
     return mod.recv_decode
+
+
+def compile_receiver(fmt: Format, nsrc: int = 1):
+    """``receiver(fmt)``, compiled (or loaded from the cache) by one call that receives
+    nothing (``fd`` -1), with arrays of the types ``asbru capture`` passes."""
+    import numpy as np
+
+    from ..sockets.msgvec import RecvVec
+    from . import slots
+    recv = receiver(fmt)
+    rv = RecvVec(2, 64, control=True)
+    seen, track = slots.new_tracker(nsrc)
+    recv(np.int32(-1), np.int64(rv.addr), rv.buffers, rv.lengths, rv.flags, rv.controllens,
+         rv.control, np.int64(rv.control_size), fmt.capture_config(nsrc, 0),
+         np.zeros(spec.NSTATE, dtype=np.int64), np.full(spec.NDESC, -1, dtype=np.int64),
+         np.empty(64, dtype=np.uint8), np.int64(0), np.int64(-1),
+         np.zeros(NCOUNTERS, dtype=np.int64), np.int64(0), seen, track,
+         *wide_args(fmt, 0))
+    return recv
+
+
+#: source indices the "would it decode with more sources" check can tell apart
+WIDE_NSRC = 4096
+
+
+def wide_args(fmt: Format, src0: int) -> tuple:
+    """(wide_cfg, wide_state, src_seen) for ``recv_decode``: a decoder configuration that
+    accepts WIDE_NSRC sources (falling back to nsrc 1 where the format refuses so many)."""
+    import numpy as np
+    try:
+        cfg = fmt.capture_config(WIDE_NSRC, src0)
+    except spec.FormatError:
+        cfg = fmt.capture_config(1, src0)
+    return cfg, np.zeros(spec.NSTATE, dtype=np.int64), np.zeros(WIDE_NSRC, dtype=np.int64)

@@ -32,7 +32,7 @@ def replay(
     rate: float = typer.Option(0.0, "--rate", help="packets per second (0 = as fast as possible)"),
     loop: int = typer.Option(1, "--loop", help="send the file this many times"),
     port: Optional[int] = typer.Option(None, "--port", help="pcap: only datagrams that were sent to this port"),
-    json_out: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print the summary as one JSON object"),
     interface: Optional[str] = typer.Option(None, "--interface", help="multicast: IPv4 address of the interface to send through"),
 ) -> None:
     """Send FILE's packets to --to at --rate, --loop times."""
@@ -56,13 +56,16 @@ def replay(
         sock.close()
     if res is None:
         raise typer.Exit(130)
-    summary = {"file": file, "kind": packets.kind, "to": f"{host}:{dport}", "packets": len(packets),
+    summary = {"file": file, "kind": packets.kind, "to": common.endpoint(host, dport), "packets": len(packets),
                "loops": loop, "sent": res.sent, "failed": res.failed, "bytes": res.bytes,
                "seconds": round(res.seconds, 6),
                "rate_pps": round(res.sent / res.seconds, 1) if res.seconds > 0 else None}
+    if res.refused:
+        summary["refused"] = res.refused
     if res.last_error:
         summary["error"] = res.last_error
+    common.warn_refused(res.refused, host, dport)
     if json_out:
         common.print_json(summary)
     else:
-        common.err.print(", ".join(f"{k}={v}" for k, v in summary.items()))
+        common.out.print(", ".join(f"{k}={v}" for k, v in summary.items()), soft_wrap=True)

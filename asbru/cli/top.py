@@ -98,7 +98,7 @@ def rows(before: dict, after: dict, dt: float) -> list[dict[str, Any]]:
             "ring_fill": _ring_fill(after[key]["logs"], s1),
         }
         if s0 is not None and dt > 0:
-            r["packets_per_second"] = round((_num(s1, "nvalid") - _num(s0, "nvalid")) / dt, 3)
+            r["packets_per_second"] = round((_num(s1, "nvalid") - _num(s0, "nvalid")) / dt, 1)
             r["gbit_per_second"] = round((_num(s1, "nvalid_bytes") - _num(s0, "nvalid_bytes")) * 8 / dt / 1e9, 6)
         out.append(r)
     return out
@@ -114,12 +114,26 @@ def _table(rs: list[dict[str, Any]]):
     for title, _ in cols:
         t.add_column(title, justify="left" if title in ("block", "format") else "right")
     for r in rs:
-        cells = []
-        for _, key in cols:
-            v = r.get(key)
-            cells.append("-" if v is None else (f"{v:,.3f}" if isinstance(v, float) else str(v)))
-        t.add_row(*cells)
+        t.add_row(*(_cell(key, r.get(key)) for _, key in cols))
+    if not rs:
+        t.caption = NO_CAPTURE
     return t
+
+
+NO_CAPTURE = ("no capture running (asbru top shows the UDPCapture/UDPSniffer/DiskReader and "
+              "`asbru capture` processes of this machine)")
+# decimals per column: packets/s are whole packets, the rest keeps what it means
+_DECIMALS = {"packets_per_second": 0, "gbit_per_second": 3, "missing_percent": 3, "ring_fill": 2}
+
+
+def _cell(key: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{_DECIMALS.get(key, 3)}f}"
+    if isinstance(v, int) and not isinstance(v, bool) and key != "pid":
+        return f"{v:,}"
+    return str(v)
 
 
 def _view(rs: list[dict[str, Any]], shared: list[dict[str, Any]]):
@@ -185,12 +199,12 @@ def serve_prometheus(port: int, host: str):
         return start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         from ..errors import ArgumentError
-        raise ArgumentError(f"--prometheus: cannot listen on {host}:{port} ({exc.strerror})") from None
+        raise ArgumentError(f"--prometheus: cannot listen on {common.endpoint(host, port)} ({exc.strerror})") from None
 
 
 def top(
-    once: bool = typer.Option(False, "--once", help="print one sample and exit"),
-    json_out: bool = typer.Option(False, "--json", help="print JSON (one object per sample)"),
+    once: bool = typer.Option(False, "--once", metavar="", help="print one sample and exit"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print JSON (one object per sample)"),
     interval: float = typer.Option(1.0, "--interval", help="seconds between samples (rates are over this interval)"),
     prometheus: Optional[int] = typer.Option(None, "--prometheus", help="serve the counters for Prometheus on this port"),
     prometheus_host: str = typer.Option("127.0.0.1", "--prometheus-host", help="address to serve Prometheus on"),
@@ -202,7 +216,7 @@ def top(
         raise ArgumentError(f"--prometheus: port must be in 1..65535, got {prometheus}")
     server = serve_prometheus(prometheus, prometheus_host) if prometheus is not None else None
     if server is not None and not json_out:
-        common.err.print(f"serving Prometheus metrics on http://{prometheus_host}:{prometheus}/metrics")
+        common.err.print(f"serving Prometheus metrics on http://{common.endpoint(prometheus_host, prometheus)}/metrics")
     stop = {"flag": False}
     old = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
     live = None

@@ -112,6 +112,7 @@ class PacketWriter:
         self._dtype = str(params.write_dtype)
         self._wcfg = self._format.write_config()
         self._fill = batch.header_filler(self._format) if self._hsize else None
+        self._compile_fill()
         self._target = target       # keep the object (and so its descriptor) alive
         self._check_target(self._fileno())  # reject an unusable target before anything else
         self._core = _check_core(core)
@@ -126,6 +127,19 @@ class PacketWriter:
         """errno of the last per-packet failure that did not stop a send (e.g. ECONNREFUSED)."""
         self._published = -1.0
         self._proclog = self._open_proclog()
+
+    def _compile_fill(self) -> None:
+        """Compile (or load) the header filler now, saying so when it compiles, not silently
+        in the first send(): one call that fills no header, with send()'s argument types."""
+        if self._fill is None:
+            return
+        import sys
+
+        from asbru.capture.precompile import announce
+        with announce(sys.modules[self._fill.__module__], self._format.name, "write",
+                      entry="fill_headers"):
+            self._fill(np.zeros((0, self._hsize), dtype=np.uint8), np.zeros(NINFO, dtype=np.int64),
+                       self._wcfg, 0, 0, 0, 0, 0, 0, 0)
 
     # -- descriptor -------------------------------------------------------------------
     def _fileno(self) -> int:

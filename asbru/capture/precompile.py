@@ -1,0 +1,126 @@
+"""Compile a capture loop ahead of its first packet.
+
+numba compiles a function at its first call, for the argument types of that call.  A
+capture's first ``recv()`` would therefore spend seconds compiling (cold kernel cache) or
+loading (warm) while its socket fills.  Here the loop is called once with arrays of exactly
+the types a capture passes and a work budget of zero: it returns at once (``RS_BUDGET``),
+having touched nothing, and every later call with those types runs the compiled code.
+
+The argument types per backend are written down once, in :func:`backend_arrays`; a capture
+engine compiles with its own arrays (:meth:`CaptureEngine._compile`), ``asbru warmup`` with
+these stand-ins -- both produce the same signatures, so the cache entries are shared.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import types
+from typing import Any, Iterator
+
+import numpy as np
+
+from asbru.formats import Format, engine, spec
+
+from . import layout as L
+
+
+def backend_arrays(backend: str, slot: int = 64, nbatch: int = 2) -> tuple[Any, ...]:
+    """Stand-ins of ``(io, rbuf, rlen, hdrs, control, controllens)`` with the dtypes and
+    layouts the ``backend``'s ``_setup_backend`` gives them (see udp.py, disk.py, sniffer.py)."""
+    if backend == "udp":
+        from asbru.sockets.msgvec import RecvVec
+        rv = RecvVec(nbatch, slot, control=False)
+        keep = rv
+        io = np.zeros(L.NIO, dtype=np.int64)
+        return (io, rv.buffers, np.zeros(nbatch, dtype=np.int64), rv.hdrs, rv.control,
+                rv.controllens, keep)
+    if backend == "disk":
+        return (np.zeros(L.NIO, dtype=np.int64), np.zeros((nbatch, slot), dtype=np.uint8),
+                np.zeros(nbatch, dtype=np.int64), np.zeros((1, 1), dtype=np.uint8),
+                np.zeros((1, 0), dtype=np.uint8), np.zeros(1, dtype=np.uint64), None)
+    if backend == "sniffer":
+        return (np.zeros(L.NIO + 8, dtype=np.int64), np.zeros((1, slot), dtype=np.uint8),
+                np.zeros(nbatch, dtype=np.int64), np.zeros(nbatch, dtype=np.int64),
+                np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.uint64), None)
+    raise ValueError(f"unknown capture backend {backend!r}; known: udp, disk, sniffer")
+
+
+def call_with_zero_budget(kmod: types.ModuleType, io: np.ndarray, rbuf: np.ndarray,
+                          rlen: np.ndarray, hdrs: np.ndarray, control: np.ndarray,
+                          controllens: np.ndarray, nsrc: int = 1) -> None:
+    """Compile (or load from the cache) ``kmod.run`` and ``kmod.zero_fill`` for these
+    receive arrays: one call of each that does no work."""
+    nd = spec.NDESC
+    i64 = np.int64
+    win = np.zeros(L.NWIN, dtype=i64)
+    win[L.W_BUDGET] = 0          # run() returns RS_BUDGET before it looks at anything
+    rst = np.zeros(L.NRST, dtype=i64)
+    gulp = np.zeros(1, dtype=np.uint8)
+    mask = np.zeros((1, 1), dtype=np.uint8)
+    cnt = np.zeros(L.NCNT, dtype=i64)
+    psrc = np.zeros((L.NPS, nsrc), dtype=i64)
+    r = kmod.run(io, rbuf, rlen, rst, hdrs, control, controllens,
+                 np.zeros((2, rbuf.shape[1]), dtype=np.uint8), np.zeros(2, dtype=i64),
+                 np.zeros(L.NHST, dtype=i64), np.zeros(spec.NCFG, dtype=i64),
+                 np.zeros(spec.NSTATE, dtype=i64), np.full(nd, -1, dtype=i64),
+                 np.full(nd, -1, dtype=i64), np.full(nd, -1, dtype=i64), np.zeros(0, dtype=i64),
+                 gulp, gulp, mask, mask, win, cnt, psrc, np.zeros((1, 6), dtype=i64),
+                 np.zeros(nsrc, dtype=i64))
+    if r != L.RS_BUDGET:
+        raise RuntimeError(f"capture kernel warm-up: run() returned {r}, expected RS_BUDGET")
+    kmod.zero_fill(gulp, mask, 0, np.full(nd, -1, dtype=i64), np.zeros(1, dtype=np.uint8),
+                   1, 1, 0, cnt, psrc)
+
+
+def compile_capture(fmt: Format, backend: str) -> None:
+    """Compile (or load) the capture loop of ``fmt`` for ``backend`` (``udp``, ``disk``,
+    ``sniffer``) with stand-in arrays."""
+    from . import kernels
+    if backend == "sniffer":
+        from . import sniffer  # noqa: F401  (registers the backend source)
+    kmod = kernels.capture_module(fmt, backend)
+    io, rbuf, rlen, hdrs, control, controllens, _keep = backend_arrays(backend)
+    call_with_zero_budget(kmod, io, rbuf, rlen, hdrs, control, controllens)
+
+
+def compiled_here(dispatcher: Any) -> bool:
+    """True when this process has compiled (or loaded) ``dispatcher`` already."""
+    return bool(getattr(dispatcher, "overloads", None))
+
+
+def is_cached(dispatcher: Any) -> bool:
+    """True when ``dispatcher`` (a numba function) is compiled in this process or has an
+    entry in numba's on-disk cache (loading it then takes ~0.1 s, not a compile)."""
+    if getattr(dispatcher, "overloads", None):
+        return True
+    cache = getattr(dispatcher, "_cache", None)
+    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+    if index is None:     # NUMBA_DISABLE_JIT, or a cache-less dispatcher: nothing to say
+        return True
+    return os.path.exists(index)
+
+
+_LABELS = {"udp": "capture", "sniffer": "sniffer capture", "disk": "disk reader",
+           "write": "writer", "cli": "`asbru capture`"}
+
+
+@contextlib.contextmanager
+def announce(kmod: types.ModuleType, fmt: str, backend: str,
+             entry: str = "run") -> Iterator[None]:
+    """Say on stderr that a kernel is being compiled, and how long it took -- only when it
+    is not in the cache (a warm start says nothing).  ``ASBRU_QUIET=1`` silences it."""
+    fn = getattr(kmod, entry, None)
+    if fn is None or is_cached(fn) or os.environ.get("ASBRU_QUIET"):
+        yield
+        return
+    label = _LABELS.get(backend, backend)
+    sys.stderr.write(f"asbru: compiling the {fmt} {label} kernel (first use on this machine; "
+                     f"`asbru warmup` compiles ahead) ...\n")
+    sys.stderr.flush()
+    t0 = time.monotonic()
+    yield
+    sys.stderr.write(f"asbru: compiled the {fmt} {label} kernel in {time.monotonic() - t0:.1f} s "
+                     f"(cached in {engine.kernel_cache_dir()})\n")
+    sys.stderr.flush()
