@@ -19,7 +19,7 @@ from asbru.formats import batch
 from asbru.packet_capture import UDPCapture
 from asbru.ring import Ring
 
-from test_capture_engine import FMT, P, chips_stream, in_order, slot_of
+from helpers.chips import FMT, P, chips_stream, in_order, slot_of
 
 DECIM = 1960
 STEP = 512 * DECIM
