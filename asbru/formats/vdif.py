@@ -210,8 +210,16 @@ def _learn(state, seconds, frame):
             if est > 0:
                 state[ST_FPS] = est
             else:
-                _watch(state, seconds, frame)  # nothing trustworthy: watch this second
-                state[ST_NSEC] = state[ST_NNEXT]
+                # nothing trustworthy yet: watch this second, keeping the frame numbers
+                # already seen (they are the same numbering; a stream that started on the
+                # last frame of a second has only that one, and no neighbour for it)
+                nnext = state[ST_NNEXT]
+                state[ST_SEC] = seconds + 1
+                state[ST_NNEXT] = 0
+                state[ST_OTHER] = 0
+                state[ST_NOTHER] = 0
+                _top_add(state, frame)
+                state[ST_NSEC] = nnext
     else:
         if state[ST_OTHER] == seconds + 1:
             state[ST_NOTHER] += 1
