@@ -231,6 +231,25 @@ _CHILD = textwrap.dedent("""
 """)
 
 
+def _udp_queue_bytes(port: int) -> int:
+    """Bytes queued in the receive buffer of the IPv4 UDP socket bound to ``port`` (the
+    rx_queue column of /proc/net/udp), -1 if there is none."""
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        f = line.split()
+        if int(f[1].rsplit(":", 1)[1], 16) == port:
+            return int(f[4].split(":")[1], 16)
+    return -1
+
+
+def _wait_udp_queue_empty(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _udp_queue_bytes(port) == 0:
+            return True
+        time.sleep(0.002)
+    return False
+
+
 def test_ctrl_c_flushes_closes_and_leaves_nothing_behind():
     port = free_udp_port()
     nsrc, ntime = 2, 10
@@ -243,7 +262,11 @@ def test_ctrl_c_flushes_closes_and_leaves_nothing_behind():
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             for p in pk:
                 tx.sendto(p, ("127.0.0.1", port))
-        time.sleep(0.5)  # the child has received them (it blocks in recv() for more)
+        # Ctrl-C only once the child has taken every datagram from the socket (end()
+        # places what was received; datagrams still queued in the kernel are not): a fixed
+        # sleep was too short on a loaded machine, where the child got SIGINT with all 20
+        # still queued and rightly ended with no sequence
+        assert _wait_udp_queue_empty(port, 30), "the child never read the datagrams"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
