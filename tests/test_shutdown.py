@@ -19,7 +19,7 @@ import pytest
 
 from asbru import formats
 from asbru.address import Address
-from asbru.capture.testing import RingCollector, free_udp_port, run_capture
+from asbru.capture.testing import RingCollector, free_udp_port, run_capture, wait_udp_read
 from asbru.formats import batch
 from asbru.packet_capture import DiskReader, UDPCapture
 from asbru.ring import Ring
@@ -231,25 +231,6 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _udp_queue_bytes(port: int) -> int:
-    """Bytes queued in the receive buffer of the IPv4 UDP socket bound to ``port`` (the
-    rx_queue column of /proc/net/udp), -1 if there is none."""
-    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
-        f = line.split()
-        if int(f[1].rsplit(":", 1)[1], 16) == port:
-            return int(f[4].split(":")[1], 16)
-    return -1
-
-
-def _wait_udp_queue_empty(port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _udp_queue_bytes(port) == 0:
-            return True
-        time.sleep(0.002)
-    return False
-
-
 def test_ctrl_c_flushes_closes_and_leaves_nothing_behind():
     port = free_udp_port()
     nsrc, ntime = 2, 10
@@ -266,7 +247,7 @@ def test_ctrl_c_flushes_closes_and_leaves_nothing_behind():
         # places what was received; datagrams still queued in the kernel are not): a fixed
         # sleep was too short on a loaded machine, where the child got SIGINT with all 20
         # still queued and rightly ended with no sequence
-        assert _wait_udp_queue_empty(port, 30), "the child never read the datagrams"
+        assert wait_udp_read(port, 30), "the child never read the datagrams"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
