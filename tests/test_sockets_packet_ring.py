@@ -16,7 +16,6 @@ from numba import njit
 from asbru.address import Address
 from asbru.errors import ArgumentError, PermissionNeeded
 from asbru.sockets import bpf
-from asbru.sockets import msgvec, syscalls
 from asbru.sockets import packet_ring as pr
 from asbru.udp_socket import UDPSocket
 
@@ -25,40 +24,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class _HeldPort:
-    """A loopback UDP port held by a bound socket while a ring sniffs it: nobody else (a
-    test running beside this one) can take it and send there, and datagrams sent to it
-    raise no ICMP port-unreachable (which a connected sender would get as an error)."""
-
-    def __enter__(self) -> int:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        return self.sock.getsockname()[1]
-
-    def __exit__(self, *exc) -> None:
-        self.sock.close()
-
-
-def _send_at_once(port: int, payloads: list[bytes]) -> None:
-    """Send ``payloads`` to 127.0.0.1:``port`` in one sendmmsg() call.  The kernel hands a
-    ring block over when it is full or ``retire_ms`` old, so datagrams sent one by one by a
-    thread that a loaded machine (or another thread holding the GIL) keeps waiting spread
-    over many part-filled blocks and can overflow a small ring; sent in one call they
-    arrive together, as the tests below assume."""
-    bufs = [np.frombuffer(p, dtype=np.uint8) for p in payloads]
-    sv = msgvec.SendVec(len(bufs))
-    for i, b in enumerate(bufs):
-        msgvec.set_iov(sv.iov, i, b.ctypes.data, 0, b.ctypes.data, b.size)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-        tx.connect(("127.0.0.1", port))
-        done = 0
-        while done < len(bufs):
-            r = syscalls.sendmmsg_e(tx.fileno(), sv.addr + done * msgvec.MMSGHDR_SIZE,
-                                    len(bufs) - done, 0)
-            assert r > 0, f"sendmmsg failed: errno {-r}"
-            done += r
 
 
 def _open_ring(port: int, **kw) -> pr.PacketRing:
@@ -97,19 +62,22 @@ def _consume_ready(ring, bsize, nblock, b, off, length, out_sum):
 
 
 def test_exact_payloads_once_each_across_block_wraps():
+    port = _free_port()
     # Blocks are handed over when full (64 KiB) or 50 ms old; a round is ~80 KB, so it
-    # takes at least 2 blocks and 10 rounds wrap the 8-block ring at least twice.  (Each
-    # round is sent in one call: see _send_at_once.)
-    with _HeldPort() as port, \
-            _open_ring(port, block_size=1 << 16, block_count=8, retire_ms=50) as ring:
+    # takes at least 2 blocks and 10 rounds wrap the 8-block ring at least twice.  (A short
+    # retire time on a loaded machine would hand over many part-filled blocks while this
+    # thread is still sending and overflow the small ring.)
+    with _open_ring(port, block_size=1 << 16, block_count=8, retire_ms=50) as ring:
         assert ring.sock.fileno() >= 0 and ring.sock.sniff_interface == "lo"
         sent: list[bytes] = []
-        for rnd in range(10):
-            batch = [bytes([rnd, i]) + os.urandom(8 + 97 * i) for i in range(40)]
-            _send_at_once(port, batch)
-            sent += batch
-            got = _collect(ring, len(batch))
-            assert got == batch, f"round {rnd}: ring stats (packets, drops) = {ring.stats()}"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for rnd in range(10):
+                batch = [bytes([rnd, i]) + os.urandom(8 + 97 * i) for i in range(40)]
+                for p in batch:
+                    tx.sendto(p, ("127.0.0.1", port))
+                sent += batch
+                got = _collect(ring, len(batch))
+                assert got == batch, f"round {rnd}: ring stats (packets, drops) = {ring.stats()}"
         assert ring.blocks_read >= 2 * ring.block_count          # the ring wrapped
         packets, drops = ring.stats()
         assert (packets, drops) == (len(sent), 0)
@@ -141,10 +109,12 @@ def test_ipv4_options_are_skipped_by_header_length():
 
 
 def test_compiled_consumer_walks_and_releases_blocks():
-    with _HeldPort() as port, \
-            _open_ring(port, block_size=1 << 16, block_count=8, retire_ms=50) as ring:
+    port = _free_port()
+    with _open_ring(port, block_size=1 << 16, block_count=8, retire_ms=50) as ring:
         payloads = [bytes([i % 251]) * (500 + i) for i in range(60)]
-        _send_at_once(port, payloads)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for p in payloads:
+                tx.sendto(p, ("127.0.0.1", port))
         total = np.zeros(1, np.int64)
         b, npkt = 0, 0
         deadline = time.monotonic() + 5
