@@ -222,11 +222,16 @@ class UDPSocket:
                 raise ArgumentError(f"sniff: no interface owns or routes {addr.address}; pass interface='name'")
             interface = owner.name
         self._check_interface(interface)
+        # Opened with protocol 0 (no packet reaches it yet) and given a filter that drops
+        # everything before bind() hooks it to the interface: PacketRing then swaps in the
+        # port filter.  Hooked first, it took every packet of the interface until then
+        # (queued outside the ring, and counted in PACKET_STATISTICS as its packets).
         try:
-            s = self._open(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(_ETH_P_IP))
+            s = self._open(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
         except PermissionError:
             raise PermissionNeeded(_NEEDS_RAW) from None
         try:
+            bpf.attach(s, bpf.drop_all())
             s.bind((interface, _ETH_P_IP))
         except OSError as exc:
             self.close()
