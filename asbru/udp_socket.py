@@ -206,9 +206,8 @@ class UDPSocket:
         """Open an AF_PACKET socket (IPv4, network layer) on the interface owning ``addr``
         (or whose subnet contains it, or ``interface``) and turn promiscuous mode on.
 
-        The socket itself receives every IPv4 packet of the interface; the sniffer capture
-        reads it through :class:`asbru.sockets.packet_ring.PacketRing`, which adds the
-        port/address filter.  When ``addr`` is a local address, the UDP port is also held
+        The socket takes no packet until :class:`asbru.sockets.packet_ring.PacketRing`
+        (through which the sniffer capture reads it) puts in the port/address filter.  When ``addr`` is a local address, the UDP port is also held
         by a bound socket that accepts nothing, so that the kernel does not answer each
         datagram with ICMP port-unreachable.
         """
