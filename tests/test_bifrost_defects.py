@@ -1,4 +1,4 @@
-"""One regression test per Bifrost defect that asbru fixes (SEMANTICS.md §14, FORMATS.md §14).
+"""One regression test per Bifrost defect that asbru fixes (docs/differences-from-bifrost.md).
 
 Each test is named after the defect and drives asbru's public API with real bytes, files
 and loopback sockets.  docs/differences-from-bifrost.md lists every defect with asbru's
@@ -69,7 +69,7 @@ def rows(seq, nsrc, p=P):
     return seq.data.reshape(-1, nsrc * p)
 
 
-# ------------------------------------------------------------------ SEMANTICS §14: engine
+# ------------------------------------------- docs/differences-from-bifrost.md: engine
 
 def test_missing_packets_are_zero_filled_not_stale(tmp_path):
     """§14.1: Bifrost left stale ring bytes in missing slots; asbru zeroes and flags them,
@@ -477,7 +477,7 @@ def test_two_captures_write_one_ring_in_turn(tmp_path):
     assert c2.stats["nvalid"] == 8
 
 
-# ------------------------------------------------------------------ SEMANTICS §14: sockets
+# ------------------------------------------ docs/differences-from-bifrost.md: sockets
 
 def test_ipv6_bind_works():
     """§14.14: Bifrost passed the IPv4 address length to bind/connect for IPv6."""
@@ -545,7 +545,7 @@ def test_zero_length_datagram_does_not_end_sequence():
     rx.close()
 
 
-# ------------------------------------------------------------------ SEMANTICS §14: numerics
+# ----------------------------------------- docs/differences-from-bifrost.md: numerics
 
 def test_quantize_4bit_rounds_and_saturates():
     """§14.15: Bifrost's CPU 4-bit quantize truncated and wrapped (200 -> -7)."""

@@ -1,13 +1,13 @@
 """Bifrost's own disk and UDP I/O scenarios, written against asbru's names.
 
-This is Bifrost's ``test/test_disk_io.py`` and ``test/test_udp_io.py`` (SEMANTICS §13) as a
+This is Bifrost's ``test/test_disk_io.py`` and ``test/test_udp_io.py`` as a
 Bifrost user would write them after changing ``bifrost`` to ``asbru`` in the imports: the
 same writer calls, pointer-style sequence callbacks (``time_tag_ptr[0] = ...``,
 ``hdr_ptr[0] = ctypes.cast(buf, ctypes.c_void_p)``, ``hdr_size_ptr[0] = len(...)``,
 ``return 0``), a reader thread iterating ``ring.read(guarantee=True)`` and
 ``seq.read(span_size)`` with ``span.data_view(dtype)``.
 
-Where Bifrost's tests are weak, these are stricter (SEMANTICS §13.1, §13.3):
+Where Bifrost's tests are weak, these are stricter:
 
 * ALL frames are compared (Bifrost compares ``[1:]`` because it drops the first frame);
 * temporaries wrapped by ``bf.ndarray(..., buffer=...)`` are kept alive;
@@ -477,7 +477,8 @@ def test_udp_write_without_listener(name):
 # ------------------------------------------------------------------------- beyond Bifrost's tests
 def test_disk_drx_tuning_change_keeps_each_sequence_whole(tmp_path):
     """A tuning change mid-file: CHANGED, and each ring sequence holds exactly its own frames
-    (Bifrost put the two open old-tuning gulps into the new sequence, SEMANTICS §6.6)."""
+    (Bifrost put the two open old-tuning gulps into the new sequence: docs/differences-from-bifrost.md,
+    engine #2)."""
     sc = _drx(4)
     tuning_b = int(round(60e6 / 196e6 * 2 ** 32))
     path = tmp_path / "drx_change.dat"

@@ -19,9 +19,9 @@ from asbru.packet_capture import (BF_CAPTURE_CHANGED, BF_CAPTURE_CONTINUED, BF_C
 from asbru.ring import Ring
 from asbru.udp_socket import UDPSocket
 
-from test_capture_engine import FMT, P, chips_stream, in_order, slot_of
+from helpers.chips import FMT, P, chips_stream, in_order, slot_of
 
-import format_harness as fh
+import helpers.format_harness as fh
 
 
 def test_status_constants_have_bifrost_values():

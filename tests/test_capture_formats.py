@@ -17,8 +17,8 @@ from asbru.packet_capture import DiskReader, UDPCapture
 from asbru.ring import Ring
 from asbru.udp_socket import UDPSocket
 
-import format_harness as fh
-from test_capture_vectors import CASES
+import helpers.format_harness as fh
+from helpers.format_harness import CASES
 
 # name -> (write string, disk string, capture string, nsrc, HeaderInfo fields, seq0[, src step])
 SYNTH = {

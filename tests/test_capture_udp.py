@@ -17,7 +17,7 @@ from asbru.packet_writer import HeaderInfo, UDPTransmit
 from asbru.ring import Ring
 from asbru.udp_socket import UDPSocket
 
-from test_capture_engine import FMT, P, chips_stream, in_order, slot_of
+from helpers.chips import FMT, P, chips_stream, in_order, slot_of
 
 DECIM = 10
 

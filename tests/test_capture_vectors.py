@@ -15,26 +15,11 @@ from asbru.packet_capture import DiskReader, UDPCapture
 from asbru.ring import Ring
 from asbru.udp_socket import UDPSocket
 
-import format_harness as fh
+import helpers.format_harness as fh
+from helpers.format_harness import CASES
+from helpers.vectors_path import needs_vectors
 
-pytestmark = pytest.mark.skipif(not fh.vectors_available(), reason="Bifrost vectors not available")
-
-# (vector, read tag, asbru reader string); chips: asbru reads chips_N as the writer wrote it
-CASES = [
-    ("simple", "simple", "simple"),
-    ("chips", "clean", "chips_4"),
-    ("chips", "clean_slot3", "chips_4"),
-    ("tbn", "clean", "tbn"),
-    ("drx", "clean", "drx"),
-    ("drx_2src", "clean", "drx"),
-    ("drx8", "clean", "drx8"),
-    ("ibeam", "clean", "ibeam2_4"),
-    ("ibeam1_2src", "clean", "ibeam1_4"),
-    ("pbeam", "clean", "pbeam_4"),
-    ("cor", "clean", "cor_4"),
-    ("vdif", "clean", "vdif_1056"),
-]
-
+pytestmark = needs_vectors
 
 def _ids(c):
     return f"{c[0]}-{c[1]}"

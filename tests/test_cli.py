@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli_helpers import run, run_json
+from helpers.cli import run, run_json
 
 FAULTS = ["--loss", "0.1", "--duplicate", "0.08", "--corrupt", "0.07", "--reorder", "5"]
 

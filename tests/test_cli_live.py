@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from test_cli_helpers import (free_tcp_port, free_udp_port, run, run_json, start, stop,
+from helpers.cli import (free_tcp_port, free_udp_port, run, run_json, start, stop,
                               wait_published)
 
 
@@ -183,7 +183,7 @@ def test_top_sees_a_running_capture_and_serves_prometheus(tmp_path):
         out, _ = stop(cap)
     assert _summary(out)["stopped_by"] == "signal"
     # the capture removed its statistics when it ended
-    from asbru.cli.proclog_compat import root
+    from asbru.proclog import proclog_root as root
     assert not (root() / str(cap.pid) / "cli_capture").exists()
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from asbru.capture.testing import wait_udp_read
-from test_cli_helpers import ENV, free_udp_port, run, run_json, start, stop, wait_published
+from helpers.cli import ENV, free_udp_port, run, run_json, start, stop, wait_published
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,7 +225,7 @@ def test_vector_tests_skip_with_the_reason_without_vectors(tmp_path):
 
 
 def test_tests_reach_outside_the_repository_only_through_vectors_path():
-    for path in (ROOT / "tests").glob("*.py"):
+    for path in (ROOT / "tests").rglob("*.py"):
         text = path.read_text()
         if path.name in ("vectors_path.py", "test_first_contact.py"):
             continue

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from asbru import formats
 from asbru.formats import batch, example_beacon, spec
 
-from format_stream import capture_file
+from helpers.format_stream import capture_file
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "adding-a-format.md"
 

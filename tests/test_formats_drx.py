@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 from asbru import formats
 from asbru.formats import batch, drx, spec
 
-from format_harness import (VECTORS, compare_with_bifrost, decode_file, decode_file_to_slots,
-                            load_vector, vectors_available, write_vector_bytes)
-from format_stream import capture_file
+from helpers.format_harness import (VECTORS, compare_with_bifrost, decode_file, decode_file_to_slots,
+                            load_vector, write_vector_bytes)
+from helpers.vectors_path import needs_vectors
+from helpers.format_stream import capture_file
 
-needs_vectors = pytest.mark.skipif(not vectors_available(), reason="golden vectors not present")
 
 T1, T2 = 832697741, 1621569285
 

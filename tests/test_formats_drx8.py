@@ -9,11 +9,10 @@ from hypothesis import strategies as st
 from asbru import formats
 from asbru.formats import batch, drx8, spec
 
-from format_harness import (VECTORS, decode_file, decode_file_to_slots, load_vector,
-                            vectors_available, write_vector_bytes)
-from format_stream import capture_file
+from helpers.format_harness import (VECTORS, decode_file, decode_file_to_slots, load_vector, write_vector_bytes)
+from helpers.vectors_path import needs_vectors
+from helpers.format_stream import capture_file
 
-needs_vectors = pytest.mark.skipif(not vectors_available(), reason="golden vectors not present")
 
 
 def expected_slots(inp: np.ndarray) -> np.ndarray:
@@ -45,7 +44,7 @@ def test_reader_decodes_every_frame():
 
 
 def test_header_bytes_as_bifrost():
-    """FORMATS.md section 15: drx8, decimation 10, tuning 12345678, src 1<<3, time tag 1."""
+    """Bifrost's header bytes (docs/formats.md, Reference header bytes): drx8, decimation 10, tuning 12345678, src 1<<3, time tag 1."""
     f = formats.get("drx8", "write")
     raw = batch.encode_packets(f, batch.headerinfo(decimation=10, tuning=12345678), 1, 0,
                                1 << 3, 0, np.zeros((1, 1, 4096, 2), dtype=np.int8))

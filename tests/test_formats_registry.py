@@ -42,7 +42,8 @@ def test_get_resolves_strings(fmt, role, name):
 
 
 def test_record_sizes_match_bifrost_files():
-    # FORMATS.md §15 "Record sizes observed" (chips and pbeam with asbru's fixed strings)
+    # record sizes of Bifrost's files (docs/formats.md, Reference header bytes; chips and pbeam
+    # with asbru's fixed strings)
     assert formats.get("simple", "disk").params.record_size == 8200
     assert formats.get("chips_4", "disk").params.record_size == 144
     assert formats.get("cor_2", "disk").params.record_size == 96

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from asbru import formats
 from asbru.formats import batch, snap2, spec
 
-from format_harness import decode_file, decode_file_to_slots
-from format_stream import capture_file
+from helpers.format_harness import decode_file, decode_file_to_slots
+from helpers.format_stream import capture_file
 
 
 def stream(nchan, npol, npb, ncb, ntime=2, seq=100, chan0=1000, sync=1700000000, seed=0,

@@ -9,11 +9,10 @@ from hypothesis import strategies as st
 from asbru import formats
 from asbru.formats import batch, spec, vdif
 
-from format_harness import (VECTORS, compare_with_bifrost, decode_file_to_slots, load_vector,
-                            vectors_available)
-from format_stream import capture_file, decode_stream, split
+from helpers.format_harness import (VECTORS, compare_with_bifrost, decode_file_to_slots, load_vector)
+from helpers.vectors_path import needs_vectors
+from helpers.format_stream import capture_file, decode_stream, split
 
-needs_vectors = pytest.mark.skipif(not vectors_available(), reason="golden vectors not present")
 
 VECTOR_INFO = dict(decimation=4, tuning=(10 << 16) | (8 << 8) | 1, nchan=1, gain=16706)
 

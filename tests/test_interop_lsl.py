@@ -15,7 +15,7 @@ and VDIF:
 
 LSL 4 reads TBX, COR, DRX, DRX8 and VDIF; it dropped TBF, so TBF is read with LSL 3.0.8
 installed beside it (``make interop`` puts it in ``.venv/lsl3``; ``ASBRU_LSL3`` overrides).
-LSL runs in a subprocess (``tests/lsl_oracle.py``) with its telemetry switched off.
+LSL runs in a subprocess (``tests/helpers/lsl_oracle.py``) with its telemetry switched off.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def lsl_decode(kind: str, raw: bytes, tmp_path: Path, lsl3: bool = False) -> tup
     env = dict(os.environ)
     if lsl3:
         env["PYTHONPATH"] = os.pathsep.join([str(LSL3)] + [p for p in [env.get("PYTHONPATH")] if p])
-    res = subprocess.run([sys.executable, str(HERE / "lsl_oracle.py"), kind, str(src), str(out)],
+    res = subprocess.run([sys.executable, str(HERE / "helpers" / "lsl_oracle.py"), kind, str(src), str(out)],
                          env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     z = np.load(out)

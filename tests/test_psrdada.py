@@ -190,7 +190,7 @@ def test_cli_capture_into_psrdada(key):
     from asbru.address import Address
     from asbru.packet_writer import HeaderInfo, UDPTransmit
     from asbru.udp_socket import UDPSocket
-    from test_cli_helpers import free_udp_port
+    from helpers.cli import free_udp_port
 
     psrdada.create(key, nbufs=8, bufsz=4096, nreaders=1)
     port = free_udp_port()

@@ -617,6 +617,21 @@ def test_multiple_ringlets():
 
 
 # ----------------------------------------------------------------------------- flags
+def test_hand_over_flags_keeps_the_callers_array():
+    # the capture engine's public way to attach a per-gulp mask: no copy, same rows read back
+    r = Ring()
+    r.resize(8192, 1 << 16)
+    w = r.begin_writing()
+    fn = 512
+    mask = (np.arange(16).reshape(8, 2) + 1).astype(np.uint8)
+    with w.begin_sequence("h") as s:
+        with s.reserve(4096) as span:
+            span.hand_over_flags(mask, fn)
+    with r.open_sequence("h") as rseq, rseq.acquire(0, 4096) as sp:
+        assert np.array_equal(sp.flags, mask)
+    w.end_writing()
+
+
 def test_flags_round_trip():
     r = Ring()
     r.resize(8192, 1 << 16)

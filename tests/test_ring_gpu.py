@@ -12,14 +12,16 @@ import pytest
 
 from asbru.errors import ArgumentError
 from asbru.packet_capture import DiskReader
-from asbru.packet_writer import DiskWriter, HeaderInfo
 from asbru.ring import Ring, SpaceUnavailable, copy
 from asbru.ring.gpu import gpu_unavailable_reason
+
+from helpers.gappy_chips import NCHAN, NSRC, NTIME
+from helpers.gappy_chips import capture_file as _capture
+from helpers.gappy_chips import gappy_file as _gappy_file
 
 WHY = gpu_unavailable_reason()
 needs_gpu = pytest.mark.skipif(WHY is not None, reason=f"no GPU space here: {WHY}")
 
-NCHAN, NSRC, NTIME = 4, 2, 96
 FRAME = NSRC * 32 * NCHAN
 
 
@@ -38,21 +40,6 @@ def test_gpu_spaces_are_listed():
     assert {"system", "cuda_host", "cuda", "shm"} <= set(spaces())
 
 
-def _gappy_file(path, seed=1):
-    """A chips_4 file of NTIME slots, 2 sources, source 1 silent for slots 5..7 and 40..49."""
-    hdr = HeaderInfo()
-    hdr.set_nsrc(NSRC)
-    hdr.set_nchan(NCHAN)
-    hdr.set_chan0(100)
-    data = np.random.default_rng(seed).integers(1, 256, size=(NTIME, NSRC, 32 * NCHAN), dtype=np.uint8)
-    with open(path, "wb") as fh:
-        writer = DiskWriter(f"chips_{NCHAN}", fh)
-        for t in range(NTIME):
-            silent = 5 <= t < 8 or 40 <= t < 50
-            writer.send(hdr, t + 1, 1, 0, 1, data[t:t + 1, :1] if silent else data[t:t + 1])
-    return data
-
-
 def _collect(ring, span_size, out, device=False):
     for seq in ring.read(guarantee=True):
         for span in seq.read(span_size):
@@ -62,12 +49,6 @@ def _collect(ring, span_size, out, device=False):
                 d = d.get()
             out.append((seq.time_tag, bytes(seq.header), span.offset, np.array(d),
                         None if span.flags is None else span.flags.copy()))
-
-
-def _capture(path, ring):
-    with open(path, "rb") as fh, DiskReader(f"chips_{NCHAN}", fh, ring, NSRC, 0, 8, 8, None) as cap:
-        while cap.recv() not in (1, 4, 5, 6):
-            pass
 
 
 def _frames(chunks):

@@ -209,7 +209,7 @@ def test_second_writer_refused_while_first_lives(name):
 def test_capture_into_a_shared_ring_read_by_another_process(name, tmp_path):
     """A DiskReader writes into the shared ring; a reader process sees the same bytes and
     flags as an in-process reader of the same capture into a system ring."""
-    from test_ring_gpu import _capture, _gappy_file
+    from helpers.gappy_chips import capture_file as _capture, gappy_file as _gappy_file
     _gappy_file(tmp_path / "g.dat", seed=5)
     # the reference: the same file into an in-process ring
     import hashlib

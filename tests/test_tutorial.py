@@ -22,8 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "examples" / "tutorial_data_capture.py"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vectors_path import SEED as SEED_DIR  # noqa: E402
+from helpers.vectors_path import SEED as SEED_DIR  # noqa: E402
 
 SEED = SEED_DIR / "data_capture_tutorial.md"
 TIMEOUT = 240  # s, the whole script (it waits 5 s for the tutorial's socket timeout)

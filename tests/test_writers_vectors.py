@@ -1,6 +1,6 @@
 """DiskWriter and UDPTransmit reproduce real Bifrost's writer output byte for byte.
 
-Every vector directory of the shared vectors (tests/vectors_path.py) that was made by Bifrost's DiskWriter is
+Every vector directory of the shared vectors (tests/helpers/vectors_path.py) that was made by Bifrost's DiskWriter is
 replayed call by call from its write.json (HeaderInfo setters, send() arguments, slices of
 input.npy) and the bytes are compared with Bifrost's output.dat: on disk (a real file in
 tmp_path) and on the wire (a real UDP socket on 127.0.0.1, every datagram received).
@@ -21,7 +21,7 @@ from asbru import dtypes
 from asbru.formats.spec import FormatError
 from asbru.packet_writer import DiskWriter, HeaderInfo, UDPTransmit
 
-from vectors_path import VECTORS  # noqa: E402
+from helpers.vectors_path import VECTORS
 WRITER_VECTORS = ["generic", "simple", "chips", "tbn", "drx", "drx_2src", "drx8", "ibeam",
                   "ibeam1_2src", "pbeam", "cor", "tbf", "vbeam"]
 

@@ -76,6 +76,12 @@ class FuzzFormat:
     src_first: int
     src_step: int
     ntime: int = 6
+    #: writer src of each source when they are not src_first + j * src_step (DRX IDs)
+    src_ids: tuple[int, ...] = ()
+
+
+#: DRX IDs of beam 1, tunings 1/2, polarisations 0/1: id = beam | tune << 3 | pol << 7
+_DRX_IDS = (1 | (1 << 3), 1 | (1 << 3) | (1 << 7), 1 | (2 << 3), 1 | (2 << 3) | (1 << 7))
 
 
 FUZZ_FORMATS: dict[str, FuzzFormat] = {f.name: f for f in [
@@ -92,15 +98,10 @@ FUZZ_FORMATS: dict[str, FuzzFormat] = {f.name: f for f in [
                dict(decimation=4, tuning=(10 << 16) | (8 << 8) | 1, nchan=1, gain=7), 400, 1, 0, 1),
     FuzzFormat("tbn", "tbn", "tbn", 4, 0, dict(tuning=1000, gain=3), 1_003_520, 512 * 1960, 0, 1),
     FuzzFormat("drx", "drx", "drx", 4, 0, dict(decimation=10, tuning=12345678), 4096 * 10 * 7,
-               4096 * 10, 0, 1),
+               4096 * 10, 0, 1, src_ids=_DRX_IDS),
     FuzzFormat("drx8", "drx8", "drx8", 4, 0, dict(decimation=10, tuning=12345678), 4096 * 10 * 7,
-               4096 * 10, 0, 1),
+               4096 * 10, 0, 1, src_ids=_DRX_IDS),
 ]}
-
-
-def _drx_sources() -> list[int]:
-    # beam 1, tuning 1/2, pol 0/1: id = beam | tune << 3 | pol << 7
-    return [1 | (1 << 3), 1 | (1 << 3) | (1 << 7), 1 | (2 << 3), 1 | (2 << 3) | (1 << 7)]
 
 
 def stream(name: str, ntime: int, seed: int = 0) -> list[tuple[int, int, bytes]]:
@@ -115,8 +116,8 @@ def stream(name: str, ntime: int, seed: int = 0) -> list[tuple[int, int, bytes]]
     for t in range(ntime):
         data = rng.integers(0, 256, (1, ff.nsrc, p), dtype=np.uint8)
         seq = ff.seq0 + t * ff.seq_step
-        if name in ("drx", "drx8"):
-            for s, ident in enumerate(_drx_sources()):
+        if ff.src_ids:
+            for s, ident in enumerate(ff.src_ids):
                 out.append((t, s, batch.encode_packets(wf, info, seq, 0, ident, 0, data[:, s:s + 1])))
         else:
             raw = batch.encode_packets(wf, info, seq, ff.seq_step, ff.src_first, ff.src_step, data)

@@ -86,24 +86,13 @@ def get_format(fmt: str, role: str, option: str = "FORMAT"):
         raise ArgumentError(f"{option}: {exc}") from None
 
 
-def reader_format_string(fmt: str) -> str:
-    """The capture/DiskReader string for a writer string.
-
-    Bifrost names some formats differently for writing and reading: the power beam is
-    written as ``pbeam1_N`` and read as ``pbeam_N``.  Everything else reads with the
-    string it was written with.
-    """
-    if fmt.startswith("pbeam") and len(fmt) > 6 and fmt[5].isdigit() and fmt[6] == "_":
-        return "pbeam" + fmt[6:]
-    return fmt
-
-
 def get_reader_format(fmt: str, role: str = "disk", option: str = "--format"):
-    """Resolve ``fmt`` for reading; accept the writer spelling as well (pbeam1_N)."""
+    """Resolve ``fmt`` for reading; accept the writer spelling as well (the format's
+    ``reader_format``: pbeam1_N reads as pbeam_N)."""
     from .. import formats
     from ..formats.spec import FormatError
     last: Exception | None = None
-    for cand in dict.fromkeys((fmt, reader_format_string(fmt))):
+    for cand in dict.fromkeys((fmt, formats.reader_string(fmt))):
         for r in (role, "capture") if role != "capture" else (role,):
             try:
                 return formats.get(cand, r)
@@ -120,10 +109,6 @@ def positive(value: int | float, option: str, allow_zero: bool = False) -> None:
 def probability(value: float, option: str) -> None:
     if not 0.0 <= value <= 1.0:
         raise ArgumentError(f"{option}: must be a probability in 0..1, got {value}")
-
-
-def human_rate(pps: float, bps: float) -> str:
-    return f"{pps:,.0f} pkt/s  {bps / 1e9:.3f} Gbit/s"
 
 
 def interface_address(value: str | None, option: str = "--interface") -> str:

@@ -13,12 +13,12 @@ from typing import Any
 
 import typer
 
+from ..sockets.options import SO_RCVBUFFORCE
 from . import common
 
 RMEM_WANT = 256 << 20       # ~15 000 datagrams of 8 KiB (each costs ~16.6 KB of buffer)
 WMEM_WANT = 64 << 20
 BACKLOG_WANT = 250_000
-SO_RCVBUFFORCE = 33
 CAP_NET_RAW = 13
 
 

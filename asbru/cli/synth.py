@@ -20,10 +20,10 @@ is neither corrupted nor duplicated, a corrupted one is not duplicated):
   that arrive after a packet that was originally behind them.
 
 Formats whose decoder learns a stream parameter from the first packets (tbn: decimation
-from two frames of one input; vdif: frames per second from a whole second) get their
-first 2 (tbn) or fps + 1 (vdif) time steps without faults and in order; a fault there
-would change how the decoder numbers everything after it, and the truth could not say
-what a capture sees.
+from two frames of one input; vdif: frames per second from a whole second) declare
+``learn_steps`` in their recipe: that many leading time steps go out without faults and in
+order; a fault there would change how the decoder numbers everything after it, and the
+truth could not say what a capture sees.
 """
 from __future__ import annotations
 
@@ -52,61 +52,15 @@ class Recipe:
     learn_steps: int = 0                 # leading time steps kept fault-free (see below)
 
 
-def _triangular_error(n: int) -> str | None:
-    nst = int((np.sqrt(8 * n + 1) - 1) // 2)
-    if nst * (nst + 1) // 2 != n:
-        return f"cor needs a number of baselines nstand*(nstand+1)/2 (1, 3, 6, 10, ...), got {n}"
-    return None
-
-
 def recipe_for(fmt: Format, nsrc: int) -> Recipe:
-    name = fmt.name
+    """The format's own ``synth_recipe``, or a generic stream: sources 0..nsrc-1, seq from
+    1000, the HeaderInfo naming nsrc and the channel count."""
     p = fmt.params
-    nchan = int(p.extra.get("nchan", 0) or 0)
     own = getattr(fmt.module, "synth_recipe", None)  # the format file knows its own stream
     if own is not None:
         return Recipe(**own(p, nsrc))
-    if name == "simple":
-        return Recipe(p.fmt, 0, 1000, 1, lambda j: 0, lambda j: {}, max_nsrc=1)
-    if name == "chips":
-        # header seq is 1-based: writer seq 1001 is decoded as 1000
-        return Recipe(p.fmt, 0, 1001, 1, lambda j: j,
-                      lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 0}, max_nsrc=255)
-    if name == "ibeam":
-        return Recipe(p.fmt, 0, 1001, 1, lambda j: j,
-                      lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 100 + j * nchan}, max_nsrc=255)
-    if name == "pbeam":
-        navg = 24
-        return Recipe(common.reader_format_string(p.fmt), 1, 1000 * navg, navg, lambda j: j,
-                      lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 100 + j * nchan,
-                                 "decimation": navg}, max_nsrc=255)
-    if name == "cor":
-        ticks = 196_000_000  # navg 100 = 1 s integrations
-        return Recipe(p.fmt, 1, 1000 * ticks, ticks, lambda j: j,
-                      lambda j: {"nsrc": nsrc, "chan0": 0, "gain": 1, "decimation": 100,
-                                 "tuning": (1 << 16) | (1 << 8) | 1},
-                      check_nsrc=_triangular_error)
-    if name == "tbn":
-        step = 512 * 1960  # 100 kS/s
-        return Recipe(p.fmt, 0, 1000 * step, step, lambda j: j,
-                      lambda j: {"tuning": 0x10000000, "gain": 20}, max_nsrc=1023,
-                      learn_steps=2)
-    if name in ("drx", "drx8"):
-        step = 10 * 4096  # 19.6 MS/s
-        # DRX ID byte: tuning in bits 3-5 (1, 2), polarisation in bit 7
-        return Recipe(p.fmt, 0, 1000 * step, step, lambda j: ((j // 2 + 1) << 3) | ((j % 2) << 7),
-                      lambda j: {"tuning": 0x20000000, "decimation": 10}, max_nsrc=4)
-    if name == "vdif":
-        fps = 10  # frames per second; the reader learns it after one whole second
-        return Recipe(p.fmt, 0, 100 * fps, 1, lambda j: j,
-                      lambda j: {"decimation": fps, "tuning": 8 << 8, "nchan": 1}, max_nsrc=1024,
-                      learn_steps=fps + 1)
-    if name == "snap2":
-        # every source an input block of the same channels
-        return Recipe(p.fmt, 0, 1000, 1, lambda j: j,
-                      lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 0})
-    return Recipe(p.fmt, 0, 1000, 1, lambda j: j,
-                  lambda j: {"nsrc": nsrc, "nchan": nchan})
+    nchan = int(p.extra.get("nchan", 0) or 0)
+    return Recipe(p.fmt, 0, 1000, 1, lambda j: j, lambda j: {"nsrc": nsrc, "nchan": nchan})
 
 
 def _payloads(rng: np.random.Generator, fmt: Format, ntime: int, nsrc: int) -> np.ndarray:

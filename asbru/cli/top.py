@@ -16,7 +16,7 @@ from typing import Any, Optional
 import typer
 
 from . import common
-from .proclog_compat import list_pids, load_by_pid
+from ..proclog import list_pids, load_by_pid
 from .rings import ring_rows, ring_table
 
 # blocks that receive packets (Bifrost's names, asbru's, and this CLI's recorder)

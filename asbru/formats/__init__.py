@@ -23,11 +23,13 @@ import numpy as np
 from ..errors import ArgumentError
 from .spec import CFG_NSRC, CFG_SRC0, DESC_INDEX, NCFG, FormatError, FormatParams, Header
 
-__all__ = ["Format", "FormatError", "get", "list", "module", "register", "broken", "describe", "ROLES"]
+__all__ = ["Format", "FormatError", "get", "list", "module", "register", "broken", "describe",
+           "reader_string", "ROLES"]
 
 ROLES = ("capture", "disk", "write")
 
-# Bifrost's order (FORMATS.md §1.3): capture prefixes first, then the writer-only formats.
+# Bifrost's order (docs/formats.md, Common rules): capture prefixes first, then the
+# writer-only formats.
 # A name whose module does not exist (yet) is skipped silently.
 BUILTIN = ("simple", "chips", "snap2", "ibeam", "pbeam", "cor", "vdif", "tbn", "drx", "drx8",
            "tbx", "ndp_tbf", "generic", "tbf", "vbeam")  # tbx, ndp_tbf: LWA NDP, not in Bifrost
@@ -214,6 +216,17 @@ def get(fmt: str, role: str = "capture") -> Format:
             return _make(mod, params)
     extra = f" (failed to load: {', '.join(_broken)})" if _broken else ""
     raise FormatError(f"unknown format {fmt!r}; known formats: {', '.join(mods)}{extra}")
+
+
+def reader_string(fmt: str) -> str:
+    """The capture/DiskReader string that reads what writer string ``fmt`` writes: the
+    format's ``reader_format(fmt)`` if it declares one (Bifrost writes ``pbeam1_N`` and
+    reads ``pbeam_N``), else ``fmt`` itself (also for strings no format claims)."""
+    for mod in _load().values():
+        if mod.matches(fmt):
+            own = getattr(mod, "reader_format", None)
+            return own(fmt) if own is not None else fmt
+    return fmt
 
 
 def _make(mod: types.ModuleType, params: FormatParams) -> Format:

@@ -1,15 +1,16 @@
 """``chips``: LEDA/ADP "CHIPS" F-engine packets, 32 ci4 inputs x nchan channels.
 
-Wire format identical to Bifrost's (FORMATS.md §4).  Deliberate differences:
+Wire format identical to Bifrost's (docs/formats.md, chips).  Deliberate differences:
 
 * ``DiskReader('chips_N')`` reads records of 16 + 32*N bytes (what the writer emits);
-  Bifrost reads 16 + 4*N (FORMATS.md §14.3), so Bifrost users wrote ``chips_<8N>`` as a
+  Bifrost reads 16 + 4*N (docs/differences-from-bifrost.md,
+  formats #3), so Bifrost users wrote ``chips_<8N>`` as a
   workaround.  asbru accepts that string too, and reads it the asbru way, i.e. records of
   16 + 32*8N bytes: pass the real channel count (``chips_N``).
 * The header seq is 1-based: ``seq = header - 1`` as in Bifrost, but a header seq of 0
-  is INVALID instead of wrapping to 2**64 - 1 (FORMATS.md §14.6).  The writer writes the
+  is INVALID instead of wrapping to 2**64 - 1 (docs/formats.md, chips).  The writer writes the
   seq it is given, unchanged, as Bifrost does (a round trip shifts seq by -1).
-* The payload must be exactly 32 * nchan bytes and nchan > 0 (FORMATS.md §14.18); a
+* The payload must be exactly 32 * nchan bytes and nchan > 0 (docs/differences-from-bifrost.md, formats #18); a
   DiskReader with ``chips_N`` also requires nchan == N.  Network captures look only at
   the prefix, as Bifrost's do (``chips_N`` captures any nchan).
 """
@@ -19,9 +20,8 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, Field, FormatError, FormatParams,
-                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, copy_bytes, copy_unchecked,
-                   kernel, parse_int_suffix, rd_be16, stream_pair32,
-                   rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, channel_format, copy_bytes, copy_unchecked,
+                   kernel, parse_int_suffix, stream_pair32)
 from .spec import new_capture_config
 
 NAME = "chips"
@@ -35,11 +35,16 @@ HEADER = Header([
     Field("chan0", 6, "u16be", "first channel in this packet"),
     Field("seq", 8, "u64be", "spectrum counter, 1-based"),
 ])
-HSIZE = 16
+HSIZE = HEADER.size
 NINPUT = 32  # bytes per channel: 16 stands x 2 pols x ci4
 WRITE_DTYPE = "ci4"
 
 CFG_NCHAN = 2  # expected nchan (0 = any)
+
+get_roach, get_gbe, get_nchan, get_chan0, get_seq = HEADER.readers(
+    "roach", "gbe", "nchan", "chan0", "seq")
+put_roach, put_gbe, put_nchan, put_nsubband, put_subband, put_nroach, put_chan0, put_seq = \
+    HEADER.writers("roach", "gbe", "nchan", "nsubband", "subband", "nroach", "chan0", "seq")
 
 CHANGE = ("chan0", "nchan")
 CALLBACK_FAMILY = "pointer"
@@ -51,19 +56,9 @@ def matches(fmt: str) -> bool:
 
 
 def parse(fmt: str, role: str) -> FormatParams:
-    if fmt == "chips":
-        if role != "capture":
-            raise FormatError(f"format {fmt!r}: the {role} role needs 'chips_N' (N channels per packet)")
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None)
-    nchan = _parse_nchan(fmt)
-    if role == "capture":
-        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nchan": 0, "nchan_given": nchan})
-    p = NINPUT * nchan
-    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
-                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
-                        samples_per_packet=p, write_dtype=WRITE_DTYPE, extra={"nchan": nchan})
+    return channel_format(fmt, role, name=NAME, header_size=HSIZE,
+                          nchan=None if fmt == "chips" else _parse_nchan(fmt),
+                          bytes_per_chan=NINPUT, samples_per_chan=NINPUT, write_dtype=WRITE_DTYPE)
 
 
 def _parse_nchan(fmt: str) -> int:
@@ -83,23 +78,23 @@ def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
 def decode(pkt, cfg, state, d):
     if pkt.size < HSIZE:
         return INVALID
-    nchan = rd_u8(pkt, 2)
+    nchan = get_nchan(pkt)
     if nchan == 0 or (cfg[CFG_NCHAN] != 0 and nchan != cfg[CFG_NCHAN]):
         return INVALID
     if pkt.size != HSIZE + NINPUT * nchan:
         return INVALID
-    hseq = rd_be64(pkt, 8)
+    hseq = get_seq(pkt)
     if hseq <= 0:  # 0 would wrap; >= 2**63 reads negative
         return INVALID
-    src = rd_u8(pkt, 0) - 1 - cfg[CFG_SRC0]
+    src = get_roach(pkt) - 1 - cfg[CFG_SRC0]
     if src < 0 or src >= cfg[CFG_NSRC]:
         return INVALID
     d[SEQ] = hseq - 1
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = nchan
-    d[CHAN0] = rd_be16(pkt, 6)
-    d[TUNING] = rd_u8(pkt, 1)
+    d[CHAN0] = get_chan0(pkt)
+    d[TUNING] = get_gbe(pkt)
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = NINPUT * nchan
     return VALID
@@ -157,11 +152,19 @@ def write_config(params: FormatParams) -> np.ndarray:
 def fill(hdr, info, wcfg, seq, src, framecount):
     if hdr.size < HSIZE:
         return
-    wr_u8(hdr, 0, src + 1)
-    wr_u8(hdr, 1, info[H_TUNING])
-    wr_u8(hdr, 2, info[H_NCHAN])
-    wr_u8(hdr, 3, 1)
-    wr_u8(hdr, 4, 0)
-    wr_u8(hdr, 5, info[H_NSRC])
-    wr_be16(hdr, 6, info[H_CHAN0])
-    wr_be64(hdr, 8, seq)
+    put_roach(hdr, src + 1)
+    put_gbe(hdr, info[H_TUNING])
+    put_nchan(hdr, info[H_NCHAN])
+    put_nsubband(hdr, 1)
+    put_subband(hdr, 0)
+    put_nroach(hdr, info[H_NSRC])
+    put_chan0(hdr, info[H_CHAN0])
+    put_seq(hdr, seq)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: boards 1..nsrc, one channel block.  The
+    header seq is 1-based: writer seq 1001 is decoded as 1000."""
+    nchan = params.extra["nchan"]
+    return dict(reader=params.fmt, src0=0, seq0=1001, seq_inc=1, src_value=lambda j: j,
+                info=lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 0}, max_nsrc=255)

@@ -1,6 +1,6 @@
 """``cor``: LWA-SV ADP / NDP correlator visibilities, cf32 [chan][4 pol products].
 
-Wire format identical to Bifrost's (FORMATS.md §7).  Strings: ``cor`` (capture, any
+Wire format identical to Bifrost's (docs/formats.md, cor).  Strings: ``cor`` (capture, any
 nchan), ``cor_N`` (N channels per packet; files and writing; a network capture ignores N,
 as Bifrost's does).  Deliberate differences:
 
@@ -8,9 +8,9 @@ as Bifrost's does).  Deliberate differences:
   (navg counts 10 ms sub-slots of the 196 MHz clock).  Bifrost computes
   ``(time_tag // 196e6) // (navg // 100)``: whole seconds only, so sub-second or
   non-integer-second integrations are mis-numbered and navg < 100 divides by zero
-  (FORMATS.md §14.9, §14.5).  Both agree whenever integrations are whole seconds and the
+  (docs/differences-from-bifrost.md, formats #9, #5).  Both agree whenever integrations are whole seconds and the
   time tags fall on them (the Bifrost vector does).  navg == 0 is INVALID.
-* The source index keeps Bifrost's convention (FORMATS.md §14.8):
+* The source index keeps Bifrost's convention (docs/formats.md, cor):
   ``(baseline + 1 - src0) * nserver + (server - 1)``, so ``src0 = 1`` gives 0-based
   baselines, which is what Bifrost users pass; changing it would silently shift every
   existing pipeline's baselines by one.
@@ -32,6 +32,7 @@ from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, GAIN, INVALID, NAVG, N
                    BitField, Field, FormatError, FormatParams, Header, H_CHAN0, H_DECIMATION,
                    H_GAIN, H_NSRC, H_TUNING, kernel, rd_be16, rd_be32, rd_be64, rd_u8,
                    parse_int_suffix, wr_be16, wr_be32, wr_be64)
+from .spec import channel_format, split_time_tag, time_tag_at
 from .spec import new_capture_config
 from .spec import place_source_block
 from .spec import Signature
@@ -72,21 +73,9 @@ def matches(fmt: str) -> bool:
 
 
 def parse(fmt: str, role: str) -> FormatParams:
-    if fmt == "cor":
-        if role != "capture":
-            raise FormatError(f"format {fmt!r}: the {role} role needs 'cor_N' (N channels per packet)")
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nchan": 0})
-    nchan = parse_int_suffix(fmt, "cor_", "N")
-    if role == "capture":
-        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nchan": 0, "nchan_given": nchan})
-    p = 32 * nchan
-    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
-                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
-                        samples_per_packet=4 * nchan, write_dtype=WRITE_DTYPE,
-                        extra={"nchan": nchan})
+    return channel_format(fmt, role, name=NAME, header_size=HSIZE,
+                          nchan=None if fmt == "cor" else parse_int_suffix(fmt, "cor_", "N"),
+                          bytes_per_chan=32, samples_per_chan=4, write_dtype=WRITE_DTYPE)
 
 
 def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
@@ -145,7 +134,7 @@ def decode(pkt, cfg, state, d):
     if chan0 < 0:
         return INVALID
     ticks = navg * TICKS_PER_NAVG
-    d[SEQ] = time_tag // ticks
+    d[SEQ], d[X1] = split_time_tag(time_tag, ticks)  # X1: the phase, for time_tag_of
     d[SRC] = src
     d[NSRC] = nsrc
     d[NCHAN] = nchan
@@ -155,7 +144,6 @@ def decode(pkt, cfg, state, d):
     d[TIME_TAG] = time_tag
     d[NAVG] = navg
     d[DECIMATION] = navg
-    d[X1] = time_tag % ticks  # phase of the time tags, for time_tag_of
     d[X2] = nserver
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
@@ -167,7 +155,7 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return int(seq) * int(d[NAVG]) * TICKS_PER_NAVG + max(int(d[X1]), 0)
+    return time_tag_at(seq, int(d[NAVG]) * TICKS_PER_NAVG, d[X1])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
@@ -201,3 +189,20 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     wr_be32(hdr, 24, info[H_DECIMATION])
     wr_be16(hdr, 28, stand0 + 1)
     wr_be16(hdr, 30, stand1 + 1)
+
+
+def _triangular_error(n: int) -> str | None:
+    nst = int((np.sqrt(8 * n + 1) - 1) // 2)
+    if nst * (nst + 1) // 2 != n:
+        return f"cor needs a number of baselines nstand*(nstand+1)/2 (1, 3, 6, 10, ...), got {n}"
+    return None
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: one server, nsrc baselines (a triangular
+    number), 1 s integrations (navg 100)."""
+    ticks = 100 * TICKS_PER_NAVG
+    return dict(reader=params.fmt, src0=1, seq0=1000 * ticks, seq_inc=ticks, src_value=lambda j: j,
+                info=lambda j: {"nsrc": nsrc, "chan0": 0, "gain": 1, "decimation": 100,
+                                "tuning": (1 << 16) | (1 << 8) | 1},
+                check_nsrc=_triangular_error)

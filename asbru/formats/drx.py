@@ -6,8 +6,8 @@ nibble).  The ring holds one time slot per frame time, samples interleaved by so
 ``src0 = 0`` and ``nsrc = 4`` the order is (T1 X, T1 Y, T2 X, T2 Y).  ``drx8`` (8-bit
 samples) shares this file's decoder and placement.
 
-Deliberate differences from Bifrost (FORMATS.md section 14, items 1, 2, 4, 5, 12), wire format
-unchanged:
+Deliberate differences from Bifrost (docs/differences-from-bifrost.md, formats #1, #2, #4,
+#5, #12), wire format unchanged:
 
 * The ID byte is read as the byte at offset 4 (Bifrost read the low byte of a host-order
   word, which is the same byte on little-endian hosts only).
@@ -38,8 +38,8 @@ import numpy as np
 
 from .spec import (BEAM, CFG_NSRC, CFG_SRC0, DECIMATION, H_DECIMATION, H_TUNING, INVALID,
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, TUNING1,
-                   VALID, BitField, Field, Signature, FormatError, FormatParams, Header, kernel, rd_be16,
-                   rd_be32, rd_be64, rd_u8, wr_be16, wr_be32, wr_be64, wr_u8)
+                   VALID, BitField, Field, Signature, FormatError, FormatParams, Header, kernel)
+from .spec import time_tag_at
 from .spec import default_capture_config
 
 NAME = "drx"
@@ -59,8 +59,14 @@ HEADER = Header([
     Field("tuning_word", 24, "u32be", "f = word * 196 MHz / 2**32"),
     Field("flags", 28, "u32be", "not decoded (writer: 0)"),
 ])
+(get_drx_id, get_decimation, get_time_offset, get_time_tag, get_tuning_word) = HEADER.readers(
+    "drx_id", "decimation", "time_offset", "time_tag", "tuning_word")
+(put_drx_id, put_seconds_count, put_decimation, put_time_offset, put_time_tag,
+ put_tuning_word, put_flags) = HEADER.writers(
+    "drx_id", "seconds_count", "decimation", "time_offset", "time_tag", "tuning_word",
+    "flags")
 
-HEADER_SIZE = 32
+HEADER_SIZE = HEADER.size
 SAMPLES = 4096
 BYTES_PER_SAMPLE = 1
 PAYLOAD = SAMPLES * BYTES_PER_SAMPLE
@@ -106,16 +112,16 @@ def decode_frame(pkt, cfg, state, d, frame_size):
         return INVALID
     if pkt[0] != 0xDE or pkt[1] != 0xC0 or pkt[2] != 0xDE or pkt[3] != 0x5C:
         return INVALID
-    ident = rd_u8(pkt, 4)
+    ident = get_drx_id(pkt)
     beam = ident & 0x07
     tune = (ident >> 3) & 0x07
     pol = (ident >> 7) & 0x01
     if tune < 1 or tune > 2:
         return INVALID
-    decim = rd_be16(pkt, 12)
+    decim = get_decimation(pkt)
     if decim == 0:
         return INVALID
-    t = rd_be64(pkt, 16) - rd_be16(pkt, 14)
+    t = get_time_tag(pkt) - get_time_offset(pkt)
     if t < 0:
         return INVALID
     src = 2 * (tune - 1) + pol - cfg[CFG_SRC0]
@@ -125,7 +131,7 @@ def decode_frame(pkt, cfg, state, d, frame_size):
         state[ST_BEAM] = beam + 1
     elif state[ST_BEAM] != beam + 1:
         return INVALID  # another beam's frames would land in the same slots
-    word = rd_be32(pkt, 24)
+    word = get_tuning_word(pkt)
     d[SEQ] = t // (decim * SAMPLES)
     d[SRC] = src
     d[TIME_TAG] = t
@@ -172,16 +178,16 @@ def fill_frame(hdr, info, wcfg, seq, src, id_flag):
     hdr[1] = 0xC0
     hdr[2] = 0xDE
     hdr[3] = 0x5C
-    wr_u8(hdr, 4, (src & 0xBF) | id_flag)
+    put_drx_id(hdr, (src & 0xBF) | id_flag)
     hdr[5] = 0
     hdr[6] = 0
     hdr[7] = 0
-    wr_be32(hdr, 8, 0)
-    wr_be16(hdr, 12, info[H_DECIMATION] & 0xFFFF)
-    wr_be16(hdr, 14, 0)
-    wr_be64(hdr, 16, seq)
-    wr_be32(hdr, 24, info[H_TUNING] & 0xFFFFFFFF)
-    wr_be32(hdr, 28, 0)
+    put_seconds_count(hdr, 0)
+    put_decimation(hdr, info[H_DECIMATION] & 0xFFFF)
+    put_time_offset(hdr, 0)
+    put_time_tag(hdr, seq)
+    put_tuning_word(hdr, info[H_TUNING] & 0xFFFFFFFF)
+    put_flags(hdr, 0)
 
 
 @kernel
@@ -211,8 +217,18 @@ def time_tag_of(seq: int, d: np.ndarray) -> int:
     step = int(d[DECIMATION]) * SAMPLES
     if step <= 0:
         return 0
-    return int(seq) * step + (int(d[TIME_TAG]) - int(d[SEQ]) * step)
+    return time_tag_at(seq, step, int(d[TIME_TAG]) - int(d[SEQ]) * step)
 
 
 def write_config(params: FormatParams) -> np.ndarray:
     return np.zeros(1, dtype=np.int64)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: 19.6 MS/s (decimation 10), sources
+    (tuning, polarisation) = (1, 0), (1, 1), (2, 0), (2, 1): the DRX ID byte has the tuning
+    in bits 3-5 and the polarisation in bit 7."""
+    step = 10 * SAMPLES
+    return dict(reader=params.fmt, src0=0, seq0=1000 * step, seq_inc=step,
+                src_value=lambda j: ((j // 2 + 1) << 3) | ((j % 2) << 7),
+                info=lambda j: {"tuning": 0x20000000, "decimation": 10}, max_nsrc=4)

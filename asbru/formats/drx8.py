@@ -5,7 +5,7 @@ rules, sources and ring order are those of ``drx`` (see ``asbru/formats/drx.py``
 layout is ``[sample 4096][src nsrc][re, im]``.  The writer sets bit 6 of the ID byte, as
 Bifrost's does.
 
-Deliberate difference from Bifrost (FORMATS.md section 14, item 2): the frame size test uses
+Deliberate difference from Bifrost (docs/differences-from-bifrost.md, formats #2): the frame size test uses
 8224 bytes.  Bifrost compared against DRX's 4128, so it never accepted a drx8 frame.
 All of drx's differences apply as well.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .drx import (CALLBACK_ARGS, CALLBACK_FAMILY, CHANGE, HEADER, HEADER_SIZE, SAMPLES,
                   callback_args, capture_config, decode_frame, fill_frame, parse_exact,
-                  place_interleaved, time_tag_of, write_config)
+                  place_interleaved, synth_recipe, time_tag_of, write_config)
 from .spec import FormatParams, Signature, kernel
 
 NAME = "drx8"
@@ -26,7 +26,7 @@ SIGNATURE = Signature(match=((0, b"\xde\xc0\xde\x5c"),), packet_sizes=(FRAME_SIZ
 
 __all__ = ["NAME", "HEADER", "CHANGE", "CALLBACK_FAMILY", "CALLBACK_ARGS", "WRITE_DTYPE",
            "matches", "parse", "capture_config", "decode", "place", "fill", "callback_args",
-           "time_tag_of", "write_config", "SIGNATURE"]
+           "time_tag_of", "write_config", "SIGNATURE", "synth_recipe"]
 
 
 def matches(fmt: str) -> bool:

@@ -13,8 +13,7 @@ import numpy as np
 
 from asbru.formats.spec import (CFG_NSRC, CFG_SRC0, INVALID, NCFG, PAYLOAD_OFFSET,
                                 PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, Field, FormatError,
-                                FormatParams, Header, copy_to_ring, kernel, parse_int_suffix,
-                                rd_be16, rd_be32, rd_be64, wr_be16, wr_be32, wr_be64)
+                                FormatParams, Header, copy_to_ring, kernel, parse_int_suffix)
 
 NAME = "example_beacon"
 
@@ -26,6 +25,10 @@ HEADER = Header([
     Field("payload_length", 6, "u16be", "payload bytes after the header"),
     Field("seq", 8, "u64be", "packet sequence number (one per time slot)"),
 ])
+get_magic, get_source, get_payload_length, get_seq = HEADER.readers(
+    "magic", "source", "payload_length", "seq")
+put_magic, put_source, put_payload_length, put_seq = HEADER.writers(
+    "magic", "source", "payload_length", "seq")
 
 HEADER_SIZE = 16
 WRITE_DTYPE = "u8"
@@ -60,15 +63,15 @@ def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
 def decode(pkt, cfg, state, d):
     if pkt.size < HEADER_SIZE:
         return INVALID
-    if rd_be32(pkt, 0) != MAGIC:
+    if get_magic(pkt) != MAGIC:
         return INVALID
-    length = rd_be16(pkt, 6)
+    length = get_payload_length(pkt)
     if length == 0 or pkt.size != HEADER_SIZE + length:
         return INVALID
-    seq = rd_be64(pkt, 8)
+    seq = get_seq(pkt)
     if seq < 0:
         return INVALID
-    src = rd_be16(pkt, 4) - cfg[CFG_SRC0]
+    src = get_source(pkt) - cfg[CFG_SRC0]
     if src < 0 or src >= cfg[CFG_NSRC]:
         return INVALID
     d[SEQ] = seq
@@ -106,7 +109,7 @@ def write_config(params: FormatParams) -> np.ndarray:
 
 @kernel
 def fill(hdr, info, wcfg, seq, src, framecount):
-    wr_be32(hdr, 0, MAGIC)
-    wr_be16(hdr, 4, src & 0xFFFF)
-    wr_be16(hdr, 6, wcfg[0] & 0xFFFF)
-    wr_be64(hdr, 8, seq)
+    put_magic(hdr, MAGIC)
+    put_source(hdr, src & 0xFFFF)
+    put_payload_length(hdr, wcfg[0] & 0xFFFF)
+    put_seq(hdr, seq)

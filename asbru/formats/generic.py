@@ -1,6 +1,6 @@
 """``generic_N``: headerless packets of N bytes (u8) — writer only, as in Bifrost.
 
-Each packet is ``data[i, j, :]`` verbatim (FORMATS.md §3); a DiskWriter file is the raw
+Each packet is ``data[i, j, :]`` verbatim (docs/formats.md, generic_N); a DiskWriter file is the raw
 array.  There is deliberately no reader: without a header a packet carries no time index
 or source, so a capture could only guess where it belongs (a record's position in a file
 is not a time index once anything is lost).  ``get("generic_N", "capture"/"disk")`` raises

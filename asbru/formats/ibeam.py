@@ -1,15 +1,15 @@
 """``ibeamB`` (B = 1..4 beams): integrated/voltage beam packets, cf32 [chan][beam][pol].
 
-Wire format identical to Bifrost's (FORMATS.md §5).  Strings: ``ibeamB`` (capture, any
+Wire format identical to Bifrost's (docs/formats.md, ibeamB).  Strings: ``ibeamB`` (capture, any
 nchan), ``ibeamB_N`` (N channels per packet; required to read files and to write; a network
 capture ignores N, as Bifrost's does).
 Deliberate differences:
 
 * The header seq is 1-based (``seq = header - 1``) as in Bifrost, but header seq 0 is
   INVALID instead of wrapping; the writer writes the seq it is given (Bifrost's asymmetry,
-  FORMATS.md §14.6).
+  docs/formats.md, ibeamB).
 * The payload must be exactly 16 * B * nchan bytes, nchan > 0, and for a DiskReader
-  ``ibeamB_N`` nchan == N (FORMATS.md §14.18).
+  ``ibeamB_N`` nchan == N (docs/differences-from-bifrost.md, formats #18).
 * chan0 is normalised as Bifrost does (header chan0 - nchan * src: server k is assumed to
   carry channels chan0 + k*nchan) and reported to the callback.  But only packets of
   source 0 vote on a chan0 change (descriptor ``x0``): Bifrost's own writer puts the same
@@ -23,8 +23,8 @@ import numpy as np
 
 from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TUNING, VALID, X0, Field, FormatError, FormatParams,
-                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, kernel, rd_be16,
-                   rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+                   Header, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, kernel)
+from .spec import channel_format
 from .spec import new_capture_config
 from .spec import place_source_block
 
@@ -38,7 +38,11 @@ HEADER = Header([
     Field("chan0", 5, "u16be", "first channel of this packet"),
     Field("seq", 7, "u64be", "spectrum counter, 1-based"),
 ])
-HSIZE = 15
+(get_server, get_gbe, get_nchan, get_nbeam, get_chan0, get_seq) = HEADER.readers(
+    "server", "gbe", "nchan", "nbeam", "chan0", "seq")
+(put_server, put_gbe, put_nchan, put_nbeam, put_nserver, put_chan0, put_seq) = HEADER.writers(
+    "server", "gbe", "nchan", "nbeam", "nserver", "chan0", "seq")
+HSIZE = HEADER.size
 WRITE_DTYPE = "cf32"
 
 CFG_NBEAM = 2
@@ -58,26 +62,23 @@ def parse(fmt: str, role: str) -> FormatParams:
     if len(fmt) < 6 or fmt[5] not in "1234":
         raise FormatError(usage)
     nbeam = int(fmt[5])
-    if len(fmt) == 6:
-        if role != "capture":
-            raise FormatError(f"format {fmt!r}: the {role} role needs 'ibeam{nbeam}_N' (N channels per packet)")
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nbeam": nbeam, "nchan": 0})
-    tail = fmt[6:]
-    if not (tail.startswith("_") and tail[1:].isdigit() and int(tail[1:]) > 0):
-        raise FormatError(usage)
-    nchan = int(tail[1:])
-    if nchan > 255:
-        raise FormatError(f"format {fmt!r}: N (channels per packet) must be 1..255 (one header byte)")
-    if role == "capture":
-        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nbeam": nbeam, "nchan": 0, "nchan_given": nchan})
-    p = 16 * nbeam * nchan
-    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
-                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
-                        samples_per_packet=2 * nbeam * nchan, write_dtype=WRITE_DTYPE,
-                        extra={"nbeam": nbeam, "nchan": nchan})
+    nchan = None
+    if len(fmt) > 6:
+        tail = fmt[6:]
+        if not (tail.startswith("_") and tail[1:].isdigit() and int(tail[1:]) > 0):
+            raise FormatError(usage)
+        nchan = int(tail[1:])
+        if nchan > 255:
+            raise FormatError(f"format {fmt!r}: N (channels per packet) must be 1..255 (one header byte)")
+    return channel_format(fmt, role, name=NAME, header_size=HSIZE, nchan=nchan,
+                          bytes_per_chan=16 * nbeam, samples_per_chan=2 * nbeam,
+                          write_dtype=WRITE_DTYPE, extra={"nbeam": nbeam},
+                          usage=f"'ibeam{nbeam}_N'")
+
+
+def proclog_type(params: FormatParams) -> str:
+    """The writer's proclog "type" string: Bifrost's ``ibeam<B>``."""
+    return f"ibeam{params.extra.get('nbeam', 1)}"
 
 
 def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
@@ -91,8 +92,8 @@ def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
 def decode(pkt, cfg, state, d):
     if pkt.size < HSIZE:
         return INVALID
-    nchan = rd_u8(pkt, 2)
-    nbeam = rd_u8(pkt, 3)
+    nchan = get_nchan(pkt)
+    nbeam = get_nbeam(pkt)
     if nchan == 0 or nbeam != cfg[CFG_NBEAM]:
         return INVALID
     if cfg[CFG_NCHAN] != 0 and nchan != cfg[CFG_NCHAN]:
@@ -100,13 +101,13 @@ def decode(pkt, cfg, state, d):
     psize = 16 * nbeam * nchan
     if pkt.size != HSIZE + psize:
         return INVALID
-    hseq = rd_be64(pkt, 7)
+    hseq = get_seq(pkt)
     if hseq <= 0:
         return INVALID
-    src = rd_u8(pkt, 0) - 1 - cfg[CFG_SRC0]
+    src = get_server(pkt) - 1 - cfg[CFG_SRC0]
     if src < 0 or src >= cfg[CFG_NSRC]:
         return INVALID
-    chan0 = rd_be16(pkt, 5) - nchan * src
+    chan0 = get_chan0(pkt) - nchan * src
     if chan0 < 0:
         return INVALID
     d[SEQ] = hseq - 1
@@ -115,7 +116,7 @@ def decode(pkt, cfg, state, d):
     d[NCHAN] = nchan
     d[CHAN0] = chan0
     d[BEAM] = nbeam
-    d[TUNING] = rd_u8(pkt, 1)
+    d[TUNING] = get_gbe(pkt)
     d[X0] = chan0 if src == 0 else -1
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
@@ -142,10 +143,19 @@ def write_config(params: FormatParams) -> np.ndarray:
 def fill(hdr, info, wcfg, seq, src, framecount):
     if hdr.size < HSIZE or wcfg.size < 1:
         return
-    wr_u8(hdr, 0, src + 1)
-    wr_u8(hdr, 1, info[H_TUNING])
-    wr_u8(hdr, 2, info[H_NCHAN])
-    wr_u8(hdr, 3, wcfg[0])
-    wr_u8(hdr, 4, info[H_NSRC])
-    wr_be16(hdr, 5, info[H_CHAN0])
-    wr_be64(hdr, 7, seq)
+    put_server(hdr, src + 1)
+    put_gbe(hdr, info[H_TUNING])
+    put_nchan(hdr, info[H_NCHAN])
+    put_nbeam(hdr, wcfg[0])
+    put_nserver(hdr, info[H_NSRC])
+    put_chan0(hdr, info[H_CHAN0])
+    put_seq(hdr, seq)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: servers 1..nsrc, consecutive channel
+    blocks from channel 100; the header seq is 1-based (writer 1001 decodes as 1000)."""
+    nchan = params.extra["nchan"]
+    return dict(reader=params.fmt, src0=0, seq0=1001, seq_inc=1, src_value=lambda j: j,
+                info=lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 100 + j * nchan},
+                max_nsrc=255)

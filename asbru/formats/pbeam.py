@@ -1,11 +1,11 @@
 """``pbeam``: OVRO-LWA style power-beam packets, f32 [chan][4 products].
 
-Wire format identical to Bifrost's (FORMATS.md §6).  Strings: ``pbeam`` (capture, any
+Wire format identical to Bifrost's (docs/formats.md, pbeam).  Strings: ``pbeam`` (capture, any
 nchan); ``pbeam_N`` and ``pbeamB_N`` (N channels per packet, B beams) for every role —
 Bifrost's reader only understands ``pbeam_N`` (``pbeam1_N`` makes it divide by zero) and
 its writer only ``pbeam1_N``; asbru accepts both spellings everywhere.  A network capture
 ignores N (Bifrost looks only at the prefix there).
-Deliberate differences (FORMATS.md §14.5, §14.7, §14.18):
+Deliberate differences (docs/differences-from-bifrost.md, formats #5, #7, #18):
 
 * navg is kept at full width (Bifrost stores it in 8 bits: a spurious CHANGED on every
   gulp for navg > 255) and navg == 0 is INVALID (Bifrost divides by zero).
@@ -29,7 +29,8 @@ import numpy as np
 from .spec import (BEAM, CFG_NSRC, CFG_SRC0, CHAN0, DECIMATION, INVALID, NAVG, NCHAN, NSRC,
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID, X0, X1, Field,
                    FormatError, FormatParams, Header, H_CHAN0, H_DECIMATION, H_NCHAN, H_NSRC,
-                   H_TUNING, kernel, rd_be16, rd_be64, rd_u8, wr_be16, wr_be64, wr_u8)
+                   H_TUNING, kernel)
+from .spec import channel_format, split_time_tag, time_tag_at
 from .spec import new_capture_config
 from .spec import place_source_block
 
@@ -45,7 +46,13 @@ HEADER = Header([
     Field("chan0", 8, "u16be", "first channel of this packet"),
     Field("seq", 10, "u64be", "time tag (spectrum counter x navg)"),
 ])
-HSIZE = 18
+(get_server, get_beam, get_gbe, get_nchan, get_nbeam, get_nserver, get_navg, get_chan0,
+ get_seq) = HEADER.readers(
+    "server", "beam", "gbe", "nchan", "nbeam", "nserver", "navg", "chan0", "seq")
+(put_server, put_beam, put_gbe, put_nchan, put_nbeam, put_nserver, put_navg, put_chan0,
+ put_seq) = HEADER.writers(
+    "server", "beam", "gbe", "nchan", "nbeam", "nserver", "navg", "chan0", "seq")
+HSIZE = HEADER.size
 WRITE_DTYPE = "f32"
 
 CFG_NCHAN = 2  # 0 = any
@@ -61,27 +68,31 @@ def matches(fmt: str) -> bool:
 
 def parse(fmt: str, role: str) -> FormatParams:
     usage = f"format {fmt!r}: expected 'pbeam', 'pbeam_N' or 'pbeamB_N' (B beams, N channels)"
-    if fmt == "pbeam":
-        if role != "capture":
-            raise FormatError(f"format {fmt!r}: the {role} role needs 'pbeam_N' or 'pbeam1_N' (N channels per packet)")
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nbeam": 1, "nchan": 0})
-    head, sep, tail = fmt[5:].partition("_")
-    if not sep or not tail.isdigit() or int(tail) <= 0 or (head and not head.isdigit()):
-        raise FormatError(usage)
-    nbeam = int(head) if head else 1
-    nchan = int(tail)
-    if not 1 <= nbeam <= 255 or nchan > 255:
-        raise FormatError(f"format {fmt!r}: B and N must be 1..255 (one header byte each)")
-    if role == "capture":
-        # Bifrost's UDP capture looks only at the prefix; N is not enforced there
-        return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=None,
-                            extra={"nbeam": nbeam, "nchan": 0, "nchan_given": nchan})
-    p = 16 * nchan
-    return FormatParams(name=NAME, fmt=fmt, role=role, header_size=HSIZE, payload_size=p,
-                        record_size=HSIZE + p, fixed_packet_size=HSIZE + p,
-                        samples_per_packet=4 * nchan, write_dtype=WRITE_DTYPE,
-                        extra={"nbeam": nbeam, "nchan": nchan})
+    nbeam, nchan = 1, None
+    if fmt != "pbeam":
+        head, sep, tail = fmt[5:].partition("_")
+        if not sep or not tail.isdigit() or int(tail) <= 0 or (head and not head.isdigit()):
+            raise FormatError(usage)
+        nbeam = int(head) if head else 1
+        nchan = int(tail)
+        if not 1 <= nbeam <= 255 or nchan > 255:
+            raise FormatError(f"format {fmt!r}: B and N must be 1..255 (one header byte each)")
+    return channel_format(fmt, role, name=NAME, header_size=HSIZE, nchan=nchan,
+                          bytes_per_chan=16, samples_per_chan=4, write_dtype=WRITE_DTYPE,
+                          extra={"nbeam": nbeam}, usage="'pbeam_N' or 'pbeam1_N'")
+
+
+def reader_format(fmt: str) -> str:
+    """The capture/DiskReader string for a writer string: Bifrost writes the power beam as
+    ``pbeamB_N`` and reads it as ``pbeam_N``."""
+    if len(fmt) > 6 and fmt[5].isdigit() and fmt[6] == "_":
+        return "pbeam" + fmt[6:]
+    return fmt
+
+
+def proclog_type(params: FormatParams) -> str:
+    """The writer's proclog "type" string: Bifrost's ``pbeam<B>``."""
+    return f"pbeam{params.extra.get('nbeam', 1)}"
 
 
 def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
@@ -94,12 +105,12 @@ def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
 def decode(pkt, cfg, state, d):
     if pkt.size < HSIZE:
         return INVALID
-    server = rd_u8(pkt, 0)
-    beam = rd_u8(pkt, 1)
-    nchan = rd_u8(pkt, 3)
-    nbeam = rd_u8(pkt, 4)
-    nserver = rd_u8(pkt, 5)
-    navg = rd_be16(pkt, 6)
+    server = get_server(pkt)
+    beam = get_beam(pkt)
+    nchan = get_nchan(pkt)
+    nbeam = get_nbeam(pkt)
+    nserver = get_nserver(pkt)
+    navg = get_navg(pkt)
     if nchan == 0 or nbeam == 0 or nserver == 0 or navg == 0 or beam == 0:
         return INVALID
     if server < 1 or server > nserver:
@@ -109,16 +120,16 @@ def decode(pkt, cfg, state, d):
     psize = 16 * nchan
     if pkt.size != HSIZE + psize:
         return INVALID
-    time_tag = rd_be64(pkt, 10)
+    time_tag = get_seq(pkt)
     if time_tag < 0:
         return INVALID
     src = (beam - cfg[CFG_SRC0]) * nserver + (server - 1)
     if src < 0 or src >= cfg[CFG_NSRC]:
         return INVALID
-    chan0 = rd_be16(pkt, 8) - nchan * (server - 1)
+    chan0 = get_chan0(pkt) - nchan * (server - 1)
     if chan0 < 0:
         return INVALID
-    d[SEQ] = time_tag // navg
+    d[SEQ], d[X1] = split_time_tag(time_tag, navg)  # X1: the phase, for time_tag_of
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = nchan
@@ -127,9 +138,8 @@ def decode(pkt, cfg, state, d):
     d[NAVG] = navg
     d[DECIMATION] = navg
     d[TIME_TAG] = time_tag
-    d[TUNING] = rd_u8(pkt, 2)
+    d[TUNING] = get_gbe(pkt)
     d[X0] = chan0 if server == 1 else -1
-    d[X1] = time_tag % navg  # phase of the time tags, for time_tag_of
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
     return VALID
@@ -140,7 +150,7 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return int(seq) * int(d[NAVG]) + max(int(d[X1]), 0)
+    return time_tag_at(seq, d[NAVG], d[X1])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
@@ -161,12 +171,23 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     nserver = info[H_NSRC] // nbeam if nbeam > 0 else info[H_NSRC]
     if nserver <= 0:
         nserver = 1
-    wr_u8(hdr, 0, src % nserver + 1)
-    wr_u8(hdr, 1, src // nserver + 1)
-    wr_u8(hdr, 2, info[H_TUNING])
-    wr_u8(hdr, 3, info[H_NCHAN])
-    wr_u8(hdr, 4, nbeam)
-    wr_u8(hdr, 5, nserver)
-    wr_be16(hdr, 6, info[H_DECIMATION])
-    wr_be16(hdr, 8, info[H_CHAN0])
-    wr_be64(hdr, 10, seq)
+    put_server(hdr, src % nserver + 1)
+    put_beam(hdr, src // nserver + 1)
+    put_gbe(hdr, info[H_TUNING])
+    put_nchan(hdr, info[H_NCHAN])
+    put_nbeam(hdr, nbeam)
+    put_nserver(hdr, nserver)
+    put_navg(hdr, info[H_DECIMATION])
+    put_chan0(hdr, info[H_CHAN0])
+    put_seq(hdr, seq)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: consecutive channel blocks from channel
+    100, 24 spectra averaged per packet (time tags step by navg)."""
+    nchan = params.extra["nchan"]
+    navg = 24
+    return dict(reader=reader_format(params.fmt), src0=1, seq0=1000 * navg, seq_inc=navg,
+                src_value=lambda j: j,
+                info=lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 100 + j * nchan,
+                                "decimation": navg}, max_nsrc=255)

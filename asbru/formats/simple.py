@@ -1,10 +1,10 @@
 """``simple``: an 8-byte sequence number followed by 2048 ci16 samples (a test format).
 
-Wire format identical to Bifrost's (FORMATS.md §2).  Deliberate differences:
+Wire format identical to Bifrost's (docs/formats.md, simple).  Deliberate differences:
 
 * The packet must be exactly 8 + 8192 bytes.  Bifrost copies 8192 bytes whatever the
   packet length, so a short packet pulls stale receive-buffer bytes into the ring; asbru
-  rejects it as INVALID (FORMATS.md §14.14/§14.18).
+  rejects it as INVALID (docs/differences-from-bifrost.md, formats #14, #18).
 * A header seq >= 2**63 is INVALID (asbru keeps time indices in int64; such a value is
   not a real counter and would wrap the engine's slot arithmetic).
 * The source is always 0, as in Bifrost (the header has no source field).  ``nsrc > 1`` is
@@ -18,13 +18,15 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, VALID, Field, FormatError, FormatParams, Header,
-                   kernel, rd_be64, wr_be64)
+                   kernel)
 from .spec import default_capture_config
 from .spec import place_source_block
 
 NAME = "simple"
 HEADER = Header([Field("seq", 0, "u64be", "time index (sequence number)")])
-HSIZE = 8
+get_seq, = HEADER.readers("seq")
+put_seq, = HEADER.writers("seq")
+HSIZE = HEADER.size
 NSAMPLES = 2048
 PAYLOAD = NSAMPLES * 4  # ci16: int16 re + int16 im, little endian
 WRITE_DTYPE = "ci16"
@@ -54,7 +56,7 @@ capture_config = default_capture_config
 def decode(pkt, cfg, state, d):
     if pkt.size != HSIZE + PAYLOAD:
         return INVALID
-    seq = rd_be64(pkt, 0)
+    seq = get_seq(pkt)
     if seq < 0 or cfg[CFG_NSRC] < 1:
         return INVALID
     d[SEQ] = seq
@@ -89,4 +91,10 @@ def write_config(params: FormatParams) -> np.ndarray:
 def fill(hdr, info, wcfg, seq, src, framecount):
     if hdr.size < HSIZE:
         return
-    wr_be64(hdr, 0, seq)
+    put_seq(hdr, seq)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: source 0 only, seq from 1000."""
+    return dict(reader=params.fmt, src0=0, seq0=1000, seq_inc=1, src_value=lambda j: 0,
+                info=lambda j: {}, max_nsrc=1)

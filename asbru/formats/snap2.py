@@ -8,7 +8,8 @@ npol_tot]``: the ``npol`` bytes of local channel ``c`` go to ``(chan_rel0 + c) *
 pol0``, with ``chan_rel0 = chan_block_id * nchan``.  ``src = pol0 / npol + chan_block_id *
 (npol_tot / npol) - src0``.
 
-Deliberate differences from Bifrost (FORMATS.md section 14, items 5, 13, 18):
+Deliberate differences from Bifrost (docs/differences-from-bifrost.md, formats #5, #13,
+#18):
 
 * One layout, the general form of Bifrost's vector path (any ``npol``, any ``pol0``
   multiple of ``npol``).  Bifrost builds actually ran a scalar path with another layout
@@ -43,7 +44,7 @@ import numpy as np
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, H_CHAN0, H_NCHAN, H_NSRC, H_TUNING, INVALID,
                    NCHAN, NSRC, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, SYNC, TIME_TAG,
                    TUNING, VALID, X0, X1, X2, X3, Field, FormatError, FormatParams, Header,
-                   kernel, rd_be16, rd_be32, rd_be64, wr_be16, wr_be32, wr_be64)
+                   kernel)
 from .spec import default_capture_config
 
 NAME = "snap2"
@@ -59,8 +60,16 @@ HEADER = Header([
     Field("chan0", 24, "u32be", "absolute first channel of this packet"),
     Field("pol0", 28, "u32be", "first input of this packet"),
 ])
+(get_seq, get_sync_time, get_npol, get_npol_tot, get_nchan, get_nchan_tot, get_chan_block_id,
+ get_chan0, get_pol0) = HEADER.readers(
+    "seq", "sync_time", "npol", "npol_tot", "nchan", "nchan_tot", "chan_block_id", "chan0",
+    "pol0")
+(put_seq, put_sync_time, put_npol, put_npol_tot, put_nchan, put_nchan_tot, put_chan_block_id,
+ put_chan0, put_pol0) = HEADER.writers(
+    "seq", "sync_time", "npol", "npol_tot", "nchan", "nchan_tot", "chan_block_id", "chan0",
+    "pol0")
 
-HEADER_SIZE = 32
+HEADER_SIZE = HEADER.size
 WRITE_DTYPE = "ci4"
 
 CHANGE = ("chan0", "nchan", "x0", "x1", "x2", "sync")
@@ -104,14 +113,14 @@ capture_config = default_capture_config
 def decode(pkt, cfg, state, d):
     if pkt.size < HEADER_SIZE:
         return INVALID
-    seq = rd_be64(pkt, 0)
-    npol = rd_be16(pkt, 12)
-    npol_tot = rd_be16(pkt, 14)
-    nchan = rd_be16(pkt, 16)
-    nchan_tot = rd_be16(pkt, 18)
-    block = rd_be32(pkt, 20)
-    chan0_abs = rd_be32(pkt, 24)
-    pol0 = rd_be32(pkt, 28)
+    seq = get_seq(pkt)
+    npol = get_npol(pkt)
+    npol_tot = get_npol_tot(pkt)
+    nchan = get_nchan(pkt)
+    nchan_tot = get_nchan_tot(pkt)
+    block = get_chan_block_id(pkt)
+    chan0_abs = get_chan0(pkt)
+    pol0 = get_pol0(pkt)
     if seq < 0 or npol == 0 or nchan == 0 or npol_tot == 0 or nchan_tot == 0:
         return INVALID
     if npol_tot % npol != 0 or nchan_tot % nchan != 0 or pol0 % npol != 0:
@@ -129,7 +138,7 @@ def decode(pkt, cfg, state, d):
     d[SEQ] = seq
     d[SRC] = src
     d[NSRC] = npol_blocks * (nchan_tot // nchan)
-    d[TIME_TAG] = rd_be32(pkt, 8)
+    d[TIME_TAG] = get_sync_time(pkt)
     d[SYNC] = d[TIME_TAG]
     d[TUNING] = chan0_abs
     d[CHAN0] = chan0_abs - block * nchan
@@ -195,12 +204,20 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     else:
         block = 0
         pol0 = 0
-    wr_be64(hdr, 0, seq)
-    wr_be32(hdr, 8, info[H_TUNING] & 0xFFFFFFFF)
-    wr_be16(hdr, 12, npol & 0xFFFF)
-    wr_be16(hdr, 14, (npol_blocks * npol) & 0xFFFF)
-    wr_be16(hdr, 16, nchan & 0xFFFF)
-    wr_be16(hdr, 18, nchan_tot & 0xFFFF)
-    wr_be32(hdr, 20, block & 0xFFFFFFFF)
-    wr_be32(hdr, 24, (info[H_CHAN0] + block * nchan) & 0xFFFFFFFF)
-    wr_be32(hdr, 28, pol0 & 0xFFFFFFFF)
+    put_seq(hdr, seq)
+    put_sync_time(hdr, info[H_TUNING] & 0xFFFFFFFF)
+    put_npol(hdr, npol & 0xFFFF)
+    put_npol_tot(hdr, (npol_blocks * npol) & 0xFFFF)
+    put_nchan(hdr, nchan & 0xFFFF)
+    put_nchan_tot(hdr, nchan_tot & 0xFFFF)
+    put_chan_block_id(hdr, block & 0xFFFFFFFF)
+    put_chan0(hdr, (info[H_CHAN0] + block * nchan) & 0xFFFFFFFF)
+    put_pol0(hdr, pol0 & 0xFFFFFFFF)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: every source an input block of the same
+    channels."""
+    nchan = params.extra.get("nchan", 0) or 0
+    return dict(reader=params.fmt, src0=0, seq0=1000, seq_inc=1, src_value=lambda j: j,
+                info=lambda j: {"nsrc": nsrc, "nchan": nchan, "chan0": 0})

@@ -46,9 +46,18 @@ the ``asbru.formats`` entry-point group).  It declares, with the names below:
                     ID) and its packet sizes, for tools that recognise formats on the wire.
 ``synth_recipe(params, nsrc)``  optional -> dict of :class:`asbru.cli.synth.Recipe` fields:
                     how ``asbru generate`` makes a valid stream of the format.
+``reader_format(fmt)``  optional -> the capture/DiskReader string that reads what writer
+                    string ``fmt`` writes (pbeam: ``pbeam1_N`` -> ``pbeam_N``); default
+                    ``fmt`` itself (:func:`asbru.formats.reader_string`).
+``proclog_type(params)``  optional -> the writers' proclog "type" string (Bifrost's
+                    ``ibeam<B>``, ``tbf256``); default ``NAME``.
 
 Compiled functions are plain Python functions decorated with :func:`kernel`; they may only
-use numba-compatible code and the byte helpers below.
+use numba-compatible code, the header accessors (:meth:`Header.readers`,
+:meth:`Header.writers`: the table's offsets, so ``decode`` and ``fill`` never restate
+them), the time-tag rule (:func:`split_time_tag`) and the byte helpers below.  Prefix
+format strings (``chips_N``, ``ibeamB_N``...) parse with :func:`channel_format`;
+``time_tag_of`` of a tick-counting format is :func:`time_tag_at`.
 """
 from __future__ import annotations
 
@@ -178,6 +187,41 @@ class Header:
         self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
                                "itemsize": self.size})
 
+    def field(self, name: str) -> Field:
+        """The field called ``name``."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise FormatError(f"header has no field {name!r}; fields: {', '.join(f.name for f in self.fields)}")
+
+    def _bits(self, name: str) -> tuple[Field, BitField | None]:
+        for f in self.fields:
+            if f.name == name:
+                return f, None
+            for b in f.bits:
+                if b.name == name:
+                    return f, b
+        raise FormatError(f"header has no field or bit field {name!r}")
+
+    def readers(self, *names: str) -> tuple:
+        """Compiled readers ``get(buf) -> int64``, one per field or bit field name, in order:
+        the field's offset, width and byte order come from this table, so a format's
+        ``decode`` never restates them.  Each inlines to the same code as the hand-written
+        ``rd_be64(buf, 8)`` it replaces (callers check the buffer length first)."""
+        return tuple(_field_reader(*self._bits(n)) for n in names)
+
+    def writers(self, *names: str) -> tuple:
+        """Compiled writers ``put(buf, value)``, one per (whole) field name, in order: the
+        ``fill`` counterpart of :meth:`readers` (low bits of ``value``, the field's byte
+        order; callers check the buffer length first)."""
+        out = []
+        for n in names:
+            f = self.field(n)
+            if f.wire not in _WRITE_HELPERS:
+                raise FormatError(f"field {n!r}: no compiled writer for wire type {f.wire!r}")
+            out.append(_bind_offset(_WRITE_HELPERS[f.wire], f.offset))
+        return tuple(out)
+
     def table(self) -> list[dict[str, Any]]:
         """Rows for tools: name, offset, size, wire type, doc, bit fields."""
         rows = []
@@ -269,6 +313,51 @@ def parse_int_suffix(fmt: str, prefix: str, what: str = "N") -> int:
     return value
 
 
+def channel_format(fmt: str, role: str, *, name: str, header_size: int, nchan: int | None,
+                   bytes_per_chan: int, samples_per_chan: int, write_dtype: str,
+                   extra: dict[str, int] | None = None, usage: str = "") -> FormatParams:
+    """Parameters of a "prefix" format string (``chips``, ``cor``, ``ibeam``, ``pbeam``):
+    the bare name (``nchan`` None) is accepted for capture only; with N channels per packet
+    the capture role records N but does not enforce it (Bifrost's UDP capture looks only at
+    the prefix, and so does asbru's), while disk and write fix the packet at
+    ``header_size + bytes_per_chan * N`` bytes.  ``extra`` holds the format's other
+    parameters (e.g. ``nbeam``); ``usage`` names the string the other roles need."""
+    extra = dict(extra or {})
+    if nchan is None:
+        if role != "capture":
+            raise FormatError(f"format {fmt!r}: the {role} role needs {usage or repr(name + '_N')} "
+                              "(N channels per packet)")
+        return FormatParams(name=name, fmt=fmt, role=role, header_size=header_size,
+                            payload_size=None, extra={**extra, "nchan": 0})
+    if role == "capture":
+        return FormatParams(name=name, fmt=fmt, role=role, header_size=header_size,
+                            payload_size=None, extra={**extra, "nchan": 0, "nchan_given": nchan})
+    p = bytes_per_chan * nchan
+    return FormatParams(name=name, fmt=fmt, role=role, header_size=header_size, payload_size=p,
+                        record_size=header_size + p, fixed_packet_size=header_size + p,
+                        samples_per_packet=samples_per_chan * nchan, write_dtype=write_dtype,
+                        extra={**extra, "nchan": nchan})
+
+
+# ---------------------------------------------------------------------------------------
+# Time tags.  Formats whose header carries a time tag in ticks number their time slots
+# ``seq = time_tag // step`` (step: ticks per time slot) and keep the remainder, the
+# stream's phase, so that the time tag of any slot is reproduced exactly:
+# ``time_tag = seq * step + phase``.
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def split_time_tag(time_tag, step):
+    """``(seq, phase)`` of a time tag: its time slot and the ticks past the slot's start
+    (``step > 0``; callers check)."""
+    return time_tag // step, time_tag % step
+
+
+def time_tag_at(seq: int, step: int, phase: int = 0) -> int:
+    """The time tag of time slot ``seq``: ``seq * step + phase`` (a negative phase, i.e. a
+    descriptor that never held one, counts as 0)."""
+    return int(seq) * int(step) + max(int(phase), 0)
+
+
 # ---------------------------------------------------------------------------------------
 # Byte helpers usable inside compiled format functions.  Callers check lengths first.
 
@@ -348,6 +437,40 @@ def wr_be64(b, off, v):
     for i in range(8):
         b[off + 7 - i] = np.uint8(u & np.uint64(0xFF))
         u = u >> np.uint64(8)
+
+
+# Field accessors (Header.readers / Header.writers): the table's offset bound into a small
+# function that numba inlines, so the machine code is that of a constant offset.
+_READ_HELPERS = {"u8": rd_u8, "u16be": rd_be16, "u24be": rd_be24, "u32be": rd_be32,
+                 "u32le": rd_le32, "u64be": rd_be64}
+_WRITE_HELPERS = {"u8": wr_u8, "u16be": wr_be16, "u24be": wr_be24, "u32be": wr_be32,
+                  "u32le": wr_le32, "u64be": wr_be64}
+
+
+def _field_reader(f: Field, bit: BitField | None):
+    if f.wire not in _READ_HELPERS:
+        raise FormatError(f"field {f.name!r}: no compiled reader for wire type {f.wire!r}")
+    rd, off = _READ_HELPERS[f.wire], f.offset
+    if bit is None:
+        @numba.njit(inline="always", nogil=True)
+        def get(b):
+            return rd(b, off)
+        return get
+    lsb, mask = bit.lsb, (1 << bit.width) - 1
+
+    @numba.njit(inline="always", nogil=True)
+    def get_bits(b):
+        return (rd(b, off) >> lsb) & mask
+    return get_bits
+
+
+def _bind_offset(wr, off: int):
+    # not cached on disk: every accessor shares one qualified name; callers that inline it
+    # are cached with the offset folded in
+    @numba.njit(inline="always", nogil=True)
+    def put(b, v):
+        wr(b, off, v)
+    return put
 
 
 @intrinsic

@@ -1,6 +1,6 @@
 """``tbf``: LWA-SV ADP transient buffer, frequency domain: 12 channels x 256 stands x 2 pols ci4.
 
-The writer is Bifrost's, byte for byte (FORMATS.md §10, §14.16): any string beginning
+The writer is Bifrost's, byte for byte (docs/formats.md, tbf): any string beginning
 with ``tbf``; the ``src`` of ``send()`` goes into ``first_chan`` (callers use
 ``src_increment = 12``), HeaderInfo nsrc into the nstand field, the per-writer frame
 counter into the 24-bit frame count; payload fixed at 6144 bytes.
@@ -24,8 +24,8 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, X1, X2, Field, FormatError,
-                   FormatParams, Header, H_NSRC, Signature, kernel, rd_be16, rd_be32, rd_be64,
-                   rd_u8, wr_be16, wr_be24, wr_be32, wr_be64, wr_u8)
+                   FormatParams, Header, H_NSRC, Signature, kernel)
+from .spec import split_time_tag, time_tag_at
 from .spec import new_capture_config
 from .spec import place_source_block
 
@@ -39,7 +39,12 @@ HEADER = Header([
     Field("nstand", 14, "u16be", "HeaderInfo nsrc (ICD: unassigned)"),
     Field("time_tag", 16, "u64be", "ticks of the 196 MHz clock"),
 ])
-HSIZE = 24
+(get_sync, get_id, get_first_chan, get_time_tag) = HEADER.readers(
+    "sync", "id", "first_chan", "time_tag")
+(put_sync, put_id, put_frame_count, put_seconds_count, put_first_chan, put_nstand,
+ put_time_tag) = HEADER.writers(
+    "sync", "id", "frame_count", "seconds_count", "first_chan", "nstand", "time_tag")
+HSIZE = HEADER.size
 NCHAN_PKT = 12
 SIGNATURE = Signature(match=((0, b"\xde\xc0\xde\x5c"), (4, b"\x01")), packet_sizes=(24 + 6144,))
 PAYLOAD = 6144  # 12 chan x 256 stand x 2 pol x ci4
@@ -84,27 +89,26 @@ def decode_frame(pkt, cfg, d, frame_id, payload):
     """Shared by ADP TBF and NDP TBF (``ndp_tbf.py``): they differ in ID and stand count."""
     if pkt.size != HSIZE + payload:
         return INVALID
-    if rd_be32(pkt, 0) != SYNC or rd_u8(pkt, 4) != frame_id:
+    if get_sync(pkt) != SYNC or get_id(pkt) != frame_id:
         return INVALID
     ticks = cfg[CFG_TICKS]
     if ticks <= 0:
         return INVALID
-    time_tag = rd_be64(pkt, 16)
+    time_tag = get_time_tag(pkt)
     if time_tag < 0:
         return INVALID
-    rel = rd_be16(pkt, 12) - cfg[CFG_SRC0]
+    rel = get_first_chan(pkt) - cfg[CFG_SRC0]
     if rel < 0 or rel % NCHAN_PKT != 0:
         return INVALID
     src = rel // NCHAN_PKT
     if src >= cfg[CFG_NSRC]:
         return INVALID
-    d[SEQ] = time_tag // ticks
+    d[SEQ], d[X1] = split_time_tag(time_tag, ticks)  # X1: the phase, for time_tag_of
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = NCHAN_PKT
     d[CHAN0] = cfg[CFG_SRC0]
     d[TIME_TAG] = time_tag
-    d[X1] = time_tag % ticks
     d[X2] = ticks
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = payload
@@ -121,7 +125,7 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return int(seq) * int(d[X2]) + max(int(d[X1]), 0)
+    return time_tag_at(seq, d[X2], d[X1])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
@@ -137,18 +141,24 @@ def fill_frame(hdr, seq, src, framecount, frame_id, nstand):
     """Shared by ADP TBF and NDP TBF: ``src`` to first_chan, ``nstand`` to its field."""
     if hdr.size < HSIZE:
         return
-    wr_be32(hdr, 0, SYNC)
-    wr_u8(hdr, 4, frame_id)
-    wr_be24(hdr, 5, framecount & 0xFFFFFF)
-    wr_be32(hdr, 8, 0)
-    wr_be16(hdr, 12, src)
-    wr_be16(hdr, 14, nstand)
-    wr_be64(hdr, 16, seq)
+    put_sync(hdr, SYNC)
+    put_id(hdr, frame_id)
+    put_frame_count(hdr, framecount & 0xFFFFFF)
+    put_seconds_count(hdr, 0)
+    put_first_chan(hdr, src)
+    put_nstand(hdr, nstand)
+    put_time_tag(hdr, seq)
 
 
 @kernel
 def fill(hdr, info, wcfg, seq, src, framecount):
     fill_frame(hdr, seq, src, framecount, TBF_ID, info[H_NSRC])
+
+
+def proclog_type(params: FormatParams) -> str:
+    """The writer's proclog "type" string: Bifrost's ``tbf256`` (its vbeam writer says
+    "tbf" too, a bug asbru does not keep: vbeam reports "vbeam")."""
+    return "tbf256"
 
 
 def synth_recipe(params: FormatParams, nsrc: int) -> dict:

@@ -3,7 +3,7 @@
 A frame is exactly 1048 bytes: a 24-byte header and 512 ``ci8`` samples.  The ring holds one
 time slot per frame time, samples interleaved by input: ``[sample 512][input nsrc][re, im]``.
 
-Deliberate differences from Bifrost (FORMATS.md section 14, item 11), wire format unchanged:
+Deliberate differences from Bifrost (docs/differences-from-bifrost.md, formats #11), wire format unchanged:
 
 * The source is the full 14-bit input id (Bifrost masked it to 10 bits, so inputs above 1023
   collided with lower ones).  ``src = input_id - 1 - src0``.
@@ -41,6 +41,7 @@ from .spec import (CFG_NSRC, CFG_SRC0, DECIMATION, GAIN, H_GAIN, H_TUNING, HOLD,
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID,
                    BitField, Field, FormatError, FormatParams, Header, kernel, rd_be16,
                    rd_be32, rd_be64, wr_be16, wr_be32, wr_be64)
+from .spec import time_tag_at
 from .spec import default_capture_config
 from .spec import Signature
 
@@ -214,7 +215,7 @@ def time_tag_of(seq: int, d: np.ndarray) -> int:
     step = int(d[DECIMATION]) * SAMPLES
     if step <= 0:
         return 0
-    return int(seq) * step + (int(d[TIME_TAG]) - int(d[SEQ]) * step)
+    return time_tag_at(seq, step, int(d[TIME_TAG]) - int(d[SEQ]) * step)
 
 
 def write_config(params: FormatParams) -> np.ndarray:
@@ -233,3 +234,11 @@ def fill(hdr, info, wcfg, seq, src, framecount):
     wr_be16(hdr, 12, (src + 1) & 0x3FFF)
     wr_be16(hdr, 14, info[H_GAIN] & 0xFFFF)
     wr_be64(hdr, 16, seq)
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: 100 kS/s (decimation 1960); the first two
+    time steps stay clean and in order, the decoder learns the decimation from them."""
+    step = SAMPLES * 1960
+    return dict(reader=params.fmt, src0=0, seq0=1000 * step, seq_inc=step, src_value=lambda j: j,
+                info=lambda j: {"tuning": 0x10000000, "gain": 20}, max_nsrc=1023, learn_steps=2)

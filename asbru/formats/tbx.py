@@ -35,8 +35,8 @@ import numpy as np
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, X0, X1, X2, BitField, Field,
                    FormatError, FormatParams, Header, Signature, kernel, new_capture_config,
-                   place_source_block, rd_be16, rd_be32, rd_be64, rd_u8, wr_be16, wr_be32,
-                   wr_be64)
+                   place_source_block, rd_u8)
+from .spec import split_time_tag, time_tag_at
 
 NAME = "tbx"
 HEADER = Header([
@@ -51,7 +51,12 @@ HEADER = Header([
     Field("nchan", 18, "u16be", "channels in this frame"),
     Field("time_tag", 20, "u64be", "ticks of the 196 MHz clock"),
 ])
-HSIZE = 28
+(get_sync, get_first_chan, get_nstand, get_nchan, get_time_tag) = HEADER.readers(
+    "sync", "first_chan", "nstand", "nchan", "time_tag")
+(put_sync, put_frame_count_word, put_second_count, put_first_chan, put_nstand, put_nchan,
+ put_time_tag) = HEADER.writers(
+    "sync", "frame_count_word", "second_count", "first_chan", "nstand", "nchan", "time_tag")
+HSIZE = HEADER.size
 MAX_PAYLOAD = 8192
 WRITE_DTYPE = "ci4"
 SYNC = 0xDEC0DE5C
@@ -114,10 +119,10 @@ def capture_config(params: FormatParams, nsrc: int, src0: int) -> np.ndarray:
 def decode(pkt, cfg, state, d):
     if pkt.size < HSIZE:
         return INVALID
-    if rd_be32(pkt, 0) != SYNC or rd_u8(pkt, 4) != TBX_ID:
+    if get_sync(pkt) != SYNC or rd_u8(pkt, 4) != TBX_ID:
         return INVALID
-    nstand = rd_be16(pkt, 16)
-    nchan = rd_be16(pkt, 18)
+    nstand = get_nstand(pkt)
+    nchan = get_nchan(pkt)
     psize = 2 * nchan * nstand
     if nchan == 0 or nstand == 0 or psize > MAX_PAYLOAD or pkt.size != HSIZE + psize:
         return INVALID
@@ -125,23 +130,22 @@ def decode(pkt, cfg, state, d):
             (cfg[CFG_NSTAND] != 0 and nstand != cfg[CFG_NSTAND]):
         return INVALID
     ticks = cfg[CFG_TICKS]
-    time_tag = rd_be64(pkt, 20)
+    time_tag = get_time_tag(pkt)
     if ticks <= 0 or time_tag < 0:
         return INVALID
-    rel = rd_be32(pkt, 12) - cfg[CFG_SRC0]
+    rel = get_first_chan(pkt) - cfg[CFG_SRC0]
     if rel < 0 or rel % nchan != 0:
         return INVALID
     src = rel // nchan
     if src >= cfg[CFG_NSRC]:
         return INVALID
-    d[SEQ] = time_tag // ticks
+    d[SEQ], d[X1] = split_time_tag(time_tag, ticks)  # X1: the phase, for time_tag_of
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = nchan
     d[CHAN0] = cfg[CFG_SRC0]
     d[TIME_TAG] = time_tag
     d[X0] = nstand
-    d[X1] = time_tag % ticks
     d[X2] = ticks
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
@@ -153,7 +157,7 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return int(seq) * int(d[X2]) + max(int(d[X1]), 0)
+    return time_tag_at(seq, d[X2], d[X1])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
@@ -169,13 +173,13 @@ def write_config(params: FormatParams) -> np.ndarray:
 def fill(hdr, info, wcfg, seq, src, framecount):
     if hdr.size < HSIZE:
         return
-    wr_be32(hdr, 0, SYNC)
-    wr_be32(hdr, 4, (TBX_ID << 24) | (framecount & 0xFFFFFF))
-    wr_be32(hdr, 8, 0)
-    wr_be32(hdr, 12, src)
-    wr_be16(hdr, 16, wcfg[1])
-    wr_be16(hdr, 18, wcfg[0])
-    wr_be64(hdr, 20, seq)
+    put_sync(hdr, SYNC)
+    put_frame_count_word(hdr, (TBX_ID << 24) | (framecount & 0xFFFFFF))
+    put_second_count(hdr, 0)
+    put_first_chan(hdr, src)
+    put_nstand(hdr, wcfg[1])
+    put_nchan(hdr, wcfg[0])
+    put_time_tag(hdr, seq)
 
 
 def synth_recipe(params: FormatParams, nsrc: int) -> dict:

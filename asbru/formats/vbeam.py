@@ -1,9 +1,9 @@
 """``vbeam_N``: OVRO-LWA voltage beam, cf32 [chan (N)][pol 2].
 
-Wire format: Bifrost's 52-byte header (FORMATS.md §13).  Deliberate differences:
+Wire format: Bifrost's 52-byte header (docs/formats.md, vbeam_N).  Deliberate differences:
 
 * Strings: ``vbeam_N`` is parsed properly (N after the underscore); Bifrost aborts the
-  interpreter on it (N is read from string index 13, FORMATS.md §14.15).  Bifrost's working
+  interpreter on it (N is read from string index 13, docs/differences-from-bifrost.md, formats #15).  Bifrost's working
   spelling ``vbeam_lwa352_N`` is accepted too.  Readers may add ``_T``
   (``vbeam_N_T``, ``vbeam_lwa352_N_T``): T = time-tag ticks between packets, default 1.
 * Header fields: Bifrost writes only the sync word and the time tag (everything else 0).
@@ -24,8 +24,8 @@ import numpy as np
 
 from .spec import (CFG_NSRC, CFG_SRC0, CHAN0, INVALID, NCHAN, NSRC, PAYLOAD_OFFSET,
                    PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, VALID, X1, X2, Field, FormatError,
-                   FormatParams, Header, H_CHAN0, H_NCHAN, kernel, rd_be32, rd_be64,
-                   wr_be32, wr_be64, wr_u8)
+                   FormatParams, Header, H_CHAN0, H_NCHAN, kernel, wr_u8)
+from .spec import split_time_tag, time_tag_at
 from .spec import new_capture_config
 from .spec import place_source_block
 from .spec import Signature
@@ -41,7 +41,9 @@ HEADER = Header([
     Field("chan0", 44, "u32be", "first channel of this packet"),
     Field("npol", 48, "u32be", "polarisations (2 when described)"),
 ])
-HSIZE = 52
+get_time_tag, get_nchan, get_chan0, get_npol = HEADER.readers("time_tag", "nchan", "chan0", "npol")
+put_time_tag, put_nchan, put_chan0, put_npol = HEADER.writers("time_tag", "nchan", "chan0", "npol")
+HSIZE = HEADER.size
 WRITE_DTYPE = "cf32"
 SYNC_BYTES = (0x00, 0x00, 0x00, 0x00, 0xDD, 0xCC, 0xBB, 0xAA)
 SIGNATURE = Signature(match=((0, bytes(SYNC_BYTES)),), size_rule=(HSIZE, 16))
@@ -91,30 +93,29 @@ def decode(pkt, cfg, state, d):
     for i in range(8):
         if pkt[i] != SYNC_BYTES[i]:
             return INVALID
-    time_tag = rd_be64(pkt, 16)
+    time_tag = get_time_tag(pkt)
     if time_tag < 0:
         return INVALID
-    hnchan = rd_be32(pkt, 40)
+    hnchan = get_nchan(pkt)
     if hnchan == 0:
         src = 0
         chan0 = cfg[CFG_SRC0]
     else:
-        if hnchan != nchan or rd_be32(pkt, 48) != 2:
+        if hnchan != nchan or get_npol(pkt) != 2:
             return INVALID
-        rel = rd_be32(pkt, 44) - cfg[CFG_SRC0]
+        rel = get_chan0(pkt) - cfg[CFG_SRC0]
         if rel < 0 or rel % nchan != 0:
             return INVALID
         src = rel // nchan
         chan0 = cfg[CFG_SRC0]
     if src >= cfg[CFG_NSRC]:
         return INVALID
-    d[SEQ] = time_tag // ticks
+    d[SEQ], d[X1] = split_time_tag(time_tag, ticks)  # X1: the phase, for time_tag_of
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = nchan
     d[CHAN0] = chan0
     d[TIME_TAG] = time_tag
-    d[X1] = time_tag % ticks
     d[X2] = ticks
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = 16 * nchan
@@ -126,7 +127,7 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return int(seq) * max(int(d[X2]), 1) + max(int(d[X1]), 0)
+    return time_tag_at(seq, max(int(d[X2]), 1), d[X1])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
@@ -145,9 +146,9 @@ def fill(hdr, info, wcfg, seq, src, framecount):
         wr_u8(hdr, i, SYNC_BYTES[i])
     for i in range(8, HSIZE):
         hdr[i] = 0
-    wr_be64(hdr, 16, seq)
+    put_time_tag(hdr, seq)
     nchan = info[H_NCHAN]
     if nchan != 0:
-        wr_be32(hdr, 40, nchan)
-        wr_be32(hdr, 44, info[H_CHAN0] + src * nchan)
-        wr_be32(hdr, 48, 2)
+        put_nchan(hdr, nchan)
+        put_chan0(hdr, info[H_CHAN0] + src * nchan)
+        put_npol(hdr, 2)

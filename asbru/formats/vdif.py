@@ -7,7 +7,7 @@ slot per frame, the frames of the threads side by side: ``[frame][thread nsrc][p
 frame size) and ``vdif_N`` (N = the whole frame size in bytes; a DiskReader reads N-byte
 records).
 
-Deliberate differences from Bifrost (FORMATS.md section 14, item 10), wire format unchanged:
+Deliberate differences from Bifrost (docs/differences-from-bifrost.md, formats #10), wire format unchanged:
 
 * ``time_tag`` counts samples since the reference epoch:
   ``seconds * sample_rate + frame_number * samples_per_frame`` (= ``seq * samples_per_frame``).
@@ -42,6 +42,7 @@ from .spec import (CFG_NSRC, CFG_SRC0, COMPLEX, EPOCH, H_DECIMATION, H_GAIN, H_N
                    SAMPLE_RATE, SEQ, SRC, TIME_TAG, VALID, X0, X1, BitField, Field,
                    FormatError, FormatParams, Header, copy_to_ring, kernel, parse_int_suffix, rd_le32,
                    wr_le32)
+from .spec import time_tag_at
 from .spec import default_capture_config
 
 NAME = "vdif"
@@ -199,7 +200,7 @@ def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
     """Samples since the reference epoch at the start of frame ``seq``."""
-    return int(seq) * int(d[X0])
+    return time_tag_at(seq, d[X0])
 
 
 def write_config(params: FormatParams) -> np.ndarray:
@@ -230,3 +231,13 @@ def fill(hdr, info, wcfg, seq, src, framecount):
             | (((nbit - 1) & 0x1F) << 26) | ((tuning & 1) << 31))
     for k in range(16, 32):
         hdr[k] = 0
+
+
+def synth_recipe(params: FormatParams, nsrc: int) -> dict:
+    """How ``asbru generate`` makes a valid stream: 10 frames per second, threads 0..nsrc-1;
+    the first second and one frame stay clean and in order (the decoder learns the frame
+    rate from a whole second)."""
+    fps = 10
+    return dict(reader=params.fmt, src0=0, seq0=100 * fps, seq_inc=1, src_value=lambda j: j,
+                info=lambda j: {"decimation": fps, "tuning": 8 << 8, "nchan": 1}, max_nsrc=1024,
+                learn_steps=fps + 1)

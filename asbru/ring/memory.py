@@ -22,7 +22,7 @@ def _allocate_system(nringlet: int, nbyte: int, core: Optional[int]) -> np.ndarr
     """Page-aligned, zeroed and pre-faulted host memory.
 
     Zeroed because a ring that hands out stale bytes from a previous user is a surprise
-    (SEMANTICS §14.13); pre-faulted (written, not calloc'ed) because first-touch page faults
+    (docs/differences-from-bifrost.md, engine #13); pre-faulted (written, not calloc'ed) because first-touch page faults
     inside a capture loop cost more than the fill does here.  ``core`` (NUMA binding) is
     accepted and ignored, as Bifrost ignores binding failures.
     """

@@ -163,13 +163,16 @@ class WriteSpan(SpanBase):
             store.check(fn, arr.shape[1])
         self._flags, self._frame_nbyte = arr, fn
 
-    def _adopt_flags(self, flags: np.ndarray, frame_nbyte: int) -> None:
+    def hand_over_flags(self, flags: np.ndarray, frame_nbyte: int) -> None:
         """:meth:`set_flags` for a caller that hands the array over (a C-contiguous uint8
-        ``(nframe, k)`` array it never touches again): no copy, no argument checks."""
+        ``(nframe, k)`` array it never touches again, e.g. the capture engine's per-gulp
+        mask): no copy, no argument checks beyond the sequence's flag width."""
         store = self._seq.flags
         if store is not None:
             store.check(frame_nbyte, flags.shape[1])
         self._flags, self._frame_nbyte = flags, frame_nbyte
+
+    _adopt_flags = hand_over_flags  # the old private name, until asbru/capture/engine.py switches
 
     def _adopt_flag_rows(self, first_frame: int, rows: np.ndarray, frame_nbyte: int) -> None:
         """Flag rows for frames ``first_frame, first_frame + 1, ...`` of the sequence, for a

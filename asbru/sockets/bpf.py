@@ -14,9 +14,10 @@ from typing import Optional
 
 import numpy as np
 
+from .options import SO_ATTACH_FILTER
+
 __all__ = ["SOCK_FILTER", "drop_all", "udp4_dest", "attach", "SO_ATTACH_FILTER"]
 
-SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 
 #: struct sock_filter { __u16 code; __u8 jt; __u8 jf; __u32 k; }
 SOCK_FILTER = np.dtype([("code", "<u2"), ("jt", "u1"), ("jf", "u1"), ("k", "<u4")])

@@ -18,11 +18,12 @@ import ctypes
 import socket
 from typing import Optional
 
+from .options import SO_MEMINFO
+from .options import SO_RXQ_OVFL as _SO_RXQ_OVFL
+
 __all__ = ["DropCounter", "SO_MEMINFO", "SK_MEMINFO_DROPS", "enable_rxq_ovfl"]
 
-SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
 SK_MEMINFO_DROPS = 8            # index of sk_drops in the u32 array SO_MEMINFO returns
-_SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _getsockopt = _libc.getsockopt

@@ -35,6 +35,8 @@ import numpy as np
 from numba import njit
 
 from asbru.errors import ArgumentError
+from asbru.sockets.options import SO_RXQ_OVFL as _SO_RXQ_OVFL
+from asbru.sockets.options import SOL_SOCKET as _SOL_SOCKET
 
 __all__ = [
     "RecvVec", "SendVec", "rxq_ovfl", "set_iov", "reset_controllens",
@@ -112,8 +114,6 @@ def cmsg_space(n: int) -> int:
 #: cmsg (e.g. a timestamp someone enables) does not truncate it.
 RXQ_OVFL_CONTROL_SIZE: int = 2 * cmsg_space(16)
 
-_SOL_SOCKET = 1
-_SO_RXQ_OVFL = 40
 assert CMSGHDR_SIZE == 16 and cmsg_align(CMSGHDR_SIZE) == 16  # compiled helpers rely on it
 
 

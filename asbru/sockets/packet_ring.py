@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-from asbru.address import Address
+from asbru.sockets.address import Address
 from asbru.errors import ArgumentError, AsbruError, PermissionNeeded
 from asbru.sockets import bpf
 from asbru.sockets import syscalls as sc
@@ -273,7 +273,7 @@ class PacketRing:
     @classmethod
     def open(cls, addr: Address, interface: Optional[str] = None, **kwargs) -> "PacketRing":
         """Open a sniffing UDPSocket for ``addr`` (on ``interface`` or the one owning ``addr``)."""
-        from asbru.udp_socket import UDPSocket
+        from asbru.sockets.udp import UDPSocket
         sock = UDPSocket(buffer_size=1 << 20)
         sock.sniff(addr, interface=interface)
         try:

@@ -23,6 +23,7 @@ from asbru import formats
 from asbru.errors import ArgumentError, AsbruError
 from asbru.formats import batch
 from asbru.formats.spec import NINFO
+from asbru.proclog import BlockLogs
 from asbru.writers import kernels as K
 from asbru.writers.headerinfo import HeaderInfo
 from asbru.writers.payload import payload_view
@@ -79,14 +80,6 @@ def _check_core(core: Any) -> int | None:
         raise ArgumentError(f"core: {c} is not a CPU this process may use; accepted: None, -1, "
                             f"{', '.join(map(str, allowed))}")
     return c
-
-
-def _block_logs(kind: str) -> Any | None:
-    try:
-        from asbru.proclog import BlockLogs  # owned by the capture part; optional here
-    except ImportError:
-        return None
-    return BlockLogs(kind)
 
 
 #: header arrays up to this size are kept for the next send() (no allocation per call)
@@ -284,9 +277,7 @@ class PacketWriter:
 
     def _open_proclog(self) -> Any | None:
         try:
-            logs = _block_logs(self.KIND)
-            if logs is None:
-                return None
+            logs = BlockLogs(self.KIND)
             logs.update("type", {"type": self._type_name()})
             logs.update("bind", {"ncore": 1, "core0": -1 if self._core is None else self._core})
         except OSError:
@@ -295,15 +286,9 @@ class PacketWriter:
         return logs
 
     def _type_name(self) -> str:
-        # Bifrost's proclog "type" strings: ibeam<B>, pbeam<B>, tbf256 (vbeam: Bifrost says
-        # "tbf", a bug not kept)
-        name = self._format.name
-        extra = self._format.params.extra
-        if name in ("ibeam", "pbeam"):
-            return f"{name}{extra.get('nbeam', 1)}"
-        if name == "tbf":
-            return "tbf256"
-        return name
+        # the proclog "type" string: the format's own (ibeam<B>, tbf256...) or its name
+        own = getattr(self._format.module, "proclog_type", None)
+        return own(self._format.params) if own is not None else self._format.name
 
     def _publish(self, force: bool = False) -> None:
         if self._proclog is None:

@@ -48,7 +48,7 @@ class HeaderInfo:
     """Header fields shared by all packets of a ``send()`` (Bifrost's ``HeaderInfo``).
 
     All fields start at zero.  Which fields a format writes, and where, is listed in
-    ``docs/writing.md`` (FORMATS.md §1.4).
+    ``docs/writing.md``.
     """
 
     __slots__ = ("_a",)

@@ -2,7 +2,7 @@
 
 Bifrost's limiter compares the packet count since its first burst with the wall clock after
 each burst; its clock never restarts, so after an idle period a writer sends a catch-up
-burst at full speed, and by default a whole ``send()`` is one burst (SEMANTICS §7.4).
+burst at full speed, and by default a whole ``send()`` is one burst (docs/differences-from-bifrost.md, engine #12).
 
 Here the limiter state is a small int64 array (:class:`RateLimiter.state`) that the compiled
 loops update before every burst of at most :data:`MAX_BURST` packets:

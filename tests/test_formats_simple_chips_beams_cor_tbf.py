@@ -1,5 +1,5 @@
 """Formats simple, generic, chips, ibeam, pbeam, cor, tbf, vbeam: Bifrost's vectors byte for
-byte, FORMATS.md §15 header dumps, encode -> decode round trips, rejection of bad packets."""
+byte, reference header bytes (docs/formats.md), encode -> decode round trips, rejection of bad packets."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,11 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import format_harness as H
+import helpers.format_harness as H
+from helpers.vectors_path import needs_vectors
 from asbru import formats
 from asbru.formats import batch, spec
 
-pytestmark = pytest.mark.skipif(not H.vectors_available(), reason="Bifrost vectors not found")
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -21,6 +21,7 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 WRITE_VECTORS = ["generic", "simple", "chips", "ibeam", "ibeam1_2src", "pbeam", "cor", "tbf", "vbeam"]
 
 
+@needs_vectors
 @pytest.mark.parametrize("name", WRITE_VECTORS)
 def test_vector_written_byte_for_byte(name):
     v = H.load_vector(name)
@@ -30,13 +31,15 @@ def test_vector_written_byte_for_byte(name):
 
 
 # (vector, read tag, asbru reader string): chips is read with the real channel count
-# (Bifrost needed chips_32 for this chips_4 file, FORMATS.md §14.3)
+# (Bifrost needed chips_32 for this chips_4 file: docs/differences-from-bifrost.md,
+# formats #3)
 READS = [("simple", "simple", "simple"), ("chips", "clean", "chips_4"),
          ("chips", "clean_slot3", "chips_4"), ("ibeam", "clean", "ibeam2_4"),
          ("ibeam1_2src", "clean", "ibeam1_4"), ("pbeam", "clean", "pbeam_4"),
          ("pbeam", "clean", "pbeam1_4"), ("cor", "clean", "cor_4")]
 
 
+@needs_vectors
 @pytest.mark.parametrize("name,tag,reader", READS)
 def test_vector_decodes_to_bifrost_ring(name, tag, reader):
     v = H.load_vector(name)
@@ -52,6 +55,7 @@ def test_vector_decodes_to_bifrost_ring(name, tag, reader):
     assert len(status) == ntime * nsrc
 
 
+@needs_vectors
 @pytest.mark.parametrize("name,tag,reader", [r for r in READS if r[1] != "clean_slot3"])
 def test_vector_callback_arguments(name, tag, reader):
     """callback_args(seq0, first packet's descriptor) equals what Bifrost passed."""
@@ -68,6 +72,7 @@ def test_vector_callback_arguments(name, tag, reader):
     assert dict(zip(names, mine)) == bif
 
 
+@needs_vectors
 def test_chips_slot_layout_is_channel_major():
     v = H.load_vector("chips")
     slots = H.decode_file_to_slots("chips_4", v.output, nsrc=4)
@@ -83,7 +88,7 @@ def test_generic_has_no_reader():
 
 
 # ---------------------------------------------------------------------------------------
-# FORMATS.md §15 header bytes
+# Bifrost's header bytes (docs/formats.md, Reference header bytes)
 
 def _hdr(fmt, info, seq, src, framecount=0):
     f = formats.get(fmt, "write")
@@ -114,7 +119,7 @@ def test_hex_tbf_two_rows():
     f = formats.get("tbf", "write")
     data = np.zeros((2, 1, 6144), dtype=np.uint8)
     out = batch.encode_packets(f, batch.headerinfo(nsrc=256), 1000, 10, 24, 12, data)
-    # one source per row here, so the second row's src is 24 (the §15 dump used src 48 with
+    # one source per row here, so the second row's src is 24 (the reference dump used src 48 with
     # src_increment 12 on the second of several sources); check both fields explicitly
     assert out[:24].hex() == "dec0de5c" "01" "000000" "00000000" "0018" "0100" "00000000000003e8"
     assert out[6168:6168 + 24].hex() == "dec0de5c" "01" "000001" "00000000" "0018" "0100" "00000000000003f2"
@@ -316,6 +321,7 @@ def test_roundtrip_vbeam(nchan, nsrc, chan0, ticks, t0, seed):
                             lambda j: j, 52 + 16 * nchan)
 
 
+@needs_vectors
 def test_vbeam_bifrost_file_decodes_as_source_0():
     v = H.load_vector("vbeam")
     desc, status = H.decode_file("vbeam_4_10", v.output, 1, 0)
@@ -498,6 +504,7 @@ def test_decode_records_rejects_out_of_buffer_records():
     assert list(status) == [spec.VALID, spec.INVALID, spec.INVALID, spec.INVALID]
 
 
+@needs_vectors
 def test_record_placer_matches_reference_placement():
     v = H.load_vector("chips")
     f = formats.get("chips_4", "disk")

@@ -51,7 +51,7 @@ def free_tcp_port() -> int:
 def wait_published(pid: int, block: str = "cli_capture", timeout: float = TIMEOUT,
                    proc: subprocess.Popen | None = None) -> Path:
     """Wait until process ``pid`` has published ``<block>/stats`` (i.e. it is receiving)."""
-    from asbru.cli.proclog_compat import root
+    from asbru.proclog import proclog_root as root
     path = root() / str(pid) / block / "stats"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

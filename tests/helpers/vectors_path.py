@@ -17,7 +17,7 @@ def shared_dir() -> Path:
     env = os.environ.get("ASBRU_SHARED")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared"
+    return Path(__file__).resolve().parents[3] / "shared"  # tests/helpers/ -> beside the repository
 
 
 def vectors_dir() -> Path:
@@ -35,3 +35,8 @@ def need(path: Path, what: str) -> Path:
     if not path.exists():
         pytest.skip(f"{what} not available: {path} is absent (set ASBRU_SHARED or ASBRU_VECTORS)")
     return path
+
+
+#: for the tests that read the vectors (and only those): skipped, with the reason, without them
+needs_vectors = pytest.mark.skipif(not VECTORS.is_dir(), reason=f"Bifrost vectors not available: {VECTORS} "
+                                   "is absent (set ASBRU_SHARED or ASBRU_VECTORS)")

@@ -1,6 +1,6 @@
 """Helpers for format tests: Bifrost's golden vectors, HeaderInfo replay, reference placement.
 
-* :func:`load_vector` reads ``<vectors>/<name>`` (tests/vectors_path.py: ``$ASBRU_VECTORS``).
+* :func:`load_vector` reads ``<vectors>/<name>`` (tests/helpers/vectors_path.py: ``$ASBRU_VECTORS``).
 * :func:`write_vector_bytes` replays a vector's ``write.json`` through
   :func:`asbru.formats.batch.encode_packets` — the bytes asbru's DiskWriter would write.
 * :func:`decode_file_to_slots` decodes a file record by record and places every valid
@@ -23,7 +23,7 @@ import numpy as np
 from asbru import formats
 from asbru.formats import batch, spec
 
-from vectors_path import VECTORS, need  # noqa: E402
+from helpers.vectors_path import VECTORS, need
 
 
 @dataclasses.dataclass
@@ -48,10 +48,6 @@ class Vector:
     @property
     def fmt(self) -> str:
         return self.write["format"]
-
-
-def vectors_available() -> bool:
-    return VECTORS.is_dir()
 
 
 def load_vector(name: str) -> Vector:
@@ -247,3 +243,20 @@ def compare_with_bifrost(fmt: str | formats.Format, vector: Vector, tag: str,
                 if not np.array_equal(mine[m], ring_slot[m]):
                     mismatched.append((seq, src))
     return Comparison(checked, mismatched, missing)
+
+
+# (vector, read tag, asbru reader string); chips: asbru reads chips_N as the writer wrote it
+CASES = [
+    ("simple", "simple", "simple"),
+    ("chips", "clean", "chips_4"),
+    ("chips", "clean_slot3", "chips_4"),
+    ("tbn", "clean", "tbn"),
+    ("drx", "clean", "drx"),
+    ("drx_2src", "clean", "drx"),
+    ("drx8", "clean", "drx8"),
+    ("ibeam", "clean", "ibeam2_4"),
+    ("ibeam1_2src", "clean", "ibeam1_4"),
+    ("pbeam", "clean", "pbeam_4"),
+    ("cor", "clean", "cor_4"),
+    ("vdif", "clean", "vdif_1056"),
+]

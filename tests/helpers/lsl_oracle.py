@@ -1,7 +1,7 @@
 """Decode a file of LWA frames with the LWA Software Library (LSL): the independent oracle of
 tests/test_interop_lsl.py.  Run as a script in its own process:
 
-    python tests/lsl_oracle.py KIND FRAMES_FILE OUT.npz
+    python tests/helpers/lsl_oracle.py KIND FRAMES_FILE OUT.npz
 
 KIND is tbx, tbf, cor, drx, drx8 or vdif.  Every frame LSL reads is written to OUT.npz:
 ``fields`` (a JSON list, one dict of LSL's header and payload attributes per frame) and
