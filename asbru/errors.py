@@ -21,3 +21,8 @@ class WouldBlock(AsbruError, IOError):
 
 class PermissionNeeded(AsbruError, PermissionError):
     """An operation needs a privilege (e.g. CAP_NET_RAW for the sniffer)."""
+
+
+class CaptureWarning(UserWarning):
+    """Something a capture could not do with the data it was given (one line, says what to
+    change), e.g. packets never placed because the stream's rate was never learnt."""

@@ -21,7 +21,7 @@ from .udp import socket_fd
 _NAMES = ["ring", "nsrc", "src0", "buffer_nframe", "slot_nframe", "sequence_callback", "core"]
 _ALIASES = {"buffer_ntime": "buffer_nframe", "slot_ntime": "slot_nframe",
             "ntime_gulp": "buffer_nframe", "ntime_slot": "slot_nframe"}
-_EXTRA = ("max_jump_gulps", "budget", "hold_packets", "read_size")
+_EXTRA = ("max_jump_gulps", "budget", "hold_packets", "sample_rate", "read_size")
 READ_SIZE = 1 << 20   # bytes per read(): ~1 MiB of whole records
 READ_SIZE_MAX = 1 << 30
 
@@ -81,7 +81,8 @@ class DiskReader(CaptureEngine):
                           _pos_int("buffer_nframe", a["buffer_nframe"]),
                           _pos_int("slot_nframe", a["slot_nframe"]), a["sequence_callback"],
                           a["core"], self._record_size, max_jump_gulps=a.get("max_jump_gulps"),
-                          budget=a.get("budget"), hold_packets=a.get("hold_packets"))
+                          budget=a.get("budget"), hold_packets=a.get("hold_packets"),
+                          sample_rate=a.get("sample_rate"))
 
     def _setup_backend(self) -> None:
         # rows in front keep the bytes before the batch, spare rows after it take what a

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 import weakref
 from typing import Any, Optional
 
 import numpy as np
 
-from asbru.errors import ArgumentError, AsbruError
+from asbru.errors import ArgumentError, AsbruError, CaptureWarning
 from asbru.formats import Format, spec
 from asbru.formats.spec import NDESC, PAYLOAD_SIZE
 
@@ -55,6 +56,33 @@ def _pos_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ArgumentError(f"{name} must be a positive integer; got {value!r}")
     return int(value)
+
+
+def _sample_rate(fmt: Format, value: Any) -> Optional[int]:
+    """``sample_rate=``: samples per second (an int, a whole float, or anything with
+    ``to_value('Hz')`` such as an astropy Quantity), only for a format that learns it."""
+    if value is None:
+        return None
+    if not hasattr(fmt.module, "LEARNS"):
+        raise ArgumentError(f"sample_rate: format {fmt.name!r} does not learn a rate from the "
+                            f"stream (its headers place every packet); leave sample_rate out")
+    if hasattr(value, "to_value"):
+        try:
+            value = value.to_value("Hz")
+        except Exception as exc:  # noqa: BLE001 - any unit error, one line
+            raise ArgumentError(f"sample_rate: {value!r} is not a frequency ({exc})") from None
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or value <= 0 or value != int(value) or value >= 2**53:
+        raise ArgumentError(f"sample_rate must be a positive whole number of samples per second; "
+                            f"got {value!r}")
+    rate = int(value)
+    check = getattr(fmt.module, "check_sample_rate", None)
+    if check is not None:
+        try:
+            check(rate)
+        except spec.FormatError as exc:
+            raise ArgumentError(f"sample_rate: {exc}") from None
+    return rate
 
 
 def _int(name: str, value: Any) -> int:
@@ -135,12 +163,19 @@ class CaptureEngine:
                      slot_ntime: int, sequence_callback: Optional[PacketCaptureCallback],
                      core: Optional[int], max_packet: int, *, max_jump_gulps: Optional[int] = None,
                      budget: Optional[int] = None, hold_packets: Optional[int] = None,
-                     ring_factor: int = 4) -> None:
+                     ring_factor: int = 4, sample_rate: Any = None) -> None:
         check_sizes(nsrc, src0, buffer_ntime, max_packet, ring_factor)
+        rate = _sample_rate(fmt, sample_rate)
+        # a format that learns its rate holds what comes before it has learnt (a VDIF
+        # second): more room by default, still bounded by _HOLD_BYTES_MAX
+        learns = hasattr(fmt.module, "LEARNS") and not rate
         budget = _limit("budget", budget, 4 * buffer_ntime * nsrc + 4096, 1 << 62)
-        hold_packets = _limit("hold_packets", hold_packets, max(4 * nsrc, 64), 1 << 62)
+        hold_packets = _limit("hold_packets", hold_packets,
+                              max(4 * nsrc, 1024 if learns else 64), 1 << 62)
         max_jump_gulps = _limit("max_jump_gulps", max_jump_gulps, max(ring_factor, 2), 1 << 62)
         self._fmt = fmt
+        self.sample_rate = rate
+        self._unlearned_told = 0
         self.nsrc = nsrc
         self.src0 = src0
         self.buffer_ntime = buffer_ntime
@@ -177,6 +212,7 @@ class CaptureEngine:
         # compiled loop state
         self._kmod = kernels.capture_module(fmt, self._backend)
         self._cfg = fmt.capture_config(nsrc, src0)
+        self._cfg[spec.CFG_SAMPLE_RATE] = self.sample_rate or 0
         self._fstate = np.zeros(spec.NSTATE, dtype=np.int64)
         self._d = np.full(NDESC, -1, dtype=np.int64)
         self._cur = np.full(NDESC, -1, dtype=np.int64)
@@ -188,8 +224,9 @@ class CaptureEngine:
         self._setup_backend()
         slot = self._rbuf.shape[1]
         hcap = max(2, min(hold_packets, max(2 * nsrc + 2, _HOLD_BYTES_MAX // slot)))
-        self._hold = np.zeros((hcap, slot), dtype=np.uint8)
-        self._hlen = np.zeros(hcap, dtype=np.int64)
+        # the last FAR_STASH rows keep far-ahead packets while the stream agrees (kernels)
+        self._hold = np.zeros((hcap + L.FAR_STASH, slot), dtype=np.uint8)
+        self._hlen = np.zeros(hcap + L.FAR_STASH, dtype=np.int64)
         self._hst = np.zeros(L.NHST, dtype=np.int64)
         self._win = np.zeros(L.NWIN, dtype=np.int64)
         w = self._win
@@ -271,6 +308,7 @@ class CaptureEngine:
             if status not in _THROTTLED or time.monotonic() >= self._next_publish:
                 self._update_kernel_drops()
                 self._publish()
+            self._tell_unlearned()
         return Status(status)
 
     def flush(self) -> None:
@@ -304,8 +342,9 @@ class CaptureEngine:
                 self._drop_pending()
                 raise
             # held packets that never became decodable count as invalid
-            self._kmod_drop_hold()
+            self._kmod_drop_hold(unlearned=True)
         finally:
+            self._tell_unlearned()
             self._update_kernel_drops()
             self._ended = True
             self._publish()
@@ -493,13 +532,29 @@ class CaptureEngine:
         if self._win[L.W_MODE] == L.MODE_ACTIVE:
             self._end_sequence(int(self._win[L.W_LAST]) + 1)
 
-    def _kmod_drop_hold(self) -> None:
+    def _kmod_drop_hold(self, unlearned: bool = False) -> None:
         h = self._hst
         for i in range(int(h[L.H_N])):
             if self._hlen[i] >= 0:
                 self.stats_obj.cnt[L.C_NINVALID] += 1
                 self.stats_obj.cnt[L.C_NINVALID_BYTES] += int(self._hlen[i])
+                if unlearned:
+                    self.stats_obj.cnt[L.C_NUNLEARNED] += 1
         h[:] = 0
+
+    def _tell_unlearned(self) -> None:
+        """One warning line each time more packets were dropped because the format never
+        learnt the stream's rate (``stats['nunlearned']``)."""
+        n = int(self.stats_obj.cnt[L.C_NUNLEARNED])
+        if n <= self._unlearned_told:
+            return
+        new = n - self._unlearned_told
+        self._unlearned_told = n
+        what = getattr(self._fmt.module, "LEARNS", "its stream parameters")
+        warnings.warn(f"{type(self).__name__}: {new} {self._fmt.name} packet(s) not placed: they "
+                      f"came while the {what} was still being learnt from the stream (it ended, "
+                      f"or the hold buffer was full); give sample_rate= (samples per second) "
+                      f"to place every packet", CaptureWarning, stacklevel=3)
 
     def _window_end(self) -> int:
         w = self._win
@@ -567,6 +622,9 @@ class CaptureEngine:
         """Commit the open gulps up to (not including) ``end_seq``, end the ring sequence,
         go back to gathering (keeping unprocessed held packets)."""
         n = self.buffer_ntime
+        # far-ahead packets still waiting for agreement were strays: counted invalid
+        self._kmod._drop_far(self._hlen, self._win, self.stats_obj.cnt)
+        self._win[L.W_FARGO] = 0
         while self._gulps:
             g = self._gulps[0]
             self._commit(g, max(0, min(n, end_seq - g.start)))

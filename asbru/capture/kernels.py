@@ -53,6 +53,7 @@ def _inlined(f):
 _decode_inl = _inlined(_decode)
 _place_inl = _inlined(_place)
 from asbru.formats.spec import VALID, INVALID, HOLD, SEQ, SRC, PAYLOAD_OFFSET, PAYLOAD_SIZE
+from asbru.formats.spec import ST_FINISH
 from asbru.formats.spec import store_fence as _store_fence
 from asbru.capture.borrow import borrow as _borrow
 {place_row}
@@ -64,7 +65,7 @@ _HEAD = '''\
 import numba
 import numpy as np
 from {modname} import decode as _decode, place as _place
-from {format_module} import _decode_fresh, _finalize, _active, zero_fill
+from {format_module} import _decode_fresh, _finalize, _active, zero_fill, _finish, _drop_far
 from {backend_module} import _fetch, _packet
 from asbru.capture.layout import *
 from asbru.capture.loop_parts import (_invalid, _merge, _ready, _drop_hold, _fetch_reason)
@@ -486,16 +487,97 @@ def _decode_fresh(pkt, cfg, fstate, d):
 
 
 @numba.njit(nogil=True, cache=True)
+def _like(d, cand, chg, win):
+    # does this packet side with the new candidate? (a jump: near its position; a change:
+    # its configuration)
+    if win[W_VOTE] == 2:
+        dist = d[SEQ] - cand[SEQ]
+        lim = win[W_MAXJUMP] * win[W_N]
+        return -lim < dist < lim
+    for j in range(chg.shape[0]):
+        f = chg[j]
+        if d[f] != -1 and cand[f] != -1 and d[f] != cand[f]:
+            return False
+    return True
+
+
+@numba.njit(nogil=True, cache=True)
+def _keep(d, ref, cand, chg, win, new_wins):
+    # after a vote: 0 = the packet goes with the winner, 1 = old data of a sequence that
+    # ends (late), 2 = with neither side (invalid)
+    a = _agrees(d, ref, chg, win)
+    if not new_wins:
+        return 0 if a else 2
+    if a:
+        return 1
+    return 0 if _like(d, cand, chg, win) else 2
+
+
+@numba.njit(nogil=True, cache=True)
+def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
+    # the sequence starts at the smallest seq of the held VALID packets that has a quarter of
+    # them (2 at least) within a gulp above it: strays from long ago cannot move seq0
+    # (they are counted late when the hold is placed)
+    n = 0
+    for i in range(hst[H_N]):
+        if hlen[i] >= 0:
+            n += 1
+    seqs = np.empty(max(n, 1), dtype=np.int64)
+    m = 0
+    vote = win[W_VOTE] != 0
+    for i in range(hst[H_N]):
+        ln = hlen[i]
+        if ln < 0:
+            continue
+        if _decode_fresh(hold[i, :ln], cfg, fstate, d) != VALID:
+            continue
+        if vote and _keep(d, ref, cand, chg, win, new_wins) != 0:
+            continue
+        seqs[m] = d[SEQ]
+        m += 1
+    if m == 0:
+        return np.int64(0)
+    s = np.sort(seqs[:m])
+    need = min(m, max(2, m // 4))
+    span = win[W_N]
+    e = 0
+    for k in range(m):
+        if e < k:
+            e = k
+        while e + 1 < m and s[e + 1] - s[k] < span:
+            e += 1
+        if e - k + 1 >= need:
+            return s[k]  # the first seq with a quarter of the packets within a gulp of it
+    return s[(m - 1) // 2]
+
+
+@numba.njit(nogil=True, cache=True)
+def _finish(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
+    # the stream ended or went quiet with packets held: a learning format adopts the best
+    # estimate its state supports (ST_FINISH set while the hold is decoded once more)
+    if hst[H_N] == 0:
+        return 0
+    fstate[ST_FINISH] = 1
+    nv = _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc)
+    fstate[ST_FINISH] = 0
+    return nv
+
+
+@numba.njit(nogil=True, cache=True)
 def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     # decode every held packet again (the format may have learnt what it needed) and
-    # derive seq0 = the smallest seq and the sequence descriptor; returns #VALID used.
+    # derive seq0 (_seq_floor) and the sequence descriptor; returns #VALID used.
     # W_VOTE: a change (1) or a forward jump (2) is being confirmed: the held packets vote
-    # for the open sequence (its configuration ref, its window) or against it; the majority
-    # wins (a tie keeps the old), the minority is dropped: counted invalid (a glitch) or
+    # for the open sequence (its configuration ref, its window) or against it; a change needs
+    # a majority, a jump two thirds; the losers are dropped: counted invalid (a glitch) or
     # late (old data, when the sequence ends)
+    # the new side is one candidate (the first disagreeing packet's configuration or
+    # position): packets that disagree with both sides (corrupt ones) vote for neither
     n_same = 0
     n_diff = 0
     vote = win[W_VOTE] != 0
+    cand = np.full(d.shape[0], -1, dtype=np.int64)
+    have_cand = False
     if vote:
         for i in range(hst[H_N]):
             ln = hlen[i]
@@ -504,12 +586,18 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
             if _decode_fresh(hold[i, :ln], cfg, fstate, d) == VALID:
                 if _agrees(d, ref, chg, win):
                     n_same += 1
-                else:
+                elif not have_cand:
+                    cand[:] = d
+                    have_cand = True
                     n_diff += 1
-    new_wins = n_diff > n_same
+                elif _like(d, cand, chg, win):
+                    n_diff += 1
+    # a jump needs twice the old side's votes: a burst of agreeing strays (records of another
+    # time) among the genuine packets must not end the sequence
+    new_wins = n_diff > 2 * n_same if win[W_VOTE] == 2 else n_diff > n_same
     win[W_NEWCFG] = 1 if new_wins else 0
     nv = 0
-    gmin = np.int64(0)
+    floor = _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins)
     for i in range(hst[H_N]):
         ln = hlen[i]
         if ln < 0:
@@ -521,8 +609,9 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
             continue
         if r != VALID:
             continue
-        if vote and _agrees(d, ref, chg, win) == new_wins:
-            if new_wins:
+        k = _keep(d, ref, cand, chg, win, new_wins) if vote else 0
+        if k != 0:
+            if k == 1:
                 cnt[C_NLATE] += 1
                 cnt[C_NLATE_BYTES] += d[PAYLOAD_SIZE]
                 if d[SRC] >= 0 and d[SRC] < psrc.shape[1]:
@@ -532,16 +621,56 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
             hlen[i] = -1
             continue
         _merge(cur, d, chg, nv == 0)
-        if nv == 0 or d[SEQ] - gmin < 0:
-            gmin = d[SEQ]
         nv += 1
     hst[H_NVALID] = nv
-    win[W_GMIN] = gmin
+    win[W_GMIN] = floor  # seq0: the smallest kept seq, strays from long ago left out
     return nv
 
 
 @numba.njit(nogil=True, cache=True)
-def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, di, rst, pend):
+def _drop_far(hlen, win, cnt):
+    # the far-ahead packets kept so far never found agreement: lone strays, invalid
+    base = hlen.shape[0] - FAR_STASH
+    for j in range(win[W_FAR_REPLAY] - 1 if win[W_FAR_REPLAY] > 0 else 0, win[W_FAR_N]):
+        _invalid(cnt, hlen[base + j])
+    win[W_FAR_N] = 0
+    win[W_FAR_REPLAY] = 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _far_ahead(pkt, ln, s, hold, hlen, win, cnt):
+    # a packet more than one gulp beyond the window: kept (not placed) until FAR_NEED
+    # packets within one gulp of each other say the stream is there; one corrupt seq then
+    # costs one packet, never the genuine packets the window would have left behind
+    n = win[W_N]
+    if win[W_FAR_REPLAY] > 0:
+        return RS_ADVANCE  # (cannot happen: replay runs with W_FARGO set)
+    nf = win[W_FAR_N]
+    a = win[W_FAR_SEQ]
+    if nf > 0 and (s - a >= n or a - s >= n):
+        _drop_far(hlen, win, cnt)  # a new run: the old one was a stray
+        nf = 0
+    if nf == 0:
+        win[W_FAR_SEQ] = s
+    if nf + 1 >= FAR_NEED:
+        win[W_FARGO] = 1
+        if nf > 0:
+            win[W_FAR_REPLAY] = 1  # place the kept ones first, then this one
+            return RS_ADVANCE
+        return RS_ADVANCE
+    row = hold.shape[0] - FAR_STASH + nf
+    if ln > hold.shape[1]:
+        _invalid(cnt, ln)
+        return 0
+    hold[row, :ln] = pkt
+    hlen[row] = ln
+    win[W_FAR_N] = nf + 1
+    return 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, di, rst, pend,
+            hold, hlen):
     # one packet while a sequence is open: 0 = consumed, -1 = consumed and counted invalid
     # because it does not decode, else an RS_* reason (> 0, not consumed).
     # di: the packet's receive-buffer index (its placement may be deferred), -1 from hold.
@@ -561,6 +690,8 @@ def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, d
     room = pend.shape[0] * DEFER
     a = _admit(d, ln, cur, chg, mA, mB, win, cnt, psrc, di, rst, pend, room)
     if a >= 0:
+        if a == RS_FAR:  # far ahead of the window: kept until the stream agrees
+            return _far_ahead(pkt, ln, d[SEQ], hold, hlen, win, cnt)
         return a
     q = -1 - a
     n = win[W_N]
@@ -708,13 +839,30 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
             reason = RS_BUDGET
             break
         if win[W_MODE] == MODE_ACTIVE:
+            # 0. far-ahead packets the stream has just agreed on, in arrival order
+            if win[W_FAR_REPLAY] > 0:
+                j = win[W_FAR_REPLAY] - 1
+                if j < win[W_FAR_N]:
+                    row = hold.shape[0] - FAR_STASH + j
+                    ln = hlen[row]
+                    rr = _active(hold[row, :ln], ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
+                                 win, cnt, psrc, from_hold, rst, pend, hold, hlen)
+                    if rr > 0:
+                        reason = rr
+                        break
+                    win[W_FAR_REPLAY] = j + 2
+                    consumed += 1
+                    continue
+                win[W_FAR_REPLAY] = 0
+                win[W_FAR_N] = 0
+                win[W_FARGO] = 1  # the packet that completed the agreement comes next
             # 1. held packets of the sequence start, in arrival order
             if hst[H_POS] < hst[H_N]:
                 i = hst[H_POS]
                 ln = hlen[i]
                 if ln >= 0:
                     rr = _active(hold[i, :ln], ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
-                                 win, cnt, psrc, from_hold, rst, pend)
+                                 win, cnt, psrc, from_hold, rst, pend, hold, hlen)
                     if rr > 0:
                         reason = rr
                         break
@@ -747,7 +895,7 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                 _invalid(cnt, -1 - ln)
             else:
                 rr = _active(_packet(rbuf, hdrs, control, i, ln), ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB,
-                             win, cnt, psrc, i, rst, pend)
+                             win, cnt, psrc, i, rst, pend, hold, hlen)
                 if rr != 0:
                     if rr > 0:
                         reason = rr
@@ -781,6 +929,9 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                 if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                     reason = RS_START
                     break
+                if nofetch == 2 and win[W_VOTE] == 0 and _finish(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
+                    reason = RS_START  # end(): the last chance to learn from what is held
+                    break
                 reason = RS_DRAINED
                 break
             if rst[R_POS] >= rst[R_COUNT]:
@@ -790,6 +941,9 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                     if f == F_TIMEOUT or f == F_EOF:
                         if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                             reason = RS_START
+                            break
+                        if win[W_VOTE] == 0 and _finish(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
+                            reason = RS_START  # learnt from what is held: start with it
                             break
                         _drop_hold(hlen, hst, cnt)
                     reason = _fetch_reason(f)
@@ -813,14 +967,21 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
                 rst[R_POS] += 1
                 consumed += 1
                 continue
-            if hst[H_N] >= hold.shape[0] or ln > hold.shape[1]:
-                if hst[H_NVALID] > 0 and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
+            if hst[H_N] >= hold.shape[0] - FAR_STASH or ln > hold.shape[1]:
+                if (hst[H_NVALID] > 0 or r == VALID) and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                     reason = RS_START  # this packet stays pending
                     break
-                _invalid(cnt, ln)  # hold full of undecodable packets
-                rst[R_POS] += 1
-                consumed += 1
-                continue
+                if r == VALID and ln <= hold.shape[1]:
+                    # the format has learnt, yet nothing held decodes: those are the
+                    # undecodable ones; this VALID packet starts a fresh hold
+                    _drop_hold(hlen, hst, cnt)
+                else:
+                    _invalid(cnt, ln)  # hold full of packets still waiting for the rate
+                    if r == HOLD:
+                        cnt[C_NUNLEARNED] += 1
+                    rst[R_POS] += 1
+                    consumed += 1
+                    continue
             j = hst[H_N]
             hold[j, :ln] = pkt
             hlen[j] = ln
@@ -829,6 +990,11 @@ def run(io, rbuf, rlen, rst, hdrs, control, controllens, hold, hlen, hst, cfg, f
             rst[R_POS] += 1
             consumed += 1
             if r == VALID:
+                if hst[H_NVALID] == 0 and j > 0:
+                    # the format has just learnt what it needed: look at the held packets
+                    # again now (this one included), in arrival order
+                    hst[H_GPOS] = 0
+                    continue
                 _merge(cur, d, chg, hst[H_NVALID] == 0)
                 hst[H_NVALID] += 1
                 if _ready(cur, chg, hst, win) and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:

@@ -39,7 +39,17 @@ W_GTARGET = 14   # VALID packets to gather before a sequence starts (nsrc; 2*nsr
 W_VOTE = 15      # 1: the gather confirms a change (held packets vote; ref = open config)
 W_NEWCFG = 16    # result of the vote: 1 = the new configuration won
 W_PLACED0 = 17   # packets placed in the window's first open gulp (W_PLACED0 + 1: the second)
-NWIN = 20
+W_FAR_N = 19     # packets far ahead of the window kept in the far stash (agreeing with W_FAR_SEQ)
+W_FAR_SEQ = 20   # seq of the first of them: the window moves only when FAR_NEED agree
+W_FARGO = 21     # 1: the stream agreed on a far-ahead position; advance until a packet lands
+W_FAR_REPLAY = 22  # 1 + the far-stash entry to process next (0 = not replaying)
+NWIN = 24
+
+# A packet more than one gulp beyond the window is "far ahead": it moves the window only when
+# FAR_NEED packets within one gulp of each other agree (the first FAR_NEED - 1 wait in the
+# last FAR_STASH rows of the hold buffer, then are placed in arrival order)
+FAR_NEED = 3
+FAR_STASH = FAR_NEED - 1
 
 MODE_GATHER = 0
 MODE_ACTIVE = 1
@@ -56,6 +66,7 @@ RS_INTR = 8
 RS_ERROR = 9
 RS_BUDGET = 10    # bounded-work limit reached
 RS_DRAINED = 11   # W_NOFETCH and nothing left to process
+RS_FAR = 99       # internal to the compiled loop (never returned): a packet far ahead
 
 # --- backend fetch() results (>= 1: packets received) ---------------------------------
 F_TIMEOUT = -1
@@ -80,7 +91,8 @@ C_ERRNO = 12        # errno of the last failed receive
 C_NRECEIVED = 13    # packets handed over by the backend
 C_NRESYNC = 14      # disk: times the record alignment was found again after a bad record
 C_NSKIPPED_BYTES = 15  # disk: bytes from the start of those bad records to the resync point
-NCNT = 16
+C_NUNLEARNED = 16   # of C_NINVALID: came while the format learnt its rate, never placed
+NCNT = 20
 
 # --- psrc rows: per-source packet counters --------------------------------------------
 PS_VALID = 0

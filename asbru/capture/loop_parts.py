@@ -79,10 +79,12 @@ def _agrees(d, ref, chg, win):
 
 @numba.njit(nogil=True, cache=True)
 def _drop_hold(hlen, hst, cnt):
-    # nothing decodable will come: the held packets count as invalid
+    # nothing decodable will come: the held packets count as invalid (and as unlearned:
+    # they waited for a rate the stream never gave)
     for i in range(hst[H_N]):
         if hlen[i] >= 0:
             _invalid(cnt, hlen[i])
+            cnt[C_NUNLEARNED] += 1
     hst[H_N] = 0
     hst[H_POS] = 0
     hst[H_GPOS] = 0
@@ -139,6 +141,7 @@ def _admit(d, ln, cur, chg, mA, mB, win, cnt, psrc, di, rst, pend, room):
         cnt[C_NLATE] += 1
         cnt[C_NLATE_BYTES] += ps
         psrc[PS_LATE, src] += 1
+        win[W_FARGO] = 0
         return 0
     win[W_BACKRUN] = 0
     for j in range(chg.shape[0]):
@@ -153,7 +156,10 @@ def _admit(d, ln, cur, chg, mA, mB, win, cnt, psrc, di, rst, pend, room):
     if diff >= k * n:
         if diff >= (k + win[W_MAXJUMP]) * n:
             return RS_JUMP
+        if diff >= (k + 1) * n and win[W_FARGO] == 0:
+            return RS_FAR  # more than a gulp ahead: the caller keeps it until others agree
         return RS_ADVANCE
+    win[W_FARGO] = 0
     g = diff // n
     t = diff - g * n
     m = mA if g == 0 else mB

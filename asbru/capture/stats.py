@@ -42,6 +42,9 @@ class CaptureStats:
             "ngood_bytes": int(c[L.C_NGOOD_BYTES]), "nmissing_bytes": int(c[L.C_NMISSING_BYTES]),
             "nkernel_drops": int(c[L.C_NKDROPS]),
             "nreceived": int(c[L.C_NRECEIVED]),
+            # of ninvalid: came while the format learnt its rate and could not be placed (the
+            # stream ended first, or the hold buffer was full); give sample_rate=
+            "nunlearned": int(c[L.C_NUNLEARNED]),
             "nresyncs": int(c[L.C_NRESYNC]), "nskipped_bytes": int(c[L.C_NSKIPPED_BYTES]),
             "errno": int(c[L.C_ERRNO]),
             "error": os.strerror(int(c[L.C_ERRNO])) if c[L.C_ERRNO] > 0 else "",

@@ -20,7 +20,7 @@ _NAMES = ["ring", "nsrc", "src0", "max_payload_size", "buffer_ntime", "slot_ntim
 _ALIASES = {"max_size": "max_payload_size", "ntime_gulp": "buffer_ntime",
             "ntime_slot": "slot_ntime", "buffer_nframe": "buffer_ntime",
             "slot_nframe": "slot_ntime"}
-_EXTRA = ("max_jump_gulps", "budget", "hold_packets", "nbatch", "stage_bytes")
+_EXTRA = ("max_jump_gulps", "budget", "hold_packets", "sample_rate", "nbatch", "stage_bytes")
 NBATCH = 64
 NBATCH_MAX = 1024            # recvmmsg takes at most UIO_MAXIOV messages per call
 MAX_PAYLOAD_SIZE = 1 << 16   # no UDP datagram is larger
@@ -101,7 +101,8 @@ class UDPCapture(CaptureEngine):
         self._init_engine(f, a["ring"], nsrc, src0, _pos_int("buffer_ntime", a["buffer_ntime"]),
                           _pos_int("slot_ntime", a["slot_ntime"]), a["sequence_callback"], a["core"],
                           max_payload, max_jump_gulps=a.get("max_jump_gulps"),
-                          budget=a.get("budget"), hold_packets=a.get("hold_packets"))
+                          budget=a.get("budget"), hold_packets=a.get("hold_packets"),
+                          sample_rate=a.get("sample_rate"))
 
     def _setup_backend(self) -> None:
         from asbru.sockets.drops import DropCounter, enable_rxq_ovfl

@@ -14,10 +14,12 @@ as Bifrost's does).  Deliberate differences:
   ``(baseline + 1 - src0) * nserver + (server - 1)``, so ``src0 = 1`` gives 0-based
   baselines, which is what Bifrost users pass; changing it would silently shift every
   existing pipeline's baselines by one.
-* Absurd headers are INVALID instead of dividing by zero or mis-indexing: nserver == 0,
-  server outside 1..nserver, stands outside 1..nstand or stand0 > stand1, a payload that is
+* Absurd headers are INVALID instead of dividing by zero or mis-indexing: nserver == 0 with
+  server != 0, server outside 1..nserver, stands outside 1..nstand or stand0 > stand1, a payload that is
   not a positive multiple of 32 bytes (or not 32*N for a DiskReader ``cor_N``), bad sync
   word.
+* Both server fields 0 (nserver and server; real LWA-SV recordings are written so) mean a
+  single server, as the LWA Software Library's reader decodes them; Bifrost rejected them.
 * The callback's time tag is the one of seq0 (plus the stream's phase), not that of the
   packet that triggered the sequence.
 """
@@ -112,6 +114,10 @@ def decode(pkt, cfg, state, d):
     server = rd_u8(pkt, 7)
     nserver = rd_u8(pkt, 6)
     nchan_decim = rd_u8(pkt, 5)
+    if nserver == 0 and server == 0:
+        # LWA-SV recordings leave both server fields 0: one server (as the LWA's reader)
+        nserver = 1
+        server = 1
     if nserver == 0 or server < 1 or server > nserver:
         return INVALID
     navg = rd_be32(pkt, 24)

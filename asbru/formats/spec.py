@@ -95,8 +95,15 @@ DESC_INDEX = {name: i for i, name in enumerate(DESCRIPTOR_FIELDS)}
 CFG_NSRC = 0
 CFG_SRC0 = 1
 NCFG = 16  # capture_config arrays are this long (format-specific entries from index 2)
+# the user's ``sample_rate=`` (samples per second; 0 = not given), set by the capture engine
+# for a format that learns its rate from the stream (``LEARNS`` declared)
+CFG_SAMPLE_RATE = NCFG - 1
 
 NSTATE = 64  # decode state scratch length
+# decode state entry the engine sets to 1 while it decodes the held packets one last time
+# (the stream ended or went quiet while the format was still learning): a learning format
+# then adopts the best estimate its state supports, if any, instead of HOLD
+ST_FINISH = NSTATE - 1
 
 # HeaderInfo array layout (writers)
 HEADERINFO_FIELDS = ("nsrc", "nchan", "chan0", "tuning", "gain", "decimation", "tuning1", "beam")

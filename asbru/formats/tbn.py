@@ -9,26 +9,28 @@ Deliberate differences from Bifrost (docs/differences-from-bifrost.md, formats #
   collided with lower ones).  ``src = input_id - 1 - src0``.
 * The tuning word is read as unsigned (Bifrost rejected words >= 2**31).
 * A frame with the TBW flag set is INVALID, as in Bifrost.
-* Decimation is not in the header, so it is learnt from the stream without losing a packet:
-  ``decode`` returns HOLD until it is known and the engine decodes the held frames again.
-  Every header-valid frame (any input) takes part: all inputs share one time grid, so the
-  difference between a frame's time tag and the largest time tag seen so far, when positive,
-  is a whole number of frame steps (``512 * decimation`` ticks).  A step value is adopted when
-  two consecutive forward differences agree.  A lost frame during learning only gives one odd
-  difference, so it never fixes a wrong multiple (Bifrost took the first difference it saw,
-  from the first input, and dropped the first frame of every input).  A difference that is not
-  a multiple of 512 is never adopted: the frames stay held.
-* Re-learning: once a step is known, a forward difference that disagrees with it is a
-  candidate, adopted when the next forward difference repeats it (a new sequence starts,
-  ``decimation`` is a CHANGE field); a difference equal to the known step drops it.  A
-  candidate that is a whole multiple of the known step (the usual case: a frame lost on the
-  way) changes nothing until adopted: those frames decode with the known step, at their true
-  time positions.  A candidate that is not a multiple (a faster or non-integer cadence)
-  holds the frames from that time tag on until it is adopted or dropped, so no frame is
-  placed with a wrong decimation.  Bifrost never re-learnt.
-* Known gaps: a single corrupt frame whose time tag lies far in the future raises the
-  "largest time tag seen" and so stops re-learning until the stream passes that time; a
-  single-input stream that loses every other frame is indistinguishable from half the rate.
+* Decimation is not in the header.  Give it as ``sample_rate=`` (samples per second:
+  ``decimation = 196 MHz / sample_rate``) and every frame decodes at once; otherwise it is
+  learnt from the stream without losing a frame: ``decode`` returns HOLD until it is known and
+  the engine decodes the held frames again.  The learner keeps the last 16 distinct time tags
+  (any input: all inputs share one time grid) and votes: sorted, their consecutive
+  differences are whole frame steps (``512 * decimation`` ticks) where no frame was lost; the
+  most common difference (a multiple of 512 ticks) is adopted once 2 differences agree and
+  they outnumber the differences it cannot explain.  One stray, early, duplicated or
+  bit-flipped time tag adds at most two odd differences, so it never decides (Bifrost took
+  the first difference it saw, from the first input, and dropped the first frame of every
+  input; an earlier asbru took the gcd of forward differences, which one bit flip fooled).
+  The phase of the grid (time tag modulo the step) is the one most of the table's time tags
+  share; once adopted, a frame off that grid is INVALID (one frame, nothing more).
+* A stream that ends (or goes quiet) while still learning adopts the best estimate the held
+  frames support: two frame times are enough, as in the LWA Software Library's reader.
+* Re-learning: after adoption the vote runs every 4 new time tags and on every off-grid one;
+  a different step or phase is adopted when at least 6 differences (and most time tags)
+  agree on it (``decimation`` is a CHANGE field: a new sequence starts).  Until then frames
+  on the old grid decode with the old step and frames off it are INVALID, so no frame is
+  placed with a wrong decimation.
+* Known gap: a single-input stream that loses every other frame is indistinguishable from
+  half the rate.
 * The sequence callback's ``time_tag`` is the time tag of ``seq0`` (``time_tag_of``), not of
   the packet that triggered the callback.
 """
@@ -37,7 +39,8 @@ from __future__ import annotations
 import numpy as np
 
 from .drx import place_interleaved
-from .spec import (CFG_NSRC, CFG_SRC0, DECIMATION, GAIN, H_GAIN, H_TUNING, HOLD, INVALID,
+from .spec import ST_FINISH as spec_ST_FINISH
+from .spec import (CFG_NSRC, CFG_SAMPLE_RATE, CFG_SRC0, DECIMATION, GAIN, H_GAIN, H_TUNING, HOLD, INVALID,
                    PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, TIME_TAG, TUNING, VALID,
                    BitField, Field, FormatError, FormatParams, Header, kernel, rd_be16,
                    rd_be32, rd_be64, wr_be16, wr_be32, wr_be64)
@@ -73,18 +76,31 @@ CHANGE = ("tuning", "decimation")
 CALLBACK_FAMILY = "value"
 CALLBACK_ARGS = ("seq0", "time_tag", "decimation", "tuning_word", "nsrc")
 
-# decode state (int64[NSTATE], zero at capture start)
-ST_STEP = 0      # learnt frame step in ticks (512 * decimation); 0 = not known yet
-ST_HAVE = 1      # 1 once a time tag has been seen
-ST_MAX_T = 2     # largest time tag seen
-ST_CAND = 3      # candidate step (a forward difference that disagrees with ST_STEP)
-ST_COUNT = 4     # consecutive forward differences equal to ST_CAND
-ST_PENDING = 5   # first time tag of the candidate cadence: frames from here are held
-ST_JUMP_T = 6    # a far-forward time tag not yet confirmed by a second one near it
-ST_FINE = 7      # a finer step suggested by frames arriving behind the newest
-ST_FINE_COUNT = 8  # how many behind-frames agreed with ST_FINE
-SLOWER_CONFIRM = 16  # consecutive equal steps needed to adopt a step that is a multiple of the old
+# decode state (int64[NSTATE], zero at capture start; spec.ST_FINISH is the engine's)
+ST_STEP = 0      # adopted frame step in ticks (512 * decimation); 0 = not known yet
+ST_PHASE = 1     # adopted grid phase: time tag modulo ST_STEP
+ST_TN = 2        # time tags in the table
+ST_TI = 3        # next table index to overwrite (oldest)
+ST_LAST_T = 4    # the last time tag fed to the table (cheap skip for the other inputs)
+ST_NEW = 5       # new time tags since the last vote (after adoption)
+ST_HAVE = 6      # 1 once ST_LAST_T is set
+TABLE = 16       # distinct recent time tags kept for the vote
+ST_TBL = 8       # table: state[ST_TBL:ST_TBL + TABLE]
+ST_SCR = ST_TBL + TABLE  # scratch for the sorted copy
+LEARN_VOTES = 2     # agreeing differences that adopt a first step
+RELEARN_VOTES = 6   # agreeing differences that replace an adopted step or phase
+VOTE_EVERY = 4      # after adoption: new time tags between two votes
 MAX_STEP = 1 << 40  # sanity bound: a larger "step" is not a TBN cadence
+CLOCK_HZ = 196_000_000
+LEARNS = "decimation (its sample rate)"
+
+
+def check_sample_rate(rate: int) -> None:
+    """``sample_rate=`` must give a whole decimation of the 196 MHz clock."""
+    if rate <= 0 or CLOCK_HZ % rate != 0:
+        raise FormatError(f"tbn: sample_rate {rate} does not divide the 196 MHz clock into a "
+                          f"whole decimation (e.g. 100000 for decimation 1960)")
+
 
 def matches(fmt: str) -> bool:
     """Bifrost selects TBN only for the exact string ``"tbn"``."""
@@ -104,67 +120,101 @@ capture_config = default_capture_config
 
 
 @kernel
-def _gcd(a, b):
-    while b != 0:
-        a, b = b, a % b
-    return a
+def _table_add(state, t):
+    """Remember time tag ``t`` (if new); returns True when it was new."""
+    if state[ST_HAVE] != 0 and t == state[ST_LAST_T]:
+        return False
+    state[ST_HAVE] = 1
+    state[ST_LAST_T] = t
+    n = state[ST_TN]
+    for i in range(n):
+        if state[ST_TBL + i] == t:
+            return False
+    if n < TABLE:
+        state[ST_TBL + n] = t
+        state[ST_TN] = n + 1
+    else:
+        i = state[ST_TI]
+        state[ST_TBL + i] = t
+        state[ST_TI] = (i + 1) % TABLE
+    return True
+
+
+@kernel
+def _vote(state, need):
+    """Adopt the step the table's differences agree on (see the module docstring): at least
+    ``need`` equal differences that outnumber the ones it cannot explain.  Returns True
+    when ST_STEP/ST_PHASE changed."""
+    n = state[ST_TN]
+    if n < 2:
+        return False
+    for i in range(n):  # insertion sort of a copy
+        v = state[ST_TBL + i]
+        j = i
+        while j > 0 and state[ST_SCR + j - 1] > v:
+            state[ST_SCR + j] = state[ST_SCR + j - 1]
+            j -= 1
+        state[ST_SCR + j] = v
+    best = np.int64(0)
+    best_n = 0
+    for i in range(1, n):
+        c = state[ST_SCR + i] - state[ST_SCR + i - 1]
+        if c <= 0 or c % SAMPLES != 0 or c > MAX_STEP:
+            continue
+        k = 0
+        for j in range(1, n):
+            if state[ST_SCR + j] - state[ST_SCR + j - 1] == c:
+                k += 1
+        if k > best_n or (k == best_n and c < best):
+            best = c
+            best_n = k
+    if best_n < need:
+        return False
+    bad = 0
+    for j in range(1, n):
+        if (state[ST_SCR + j] - state[ST_SCR + j - 1]) % best != 0:
+            bad += 1
+    if bad >= best_n:
+        return False
+    # the phase most time tags share (ties: the newest time tag's)
+    newest = state[ST_LAST_T]
+    phase = newest % best
+    phase_n = 0
+    for i in range(n):
+        p = state[ST_TBL + i] % best
+        k = 0
+        for j in range(n):
+            if state[ST_TBL + j] % best == p:
+                k += 1
+        if k > phase_n or (k == phase_n and p == newest % best):
+            phase = p
+            phase_n = k
+    if best == state[ST_STEP] and phase == state[ST_PHASE]:
+        return False
+    if state[ST_STEP] > 0 and 2 * phase_n <= n:
+        return False  # a new grid must hold most of the table
+    state[ST_STEP] = best
+    state[ST_PHASE] = phase
+    return True
 
 
 @kernel
 def _learn(state, t):
     """Feed one time tag to the decimation learner (see the module docstring)."""
-    if state[ST_HAVE] == 0:
-        state[ST_HAVE] = 1
-        state[ST_MAX_T] = t
+    new = _table_add(state, t)
+    step = state[ST_STEP]
+    if step <= 0:
+        if new:
+            _vote(state, LEARN_VOTES)
+        if state[ST_STEP] <= 0 and state[spec_ST_FINISH] != 0:
+            _vote(state, 1)  # the stream ended: the best estimate the table supports
         return
-    if t <= state[ST_MAX_T]:
-        # a late or re-decoded frame: news only if it sits off the learnt grid, which means
-        # reordering fooled the forward differences into a multiple of the true step
-        step = state[ST_STEP]
-        back = state[ST_MAX_T] - t
-        if step > 0 and back % step != 0 and back % SAMPLES == 0:
-            g = _gcd(step, back)
-            if g % SAMPLES == 0:
-                if g == state[ST_FINE]:
-                    state[ST_FINE_COUNT] += 1
-                else:
-                    state[ST_FINE] = g
-                    state[ST_FINE_COUNT] = 1
-                if state[ST_FINE_COUNT] >= 2:
-                    state[ST_STEP] = g
-                    state[ST_FINE_COUNT] = 0
+    if not new:
         return
-    diff = t - state[ST_MAX_T]
-    if diff > MAX_STEP:
-        # a corrupt time tag or a real restart far ahead: follow it only once a second
-        # frame confirms it, or one bad frame would hold the whole stream
-        j = state[ST_JUMP_T]
-        if j != 0 and 0 <= t - j <= MAX_STEP:
-            state[ST_MAX_T] = t if t > j else j
-            state[ST_JUMP_T] = 0
-            state[ST_COUNT] = 0
-        else:
-            state[ST_JUMP_T] = t
-        return
-    state[ST_MAX_T] = t
-    if diff == state[ST_STEP]:
-        state[ST_COUNT] = 0  # the known cadence goes on: any doubt was a lost frame
-        return
-    if diff == state[ST_CAND] and state[ST_COUNT] > 0:
-        state[ST_COUNT] += 1
-    else:
-        if state[ST_COUNT] == 0:
-            state[ST_PENDING] = t
-        state[ST_CAND] = diff
-        state[ST_COUNT] = 1
-    # a whole multiple of the known step is what lost or reordered frames look like, so a
-    # slower cadence must be confirmed by a long run; anything else by two steps
-    need = 2
-    if state[ST_STEP] > 0 and diff % state[ST_STEP] == 0:
-        need = SLOWER_CONFIRM
-    if state[ST_COUNT] >= need and diff % SAMPLES == 0 and diff <= MAX_STEP:
-        state[ST_STEP] = diff
-        state[ST_COUNT] = 0
+    state[ST_NEW] += 1
+    if state[ST_NEW] >= VOTE_EVERY or t % step != state[ST_PHASE]:
+        state[ST_NEW] = 0
+        _vote(state, RELEARN_VOTES)
 
 
 @kernel
@@ -179,15 +229,20 @@ def decode(pkt, cfg, state, d):
     t = rd_be64(pkt, 16)
     if t < 0:
         return INVALID  # >= 2**63 ticks: absurd
-    _learn(state, t)
     src = (tbn_id & 0x3FFF) - 1 - cfg[CFG_SRC0]
     if src < 0 or src >= cfg[CFG_NSRC]:
         return INVALID
-    step = state[ST_STEP]
-    if step <= 0:
-        return HOLD
-    if state[ST_COUNT] > 0 and t >= state[ST_PENDING] and state[ST_CAND] % step != 0:
-        return HOLD  # a step the old cadence cannot explain: wait for the next difference
+    rate = cfg[CFG_SAMPLE_RATE]
+    if rate > 0:
+        step = SAMPLES * (CLOCK_HZ // rate)  # given by the user: nothing to learn
+    else:
+        _learn(state, t)
+        step = state[ST_STEP]
+        if step <= 0:
+            return HOLD
+        if t % step != state[ST_PHASE]:
+            return INVALID  # off the adopted grid: a corrupt time tag (or a cadence change
+            # not yet agreed on)
     d[SEQ] = t // step
     d[SRC] = src
     d[TIME_TAG] = t

@@ -12,16 +12,30 @@ Deliberate differences from Bifrost (docs/differences-from-bifrost.md, formats #
 * ``time_tag`` counts samples since the reference epoch:
   ``seconds * sample_rate + frame_number * samples_per_frame`` (= ``seq * samples_per_frame``).
   Bifrost used ``seq * sample_rate``, which has no unit.
-* Frames per second are learnt per thread and without losing a frame: ``decode`` returns
-  HOLD until a frame of the *next* second of the same thread arrives; then
-  ``fps = (largest frame number seen in the completed second) + 1`` and the held frames are
-  decoded again (the engine does that), so the first, partial second is kept.  Bifrost learnt
-  it from the first backwards step of the frame number over all threads together (fooled by
-  interleaved threads or reordering) and dropped everything before it.  Threads 0-29 (after
-  src0) take part in learning; any thread decodes once the rate is known.
-* If the last frame of the learning second was lost, ``fps`` comes out one short; a later
-  frame number ``>= fps`` raises ``fps`` to ``frame_number + 1`` (``sample_rate`` is a CHANGE
-  field, so a new sequence starts with the corrected numbering).
+* Frames per second come, in this order, from ``sample_rate=`` (samples per second per
+  channel, as in ``baseband``: ``fps = sample_rate / samples_per_frame``), from the EDV 3
+  header's sample rate (word 4: bits 0-22 the rate, bit 23 the unit, 1 = MHz, 0 = kHz; real
+  samples at twice the field, complex at the field; word 5 = 0xACABFEED), or are learnt.
+  With either of the first two nothing is held.
+* Learning (frames of any thread in range take part: all threads share one frame
+  numbering): ``decode`` returns HOLD while the capture watches one second; the largest
+  frame numbers seen in it are kept, and once 3 frames of the *next* second have arrived the
+  second is complete (frames of the two seconds after count too) and ``fps`` = (the largest
+  frame number that has a neighbour within 2 among the kept ones, or came 3 times, or is 0 or
+  1) + 1, so one corrupt frame number cannot set it, nor one stray frame of
+  a later second end the watch early (an earlier asbru was 4x wrong after one).  Frames of
+  other seconds that outnumber the watched one restart the watch there.  The held frames are
+  then decoded again (the engine does that), so the first, partial second is kept.  Bifrost
+  learnt it from the first backwards step of the frame number over all threads together
+  and dropped everything before it.
+* A recording that ends while still learning adopts the estimate if at least one frame of
+  the next second arrived; a recording of one second or less per thread (like every sample
+  file shipped with ``baseband``) has no rate to learn: its frames are counted invalid and
+  a warning names ``sample_rate``.
+* If the last frame of the learning second was lost, ``fps`` comes out one short; once 3
+  frames say frame number ``fps``, ``fps`` becomes that number + 1
+  (``sample_rate`` is a CHANGE field, so a new sequence starts with the corrected
+  numbering).  Any other frame number ``>= fps`` is INVALID.
 * The frame-length field must equal the packet (record) size; the invalid bit makes a frame
   INVALID; a zero-length payload or a sample size that does not fit is INVALID.
 * ``sample_rate`` is samples per second per channel (``fps * samples_per_frame``); Bifrost
@@ -37,7 +51,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import (CFG_NSRC, CFG_SRC0, COMPLEX, EPOCH, H_DECIMATION, H_GAIN, H_NCHAN,
+from .spec import ST_FINISH as spec_ST_FINISH
+from .spec import (CFG_NSRC, CFG_SAMPLE_RATE, CFG_SRC0, COMPLEX, EPOCH, H_DECIMATION, H_GAIN, H_NCHAN,
                    H_TUNING, HOLD, INVALID, NBIT, NCHAN, PAYLOAD_OFFSET, PAYLOAD_SIZE,
                    SAMPLE_RATE, SEQ, SRC, TIME_TAG, VALID, X0, X1, BitField, Field,
                    FormatError, FormatParams, Header, copy_to_ring, kernel, parse_int_suffix, rd_le32,
@@ -78,11 +93,28 @@ CALLBACK_FAMILY = "value"
 CALLBACK_ARGS = ("seq0", "time_tag", "ref_epoch", "sample_rate", "vdif_nchan", "nbit",
                  "is_complex", "nsrc")
 
-# decode state: [0] = frames per second (0 = not known); per learning thread s (< LEARN_THREADS):
-# [2 + 2s] = 1 + the second being watched (0 = none), [3 + 2s] = largest frame number in it
-ST_FPS = 0
-LEARN_THREADS = 30
+# decode state (int64[NSTATE], zero at capture start; spec.ST_FINISH is the engine's)
+ST_FPS = 0        # learnt frames per second (0 = not known)
+ST_SEC = 1        # 1 + the second being watched (0 = none)
+ST_NSEC = 2       # frames seen in the watched second
+ST_NNEXT = 3      # frames seen of the next second
+ST_OTHER = 4      # 1 + another second frames came from (0 = none)
+ST_NOTHER = 14    # frames of that other second (after the TOP table)
+ST_OVER = 5       # a frame number >= fps, seen ST_NOVER times (one-short correction)
+ST_NOVER = 6
+ST_TOPN = 7       # frames seen with the largest frame number (ST_TOP)
+ST_TOP = 8        # the TOP largest distinct frame numbers of the watched second, descending
+TOP = 6
+LEARN_VOTES = 3   # frames of the next second that complete the watched one; also frames
+                  # of another second that restart the watch, or saying fps is one short
 MAX_FPS = 1 << 24  # the frame number has 24 bits
+EDV3_SYNC = 0xACABFEED
+LEARNS = "frames per second (its sample rate)"
+
+
+def check_sample_rate(rate: int) -> None:
+    if rate <= 0:
+        raise FormatError(f"vdif: sample_rate must be positive; got {rate}")
 
 
 def matches(fmt: str) -> bool:
@@ -110,27 +142,101 @@ capture_config = default_capture_config
 
 
 @kernel
-def _learn(state, src, seconds, frame):
-    """Per-thread frames-per-second learning (module docstring)."""
+def _top_add(state, frame):
+    """Keep the TOP largest distinct frame numbers of the watched second."""
+    if state[ST_TOP] == frame + 1:
+        state[ST_TOPN] += 1  # the largest frame number again (another thread)
+        return
+    for i in range(TOP):
+        v = state[ST_TOP + i]
+        if v == frame + 1:
+            return
+        if v < frame + 1:  # stored as frame + 1 (0 = empty), descending
+            for j in range(TOP - 1, i, -1):
+                state[ST_TOP + j] = state[ST_TOP + j - 1]
+            state[ST_TOP + i] = frame + 1
+            if i == 0:
+                state[ST_TOPN] = 1
+            return
+
+
+@kernel
+def _estimate(state):
+    """fps from the watched second: the largest kept frame number with a neighbour within
+    2 among the kept ones, or seen 3 times (threads), + 1 (0 = none)."""
+    if state[ST_TOP] > 0 and state[ST_TOPN] >= LEARN_VOTES:
+        return state[ST_TOP]
+    for i in range(TOP):
+        a = state[ST_TOP + i]
+        if a <= 0:
+            break
+        if a <= 2:
+            return a  # frame 0 or 1: small enough to need no neighbour (1-2 frames/s)
+        if i + 1 < TOP and state[ST_TOP + i + 1] > 0 and a - state[ST_TOP + i + 1] <= 2:
+            return a  # (frame + 1)
+    return 0
+
+
+@kernel
+def _watch(state, seconds, frame):
+    state[ST_SEC] = seconds + 1
+    state[ST_NSEC] = 1
+    state[ST_NNEXT] = 0
+    state[ST_OTHER] = 0
+    state[ST_NOTHER] = 0
+    for i in range(TOP):
+        state[ST_TOP + i] = 0
+    state[ST_TOPN] = 0
+    _top_add(state, frame)
+
+
+@kernel
+def _learn(state, seconds, frame):
+    """Frames-per-second learning (module docstring)."""
     fps = state[ST_FPS]
     if fps > 0:
-        if frame >= fps and frame < MAX_FPS:
-            state[ST_FPS] = frame + 1  # learnt one short (lost last frame): correct it
         return
-    if src < 0 or src >= LEARN_THREADS:
+    w = state[ST_SEC]
+    if w == 0:
+        _watch(state, seconds, frame)
         return
-    i = 2 + 2 * src
-    if state[i] == 0 or seconds + 1 < state[i]:
-        if state[i] == 0:
-            state[i] = seconds + 1
-            state[i + 1] = frame
-        return  # a frame of an earlier second (reordered): no news
-    if seconds + 1 == state[i]:
-        if frame > state[i + 1]:
-            state[i + 1] = frame
-        return
-    # a frame of a later second: the watched second is complete
-    state[ST_FPS] = state[i + 1] + 1
+    if seconds + 1 == w:
+        state[ST_NSEC] += 1
+        _top_add(state, frame)
+    elif w <= seconds <= w + 2:  # the next second (or the two after: few frames/s)
+        state[ST_NNEXT] += 1
+        if state[ST_NNEXT] >= LEARN_VOTES:
+            est = _estimate(state)
+            if est > 0:
+                state[ST_FPS] = est
+            else:
+                _watch(state, seconds, frame)  # nothing trustworthy: watch this second
+                state[ST_NSEC] = state[ST_NNEXT]
+    else:
+        if state[ST_OTHER] == seconds + 1:
+            state[ST_NOTHER] += 1
+        else:
+            state[ST_OTHER] = seconds + 1
+            state[ST_NOTHER] = 1
+        if state[ST_NOTHER] >= LEARN_VOTES and state[ST_NOTHER] > state[ST_NSEC]:
+            _watch(state, seconds, frame)  # the watched second was a stray's
+    if state[ST_FPS] == 0 and state[spec_ST_FINISH] != 0 and state[ST_NNEXT] > 0:
+        state[ST_FPS] = _estimate(state)
+
+
+@kernel
+def _over(state, frame):
+    """A frame number >= fps: fps was learnt one short only if 3 frames agree."""
+    if state[ST_OVER] == frame + 1:
+        state[ST_NOVER] += 1
+    else:
+        state[ST_OVER] = frame + 1
+        state[ST_NOVER] = 1
+    if state[ST_NOVER] >= LEARN_VOTES:
+        state[ST_FPS] = frame + 1
+        state[ST_NOVER] = 0
+        return True
+    return False
 
 
 @kernel
@@ -160,10 +266,24 @@ def decode(pkt, cfg, state, d):
     src = ((w3 >> 16) & 0x3FF) - cfg[CFG_SRC0]
     if src < 0 or src >= cfg[CFG_NSRC]:
         return INVALID
-    _learn(state, src, seconds, frame)
-    fps = state[ST_FPS]
-    if fps <= 0:
-        return HOLD
+    rate = cfg[CFG_SAMPLE_RATE]
+    if rate <= 0 and hsize == HEADER_SIZE and (rd_le32(pkt, 16) >> 24) == 3 \
+            and rd_le32(pkt, 20) == EDV3_SYNC:
+        w4 = rd_le32(pkt, 16)
+        rate = (w4 & 0x7FFFFF) * (1_000_000 if (w4 >> 23) & 1 else 1000) * (2 - cplx)
+    if rate > 0:
+        fps = rate // spf  # stated: nothing to learn
+        if fps * spf != rate or fps > MAX_FPS or frame >= fps:
+            return INVALID
+    else:
+        _learn(state, seconds, frame)
+        fps = state[ST_FPS]
+        if fps <= 0:
+            return HOLD
+        if frame >= fps:
+            if frame != fps or not _over(state, frame):
+                return INVALID  # only "one short" is ever corrected (3 frames must say so)
+            fps = state[ST_FPS]
     seq = seconds * fps + frame
     d[SEQ] = seq
     d[SRC] = src
