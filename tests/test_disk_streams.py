@@ -304,6 +304,67 @@ def test_resync_across_read_buffers_and_in_a_pipe(tmp_path):
     assert accounted(st) == st["nreceived"]
 
 
+# A short record must cost the same wherever the input happens to be cut into batches: the
+# record after it used to be lost as well when the short record's row, or the row after it,
+# ended a batch (the resync could not look back into the batch before, nor ahead past the
+# end of this one); a pipe cuts the input wherever its writer did.
+SHORT = 5
+
+
+@pytest.mark.parametrize("nrow", [SHORT + 1, SHORT + 2, SHORT + 3])
+def test_a_short_record_at_the_end_of_a_file_read_costs_only_itself(tmp_path, nrow):
+    # read_size = nrow records: the first read ends at the short record's row (nrow 6), on
+    # the row after it (7), or one later (8, the case that always worked)
+    data, recs = chips_records()
+    recs[SHORT] = recs[SHORT][:50]
+    path = tmp_path / "edge.dat"
+    path.write_bytes(b"".join(recs))
+    with open(path, "rb") as fh:
+        cap, statuses, seqs = read_all(fh, read_size=nrow * RS)
+    st = cap.stats
+    # the short record keeps its header (placed with a corrupt tail): nothing is lost
+    assert (st["nvalid"], st["nresyncs"], st["ninvalid"]) == (800, 1, 1), st
+    assert accounted(st) == st["nreceived"]
+
+
+def _pipe_queued(fd: int) -> int:
+    import fcntl
+    import termios
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
+
+
+@pytest.mark.parametrize("first", [SHORT * RS + 50, SHORT * RS + RS, SHORT * RS + 50 + RS,
+                                   SHORT * RS + 2 * RS, SHORT * RS + 3 * RS + 7])
+def test_a_short_record_where_a_pipe_read_ends_costs_only_itself(first):
+    # the pipe holds exactly ``first`` bytes when the reader starts (so its first read ends
+    # there), the rest comes once those are read
+    data, recs = chips_records()
+    recs[SHORT] = recs[SHORT][:50]
+    raw = b"".join(recs)
+    r, w = os.pipe()
+    os.write(w, raw[:first])
+
+    def rest():
+        deadline = time.monotonic() + 30
+        while _pipe_queued(w) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        view = memoryview(raw)[first:]
+        try:
+            while view:
+                view = view[os.write(w, view):]
+        finally:
+            os.close(w)
+    th = threading.Thread(target=rest, daemon=True)
+    th.start()
+    with os.fdopen(r, "rb") as fh:
+        cap, statuses, seqs = read_all(fh, read_size=64 * RS)
+    th.join(10)
+    st = cap.stats
+    assert (st["nvalid"], st["nresyncs"], st["ninvalid"]) == (800, 1, 1), st
+    # every record in place (but the short one's time step: its tail is the next record's)
+    check_chips_data(seqs, data, [t for t in range(NTIME) if t != SHORT // NSRC])
+
+
 def test_resync_snap2(tmp_path):
     data, recs = snap2_records()
     rs = len(recs[0])

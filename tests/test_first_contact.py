@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asbru.capture.testing import wait_udp_read
 from helpers.cli import ENV, free_udp_port, run, run_json, start, stop, wait_published
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +127,9 @@ def test_capture_says_which_sources_nsrc_rejected(tmp_path):
     try:
         wait_published(cap.pid, proc=cap)
         _send_chips(port, f)
-        time.sleep(0.5)
+        # stop once the capture has read them all (a fixed 0.5 s sleep was too short on a
+        # loaded machine: the datagrams still queued were rightly not counted)
+        assert wait_udp_read(port, 30)
     finally:
         out, err = stop(cap)
     res = json.loads(out)

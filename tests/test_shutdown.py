@@ -19,7 +19,7 @@ import pytest
 
 from asbru import formats
 from asbru.address import Address
-from asbru.capture.testing import RingCollector, free_udp_port, run_capture
+from asbru.capture.testing import RingCollector, free_udp_port, run_capture, wait_udp_read
 from asbru.formats import batch
 from asbru.packet_capture import DiskReader, UDPCapture
 from asbru.ring import Ring
@@ -243,7 +243,11 @@ def test_ctrl_c_flushes_closes_and_leaves_nothing_behind():
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             for p in pk:
                 tx.sendto(p, ("127.0.0.1", port))
-        time.sleep(0.5)  # the child has received them (it blocks in recv() for more)
+        # Ctrl-C only once the child has taken every datagram from the socket (end()
+        # places what was received; datagrams still queued in the kernel are not): a fixed
+        # sleep was too short on a loaded machine, where the child got SIGINT with all 20
+        # still queued and rightly ended with no sequence
+        assert wait_udp_read(port, 30), "the child never read the datagrams"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

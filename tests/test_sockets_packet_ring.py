@@ -83,6 +83,36 @@ def test_exact_payloads_once_each_across_block_wraps():
         assert (packets, drops) == (len(sent), 0)
 
 
+def test_traffic_while_the_ring_opens_is_neither_queued_nor_counted():
+    # Other traffic on lo (tests running beside this one) while the ring is being set up:
+    # the packet socket used to be hooked to the interface before its port filter was in,
+    # so PACKET_STATISTICS counted what came in meanwhile (422 packets for 400 sent).
+    import threading
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as noise:
+        sink.bind(("127.0.0.1", 0))
+        stop = threading.Event()
+
+        def flood():
+            while not stop.is_set():
+                for _ in range(100):
+                    noise.sendto(b"not for the ring", sink.getsockname())
+        th = threading.Thread(target=flood, daemon=True)
+        th.start()
+        try:
+            rings = [_open_ring(_free_port(), block_size=1 << 16, block_count=4)
+                     for _ in range(20)]
+        finally:
+            stop.set()
+            th.join(10)
+    for ring in rings:
+        with ring:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+                tx.sendto(b"mine", ("127.0.0.1", ring.address.port))
+            assert _collect(ring, 1) == [b"mine"]
+            assert ring.stats() == (1, 0)
+
+
 def test_other_ports_and_addresses_are_not_seen():
     port = _free_port()
     with _open_ring(port, block_size=1 << 16, block_count=4) as ring, \

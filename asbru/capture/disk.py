@@ -85,8 +85,11 @@ class DiskReader(CaptureEngine):
                           sample_rate=a.get("sample_rate"))
 
     def _setup_backend(self) -> None:
-        self._rbuf = np.zeros((self._nrec, self._record_size), dtype=np.uint8)
-        self._rlen = np.zeros(self._nrec, dtype=np.int64)
+        # rows in front keep the bytes before the batch, spare rows after it take what a
+        # resync keeps from them (see _fetch in asbru/capture/kernels.py)
+        nrow = self._nrec + 2 * L.DISK_BACK_ROWS
+        self._rbuf = np.zeros((nrow, self._record_size), dtype=np.uint8)
+        self._rlen = np.zeros(nrow - L.DISK_BACK_ROWS, dtype=np.int64)
         self._hdrs = np.zeros((1, 1), dtype=np.uint8)
         self._control = np.zeros((1, 0), dtype=np.uint8)
         self._controllens = np.zeros(1, dtype=np.uint64)
@@ -137,7 +140,8 @@ class DiskReader(CaptureEngine):
         if whence == os.SEEK_CUR:
             offset, whence = self.tell() + offset, os.SEEK_SET
         self._rst[:] = 0  # records read ahead belong to the old position
-        self._io[L.IO_CARRY_LEN] = self._io[L.IO_CARRY_OFF] = 0
+        for k in (L.IO_CARRY_LEN, L.IO_CARRY_OFF, L.IO_FILL, L.IO_BACK, L.IO_NEED, L.IO_EOF):
+            self._io[k] = 0     # nothing read before the new position is kept
         try:
             new = os.lseek(self._fd, offset, whence)
         except OSError as exc:

@@ -226,35 +226,61 @@ def _flat(rbuf):
 
 
 @numba.njit(nogil=True, cache=True)
-def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
-    # hand over whole records (rbuf rows are records), ~1 MiB per read().  Bytes kept back
-    # by the last call (a partial record, or the records after a resync point) come first.
-    # A pipe, FIFO or socket may return less than asked: the call returns as soon as it
-    # holds one whole record and keeps the partial rest for the next; a short tail at end
-    # of input is a short record handed to decode (which rejects it)
-    fd = io[IO_FD]
-    rs = rbuf.shape[1]
-    nrec = rbuf.shape[0]
+def _read_cap(rbuf, rlen):
+    # bytes a read fills the batch up to.  The batch rows (after the DISK_BACK_ROWS rows
+    # in front) end with DISK_BACK_ROWS spare rows: a resync may keep bytes from the rows in
+    # front for the next batch, which then holds up to two records more than a read gives
+    nrec = rbuf.shape[0] - DISK_BACK_ROWS
     if nrec > rlen.shape[0]:
         nrec = rlen.shape[0]
-    cap = nrec * rs
+    return (nrec - DISK_BACK_ROWS) * rbuf.shape[1]
+
+
+@numba.njit(nogil=True, cache=True)
+def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
+    # hand over whole records (rows DISK_BACK_ROWS.. of rbuf are records), ~1 MiB per
+    # read().  Bytes kept back by the last call (a partial record, or the records after a
+    # resync point) come first; the bytes just before them stay in the rows in front
+    # (io[IO_BACK] of them), so that a resync of the first records can look back.
+    # A pipe, FIFO or socket may return less than asked: the call returns as soon as it
+    # holds one whole record (or io[IO_NEED] bytes: a resync that needs to see further)
+    # and keeps the partial rest for the next; a short tail at end of input is a short
+    # record handed to decode (which rejects it)
+    fd = io[IO_FD]
+    rs = rbuf.shape[1]
+    base = DISK_BACK_ROWS * rs
+    cap = _read_cap(rbuf, rlen)
     flat = _flat(rbuf)
     got = io[IO_CARRY_LEN]
-    off = io[IO_CARRY_OFF]
-    if got > 0 and off > 0:
-        flat[:got] = flat[off:off + got]
+    # what the last batch consumed ends where the kept bytes start (or at its fill)
+    end = io[IO_CARRY_OFF] if got > 0 else io[IO_FILL]
+    back = io[IO_BACK] + end
+    if back > base:
+        back = base
+    if back < 0:
+        back = 0
+    if end != 0 and back + got > 0:
+        flat[base - back:base + got] = flat[base + end - back:base + end + got]
+    io[IO_BACK] = back
+    io[IO_FILL] = 0      # moved: a call that returns early moves nothing again
     io[IO_CARRY_LEN] = 0
     io[IO_CARRY_OFF] = 0
     io[IO_SCAN_END] = 0
+    want = io[IO_NEED]
+    io[IO_NEED] = 0
+    if want < rs:
+        want = rs
+    if want > cap:
+        want = cap
     carried = got
     eof = False
     while got < cap:
-        r = sc.read_e(fd, io[IO_ADDR] + got, cap - got)
+        r = sc.read_e(fd, io[IO_ADDR] + base + got, cap - got)
         if r < 0:
             e = -r
             if e == sc.EAGAIN or e == sc.EWOULDBLOCK:
                 # a non-blocking descriptor (a socket with a timeout): wait for data
-                if got >= rs:
+                if got >= want:
                     break
                 io[IO_POLLFD] = (fd & 0xFFFFFFFF) | (sc.POLLIN << 32)
                 sc.poll_e(io[IO_POLLFD_ADDR], 1, -1)
@@ -271,9 +297,10 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
             eof = True
             break
         got += r
-        if got >= rs:
+        if got >= want:
             break
     io[IO_OFFSET] += got - carried
+    io[IO_EOF] = 1 if eof else 0
     if got == 0:
         return F_EOF
     nfull = got // rs
@@ -292,6 +319,11 @@ def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
     return nfull
 
 
+@numba.njit(nogil=True, cache=True)
+def _packet(rbuf, hdrs, control, i, ln):
+    return rbuf[DISK_BACK_ROWS + i, :ln]
+
+
 ''' + PER_FORMAT + '''
 from asbru.formats.spec import NDESC as _NDESC
 
@@ -301,6 +333,15 @@ RESYNC = True
 @numba.njit(nogil=True, cache=True)
 def _rows_flat(rbuf):
     return rbuf.reshape(rbuf.shape[0] * rbuf.shape[1])
+
+
+@numba.njit(nogil=True, cache=True)
+def _batch_read_cap(rbuf, rlen):
+    # _read_cap of the backend module (this part is compiled with the loop)
+    nrec = rbuf.shape[0] - DISK_BACK_ROWS
+    if nrec > rlen.shape[0]:
+        nrec = rlen.shape[0]
+    return (nrec - DISK_BACK_ROWS) * rbuf.shape[1]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -328,6 +369,20 @@ def _agree(r1, d1, r2, d2, span):
 
 
 @numba.njit(nogil=True, cache=True)
+def _defer(io, rst, i, b, base, fill, rs, need, cnt):
+    # the batch ends too soon after record i to decide: hand record i back (it was counted
+    # invalid) and read it again at the start of the next batch, which holds at least
+    # ``need`` bytes from it (the records before it stay behind it, see _fetch)
+    cnt[C_NINVALID] -= 1
+    cnt[C_NINVALID_BYTES] -= rs
+    cnt[C_NRECEIVED] -= rst[R_COUNT] - i
+    rst[R_COUNT] = i + 1
+    io[IO_CARRY_LEN] += fill - b
+    io[IO_CARRY_OFF] = b - base
+    io[IO_NEED] = need
+
+
+@numba.njit(nogil=True, cache=True)
 def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
     # record i of the receive buffer decoded INVALID.  If the record after it decodes, only
     # record i was bad.  If not, a short (or long) record has shifted every record after
@@ -335,16 +390,32 @@ def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
     # record after it decodes too, with a seq close to its own (where the buffer holds it);
     # record i then counts as one invalid packet of the bytes up to there.  Each byte of a
     # buffer is scanned once (io[IO_SCAN_END]: no record starts before it).
+    # The outcome must not depend on where the input was cut into batches (a pipe cuts it
+    # anywhere): the records before record i are looked at in the rows in front of the
+    # batch (_fetch keeps them there), and a decision that needs bytes beyond the batch
+    # while more can come is deferred (_defer) to the next batch, which starts at record i.
     rs = rbuf.shape[1]
-    fill = io[IO_FILL]
-    b = i * rs
-    if rlen[i] != rs or b + 2 * rs > fill:
+    base = DISK_BACK_ROWS * rs
+    fill = base + io[IO_FILL]
+    b = base + i * rs
+    lo = base - io[IO_BACK]       # the first byte of the input in the buffer
+    if rlen[i] != rs:
+        return
+    # a later batch can hold more after record i: not at end of input, and not when
+    # record i already starts a full batch
+    more = io[IO_EOF] == 0 and (i > 0 or fill - base < _batch_read_cap(rbuf, rlen))
+    if b + 2 * rs > fill:
+        if more:
+            _defer(io, rst, i, b, base, fill, rs, 4 * rs, cnt)
         return
     flat = _rows_flat(rbuf)
     fs = np.empty(fstate.shape[0], dtype=np.int64)
     d1 = np.empty(_NDESC, dtype=np.int64)
     d2 = np.empty(_NDESC, dtype=np.int64)
     if _decode_at(flat, b + rs, rs, cfg, fstate, fs, d1) != INVALID:
+        return
+    if b + 4 * rs > fill and more:
+        _defer(io, rst, i, b, base, fill, rs, 4 * rs, cnt)
         return
     span = 2 * win[W_N] + 2
     # the two records before, if they decode and agree, say where the stream is: then a
@@ -353,7 +424,7 @@ def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
     # record or a few stray bytes); the next bad record, with no such context, scans on
     ctx = np.int64(0)
     has_ctx = False
-    if i >= 2 and rlen[i - 1] == rs:
+    if b - 2 * rs >= lo:
         ra = _decode_at(flat, b - 2 * rs, rs, cfg, fstate, fs, d1)
         rb = _decode_at(flat, b - rs, rs, cfg, fstate, fs, d2)
         if ra == VALID and rb == VALID and _agree(ra, d1, rb, d2, span):
@@ -373,6 +444,10 @@ def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
         if r1 != INVALID and not (has_ctx and r1 == VALID and
                                   (d1[SEQ] - ctx >= near or ctx - d1[SEQ] >= near)):
             if c + 2 * rs > fill:
+                if more:
+                    # only one record to check it by: see the record after it first
+                    _defer(io, rst, i, b, base, fill, rs, c - b + 2 * rs, cnt)
+                    return
                 found = True
                 break
             r2 = _decode_at(flat, c + rs, rs, cfg, fstate, fs, d2)
@@ -385,7 +460,7 @@ def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
     x = c - b
     if not found or x % rs == 0:
         return   # nothing decodes / whole bad records: the alignment holds, count them one by one
-    if x < rs and c >= rs:
+    if x < rs and c - rs >= lo:
         # was the short record the one before (its header decoded, and the start of this
         # record filled its row)?  Then read this record again from where it really starts
         r1 = _decode_at(flat, c, rs, cfg, fstate, fs, d1)
@@ -399,7 +474,7 @@ def _resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
     cnt[C_NRESYNC] += 1
     cnt[C_NSKIPPED_BYTES] += skipped
     io[IO_CARRY_LEN] += fill - c   # any partial record kept by _fetch follows on directly
-    io[IO_CARRY_OFF] = c
+    io[IO_CARRY_OFF] = c - base
 '''
 
 _FORMAT_PART = '''

@@ -121,4 +121,11 @@ IO_STAGE_LENS = 12
 IO_STAGE_ROW = 13
 IO_STAGE_N = 14   # packets staged
 IO_STAGE_POS = 15  # packets already handed to the loop
-NIO = 16
+# disk: the receive buffer's first DISK_BACK_ROWS rows keep the bytes that came just before
+# the batch (so a resync of the batch's first records sees the records before them): how
+# many of those bytes are stream bytes (0 after the start or a seek)
+IO_BACK = 16
+IO_NEED = 17      # disk: bytes the next fetch must hold before it returns (0: one record)
+IO_EOF = 18       # disk: 1 if the last fetch met the end of the input
+NIO = 19
+DISK_BACK_ROWS = 2

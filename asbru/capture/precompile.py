@@ -37,8 +37,10 @@ def backend_arrays(backend: str, slot: int = 64, nbatch: int = 2) -> tuple[Any, 
         return (io, rv.buffers, np.zeros(nbatch, dtype=np.int64), rv.hdrs, rv.control,
                 rv.controllens, keep)
     if backend == "disk":
-        return (np.zeros(L.NIO, dtype=np.int64), np.zeros((nbatch, slot), dtype=np.uint8),
-                np.zeros(nbatch, dtype=np.int64), np.zeros((1, 1), dtype=np.uint8),
+        # as disk.py: rows before and after the batch (see _fetch), a length per batch row
+        nrow = 2 * L.DISK_BACK_ROWS + nbatch
+        return (np.zeros(L.NIO, dtype=np.int64), np.zeros((nrow, slot), dtype=np.uint8),
+                np.zeros(nrow - L.DISK_BACK_ROWS, dtype=np.int64), np.zeros((1, 1), dtype=np.uint8),
                 np.zeros((1, 0), dtype=np.uint8), np.zeros(1, dtype=np.uint64), None)
     if backend == "sniffer":
         return (np.zeros(L.NIO + 8, dtype=np.int64), np.zeros((1, slot), dtype=np.uint8),

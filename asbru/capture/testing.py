@@ -95,3 +95,34 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
     with socket.socket(fam, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def udp_queued_bytes(port: int) -> int:
+    """Bytes waiting in the receive queue of the UDP socket (IPv4 or IPv6) bound to
+    ``port`` on this machine, from the rx_queue column of /proc/net/udp{,6}; -1 if none is
+    bound there (or /proc is not Linux's)."""
+    found = -1
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if int(f[1].rsplit(":", 1)[1], 16) == port:
+                found = max(found, 0) + int(f[4].split(":")[1], 16)
+    return found
+
+
+def wait_udp_read(port: int, timeout: float = 30.0) -> bool:
+    """Wait until the process bound to UDP ``port`` has read every datagram queued for it
+    (what a capture has read, ``end()`` places; what is still queued, it does not): the
+    sync point for stopping a capture after sending, where a fixed sleep is too short on
+    a loaded machine.  False if the queue did not empty within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if udp_queued_bytes(port) == 0:
+            return True
+        time.sleep(0.002)
+    return False

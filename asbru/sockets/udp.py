@@ -206,9 +206,8 @@ class UDPSocket:
         """Open an AF_PACKET socket (IPv4, network layer) on the interface owning ``addr``
         (or whose subnet contains it, or ``interface``) and turn promiscuous mode on.
 
-        The socket itself receives every IPv4 packet of the interface; the sniffer capture
-        reads it through :class:`asbru.sockets.packet_ring.PacketRing`, which adds the
-        port/address filter.  When ``addr`` is a local address, the UDP port is also held
+        The socket takes no packet until :class:`asbru.sockets.packet_ring.PacketRing`
+        (through which the sniffer capture reads it) puts in the port/address filter.  When ``addr`` is a local address, the UDP port is also held
         by a bound socket that accepts nothing, so that the kernel does not answer each
         datagram with ICMP port-unreachable.
         """
@@ -222,11 +221,16 @@ class UDPSocket:
                 raise ArgumentError(f"sniff: no interface owns or routes {addr.address}; pass interface='name'")
             interface = owner.name
         self._check_interface(interface)
+        # Opened with protocol 0 (no packet reaches it yet) and given a filter that drops
+        # everything before bind() hooks it to the interface: PacketRing then swaps in the
+        # port filter.  Hooked first, it took every packet of the interface until then
+        # (queued outside the ring, and counted in PACKET_STATISTICS as its packets).
         try:
-            s = self._open(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(_ETH_P_IP))
+            s = self._open(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
         except PermissionError:
             raise PermissionNeeded(_NEEDS_RAW) from None
         try:
+            bpf.attach(s, bpf.drop_all())
             s.bind((interface, _ETH_P_IP))
         except OSError as exc:
             self.close()
