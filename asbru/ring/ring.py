@@ -57,6 +57,23 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(int(n) - 1, 0).bit_length()
 
 
+def _resize_request(contiguous_bytes: Any, total_bytes: Any, nringlet: Any,
+                    buffer_factor: Any) -> tuple[int, int, int]:
+    """Check :meth:`Ring.resize`'s arguments -> (contiguous span rounded up to whole pages,
+    total bytes asked for, nringlet)."""
+    if not _is_int(contiguous_bytes) or contiguous_bytes < 0:
+        raise ArgumentError(f"contiguous_bytes must be a non-negative integer; got {contiguous_bytes!r}")
+    if not _is_int(buffer_factor) or buffer_factor < 1:
+        raise ArgumentError(f"buffer_factor must be an integer >= 1; got {buffer_factor!r}")
+    if total_bytes is None:
+        total_bytes = int(contiguous_bytes) * int(buffer_factor)
+    elif not _is_int(total_bytes) or total_bytes < 0:
+        raise ArgumentError(f"total_bytes must be a non-negative integer or None; got {total_bytes!r}")
+    if not _is_int(nringlet) or nringlet < 1:
+        raise ArgumentError(f"nringlet must be an integer >= 1; got {nringlet!r}")
+    return -(-int(contiguous_bytes) // PAGE) * PAGE, int(total_bytes), int(nringlet)
+
+
 class RingWriter:
     """Returned by ``Ring.begin_writing()``; leaving the ``with`` block ends writing."""
 
@@ -255,6 +272,12 @@ class Ring:
         return int(size)
 
     # ------------------------------------------------------------------ resize
+    def _grown_layout(self, ghost: int, total_bytes: int, nringlet: int) -> tuple[int, int, int]:
+        """(ghost, capacity, nringlet) after growing to hold a request (never shrinks)."""
+        new_ghost = max(self._ghost, ghost)
+        return (new_ghost, max(self._capacity, _pow2_at_least(max(total_bytes, PAGE, new_ghost))),
+                max(self._nringlet, nringlet))
+
     def resize(self, contiguous_bytes: int, total_bytes: Optional[int] = None, nringlet: int = 1,
                buffer_factor: int = 4) -> None:
         """Grow the ring (never shrinks); existing data is kept.  Waits until no span is open.
@@ -262,23 +285,12 @@ class Ring:
         Capacity = ``total_bytes`` (default ``contiguous_bytes * buffer_factor``) rounded up to a
         power of two >= 4096; the contiguous span is rounded up to a multiple of 4096.
         """
-        if not _is_int(contiguous_bytes) or contiguous_bytes < 0:
-            raise ArgumentError(f"contiguous_bytes must be a non-negative integer; got {contiguous_bytes!r}")
-        if not _is_int(buffer_factor) or buffer_factor < 1:
-            raise ArgumentError(f"buffer_factor must be an integer >= 1; got {buffer_factor!r}")
-        if total_bytes is None:
-            total_bytes = int(contiguous_bytes) * int(buffer_factor)
-        elif not _is_int(total_bytes) or total_bytes < 0:
-            raise ArgumentError(f"total_bytes must be a non-negative integer or None; got {total_bytes!r}")
-        if not _is_int(nringlet) or nringlet < 1:
-            raise ArgumentError(f"nringlet must be an integer >= 1; got {nringlet!r}")
-        ghost = -(-int(contiguous_bytes) // PAGE) * PAGE
+        ghost, total_bytes, nringlet = _resize_request(contiguous_bytes, total_bytes, nringlet,
+                                                       buffer_factor)
         with self._lock:
             while self._resizing:
                 self._wait_space()
-            new_ghost = max(self._ghost, ghost)
-            new_cap = max(self._capacity, _pow2_at_least(max(int(total_bytes), PAGE, new_ghost)))
-            new_nr = max(self._nringlet, int(nringlet))
+            new_ghost, new_cap, new_nr = self._grown_layout(ghost, total_bytes, nringlet)
             if (new_ghost, new_cap, new_nr) == (self._ghost, self._capacity, self._nringlet):
                 return
             me = threading.get_ident()

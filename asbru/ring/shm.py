@@ -48,7 +48,7 @@ import numpy as np
 
 from ..errors import ArgumentError, AsbruError, EndOfDataStop
 from . import ipc
-from .ring import PAGE, Ring, _is_int, _pow2_at_least
+from .ring import PAGE, Ring, _is_int, _resize_request
 from .sequence import ReadSequence, WriteSequence, check_time_tag, header_bytes
 from .span import ReadSpan
 
@@ -538,22 +538,11 @@ class SharedRing(Ring):
                buffer_factor: int = 4) -> None:
         """As :meth:`Ring.resize`; a shared ring is sized once, before data is written (later
         calls that fit are no-ops, others raise ArgumentError)."""
-        if not _is_int(contiguous_bytes) or contiguous_bytes < 0:
-            raise ArgumentError(f"contiguous_bytes must be a non-negative integer; got {contiguous_bytes!r}")
-        if not _is_int(buffer_factor) or buffer_factor < 1:
-            raise ArgumentError(f"buffer_factor must be an integer >= 1; got {buffer_factor!r}")
-        if total_bytes is None:
-            total_bytes = int(contiguous_bytes) * int(buffer_factor)
-        elif not _is_int(total_bytes) or total_bytes < 0:
-            raise ArgumentError(f"total_bytes must be a non-negative integer or None; got {total_bytes!r}")
-        if not _is_int(nringlet) or nringlet < 1:
-            raise ArgumentError(f"nringlet must be an integer >= 1; got {nringlet!r}")
-        ghost = -(-int(contiguous_bytes) // PAGE) * PAGE
+        ghost, total_bytes, nringlet = _resize_request(contiguous_bytes, total_bytes, nringlet,
+                                                       buffer_factor)
         with self._lock:
             self._sync_layout()
-            new_ghost = max(self._ghost, ghost)
-            new_cap = max(self._capacity, _pow2_at_least(max(int(total_bytes), PAGE, new_ghost)))
-            new_nr = max(self._nringlet, int(nringlet))
+            new_ghost, new_cap, new_nr = self._grown_layout(ghost, total_bytes, nringlet)
             if (new_ghost, new_cap, new_nr) == (self._ghost, self._capacity, self._nringlet):
                 return
             if self._reserve_head > 0 or self._ctl[C_NSEQ_TOTAL] > 0:
