@@ -162,7 +162,9 @@ def test_ctrl_c_early_in_capture_is_one_line():
     time.sleep(0.3)
     cap.send_signal(signal.SIGINT)
     out, err = cap.communicate(timeout=60)
-    assert cap.returncode in (0, 130), err
+    # -SIGINT: on a loaded machine the signal can land before the interpreter has set up its
+    # handler; the process then ends by the signal, silently, which is also fine
+    assert cap.returncode in (0, 130, -signal.SIGINT), err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("asbru: compil")]
     assert len(lines) <= 1, err
