@@ -278,6 +278,17 @@ class Ring:
         return (new_ghost, max(self._capacity, _pow2_at_least(max(total_bytes, PAGE, new_ghost))),
                 max(self._nringlet, nringlet))
 
+    def _readable(self, seq: Any, start: int, offset: int, size: int) -> Optional[int]:
+        """The size a read span at ``start`` can have now (clipped at the sequence's end), or
+        None while its bytes are not written yet."""
+        end = seq.end
+        if end is not None:
+            if start >= end:
+                raise EndOfDataStop(f"offset {offset} is at or past the end of the sequence "
+                                    f"({end - seq.begin} bytes)")
+            return min(size, end - start)
+        return size if self._head >= start + size else None
+
     def resize(self, contiguous_bytes: int, total_bytes: Optional[int] = None, nringlet: int = 1,
                buffer_factor: int = 4) -> None:
         """Grow the ring (never shrinks); existing data is kept.  Waits until no span is open.
@@ -692,14 +703,9 @@ class Ring:
                 self._pin_at(rseq._key, start)
             while True:
                 if not self._resizing:
-                    end = seq.end
-                    if end is not None:
-                        if start >= end:
-                            raise EndOfDataStop(f"offset {offset} is at or past the end of the sequence "
-                                                f"({end - seq.begin} bytes)")
-                        size = min(size, end - start)
-                        break
-                    if self._head >= start + size:
+                    ready = self._readable(seq, start, offset, size)
+                    if ready is not None:
+                        size = ready
                         break
                 self._wait_data()
             self._open_spans += 1

@@ -790,14 +790,9 @@ class SharedRing(Ring):
             if rseq._guarantee and not hold and r[key, R_USED]:
                 self._pin_at(key, start)
             while True:
-                end = seq.end
-                if end is not None:
-                    if start >= end:
-                        raise EndOfDataStop(f"offset {offset} is at or past the end of the sequence "
-                                            f"({end - seq.begin} bytes)")
-                    size = min(size, end - start)
-                    break
-                if self._head >= start + size:
+                ready = self._readable(seq, start, offset, size)
+                if ready is not None:
+                    size = ready
                     break
                 self._wait_data()
             self._open_spans += 1
