@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import numba
 from numba import types
+from numba.core import config
 from numba.extending import intrinsic
 
 from asbru.capture.layout import *  # noqa: F401,F403  (index constants, as in the generated modules)
 from asbru.formats.spec import PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC
 
 
+def _inline_into_callers_python() -> None:
+    """Under NUMBA_DISABLE_JIT=1 the loop runs as Python: there is nothing to inline into."""
+
+
 @intrinsic
-def inline_into_callers(typingctx):
+def _inline_into_callers_compiled(typingctx):
     """Mark the compiled function that calls this as LLVM ``alwaysinline``.
 
     Per packet the loop calls ``_active`` and ``_admit``; as calls, every array argument
@@ -34,6 +39,10 @@ def inline_into_callers(typingctx):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+inline_into_callers = (_inline_into_callers_python if config.DISABLE_JIT
+                       else _inline_into_callers_compiled)
 
 
 @numba.njit(nogil=True, cache=True)

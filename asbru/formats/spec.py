@@ -61,6 +61,7 @@ format strings (``chips_N``, ``ibeamB_N``...) parse with :func:`channel_format`;
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 from typing import Any, Sequence
 
@@ -69,6 +70,7 @@ import numpy as np
 from llvmlite import ir as _llvm_ir
 from numba import types as _nbtypes
 from numba.core import cgutils as _cgutils
+from numba.core import config as _nbconfig
 from numba.extending import intrinsic
 
 # ---------------------------------------------------------------------------------------
@@ -480,8 +482,18 @@ def _bind_offset(wr, off: int):
     return put
 
 
+# Each intrinsic below (LLVM instructions, no Python body) has a plain-Python twin with the
+# same effect on memory, bound to the public name under NUMBA_DISABLE_JIT=1 so that decode,
+# place and the capture loop can be stepped through in a debugger (docs/architecture.md,
+# "Debug a placement").  With the JIT on, the name is the intrinsic, as before.
+
+def _raw_copy_python(dst_addr: int, src_addr: int, nbytes: int) -> None:
+    """Python twin of ``_raw_copy``: the same bytes copied between the same addresses."""
+    ctypes.memmove(int(dst_addr), int(src_addr), int(nbytes))
+
+
 @intrinsic
-def _raw_copy(typingctx, dst_addr, src_addr, nbytes):
+def _raw_copy_compiled(typingctx, dst_addr, src_addr, nbytes):
     """llvm.memcpy between two addresses: a call to libc's memcpy for a variable size, a few
     inline moves when ``nbytes`` is a compile-time constant after inlining (the 32-byte
     CHIPS chunks: measured here 4x faster than calling memcpy per chunk)."""
@@ -496,12 +508,20 @@ def _raw_copy(typingctx, dst_addr, src_addr, nbytes):
     return sig, codegen
 
 
+_raw_copy = _raw_copy_python if _nbconfig.DISABLE_JIT else _raw_copy_compiled
+
 #: copies into ring slots of at least this many bytes use streaming stores (copy_to_ring)
 STREAM_MIN = 256
 
 
+def _stream_copy_python(dst_addr: int, src_addr: int, nbytes: int) -> None:
+    """Python twin of ``_stream_copy``: the same bytes land (ordering is the fence's job,
+    and Python needs none)."""
+    ctypes.memmove(int(dst_addr), int(src_addr), int(nbytes))
+
+
 @intrinsic
-def _stream_copy(typingctx, dst_addr, src_addr, nbytes):
+def _stream_copy_compiled(typingctx, dst_addr, src_addr, nbytes):
     """Copy with non-temporal ("streaming") 32-byte stores for the 32-byte aligned body and
     ordinary copies for the unaligned head and the tail.
 
@@ -544,8 +564,17 @@ def _stream_copy(typingctx, dst_addr, src_addr, nbytes):
     return sig, codegen
 
 
+_stream_copy = _stream_copy_python if _nbconfig.DISABLE_JIT else _stream_copy_compiled
+
+
+def _stream_pair32_python(dst_addr: int, a_addr: int, b_addr: int) -> None:
+    """Python twin of ``stream_pair32``: 32 bytes from ``a_addr``, then 32 from ``b_addr``."""
+    ctypes.memmove(int(dst_addr), int(a_addr), 32)
+    ctypes.memmove(int(dst_addr) + 32, int(b_addr), 32)
+
+
 @intrinsic
-def stream_pair32(typingctx, dst_addr, a_addr, b_addr):
+def _stream_pair32_compiled(typingctx, dst_addr, a_addr, b_addr):
     """Write 32 bytes from ``a_addr`` then 32 bytes from ``b_addr`` to the 64 bytes at
     ``dst_addr`` (32-byte aligned; 64 for a whole cache line) with streaming stores: two
     adjacent sources' pieces of an interleaved layout filling one line in one go."""
@@ -568,8 +597,16 @@ def stream_pair32(typingctx, dst_addr, a_addr, b_addr):
     return sig, codegen
 
 
+stream_pair32 = _stream_pair32_python if _nbconfig.DISABLE_JIT else _stream_pair32_compiled
+
+
+def _store_fence_python() -> None:
+    """Python twin of ``store_fence``: nothing to do -- the Python twins store with
+    ordinary (ordered) stores, and the interpreter's lock orders them for other threads."""
+
+
 @intrinsic
-def store_fence(typingctx):
+def _store_fence_compiled(typingctx):
     """A full memory fence: orders streaming stores before anything that follows (e.g. the
     commit that lets a reader thread see the bytes)."""
     sig = _nbtypes.void()
@@ -579,6 +616,9 @@ def store_fence(typingctx):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+store_fence = _store_fence_python if _nbconfig.DISABLE_JIT else _store_fence_compiled
 
 
 @numba.njit(inline="always", nogil=True, cache=True)

@@ -35,6 +35,7 @@ from typing import Optional
 
 import numpy as np
 from numba import njit, types
+from numba.core import config
 from numba.extending import intrinsic
 
 from asbru.sockets.address import Address
@@ -88,7 +89,7 @@ def max_frames_per_block(block_size: int) -> int:
 # --------------------------------------------------------------------------------------
 # Fences (LLVM instructions; cacheable, no call)
 @intrinsic
-def _fence_acquire(typingctx):
+def _fence_acquire_compiled(typingctx):
     def codegen(context, builder, signature, args):
         builder.fence("acquire")
         return context.get_dummy_value()
@@ -96,11 +97,22 @@ def _fence_acquire(typingctx):
 
 
 @intrinsic
-def _fence_release(typingctx):
+def _fence_release_compiled(typingctx):
     def codegen(context, builder, signature, args):
         builder.fence("release")
         return context.get_dummy_value()
     return types.void(), codegen
+
+
+def _fence_python() -> None:
+    """Both fences under NUMBA_DISABLE_JIT=1 (the walk then runs as Python, for stepping
+    through): no instruction.  The interpreter does each numpy load and store in program
+    order, and on x86-64 every load is already an acquire and every store a release; on a
+    weakly ordered CPU, use the compiled walk for anything but debugging."""
+
+
+_fence_acquire = _fence_python if config.DISABLE_JIT else _fence_acquire_compiled
+_fence_release = _fence_python if config.DISABLE_JIT else _fence_release_compiled
 
 
 @njit(nogil=True, cache=True, inline="always")

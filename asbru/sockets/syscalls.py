@@ -20,6 +20,12 @@ that might touch errno.  The wrappers ending in ``_e`` do that for you and retur
 ``-errno`` on failure, the kernel convention.
 
 All calls are plain C calls; inside ``nogil=True`` code they block without holding the GIL.
+
+Under ``NUMBA_DISABLE_JIT=1`` (compiled code running as Python, for a debugger) the same
+names are ctypes calls of the same libc functions with the same argument and return
+conventions; ``errno()`` then reads the errno ctypes saved right after the call (ctypes
+swaps it in and out around each call), so the ``_e`` wrappers still return ``-errno``.
+ctypes releases the GIL for the call, as ``nogil`` code does.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ import socket as _socket
 
 import llvmlite.binding as _ll
 from numba import njit, types
+from numba.core import config as _nbconfig
 
 __all__ = [
     "recvmmsg", "sendmmsg", "read", "write", "writev", "poll", "lseek", "close",
@@ -119,6 +126,50 @@ lseek = types.ExternalFunction("lseek", _i64(_i32, _i64, _i32))
 close = types.ExternalFunction("close", _i32(_i32))
 
 _errno_location = types.ExternalFunction("__errno_location", types.CPointer(_i32)())
+
+
+# --------------------------------------------------------------------------------------
+# The Python forms (NUMBA_DISABLE_JIT=1): ctypes calls of the same symbols.
+def _python_call(name: str, restype, *argtypes):
+    fn = getattr(_libc_py, name)
+    fn.restype, fn.argtypes = restype, list(argtypes)
+
+    def call(*args):
+        # numpy integers (addresses computed in the loops) are not ints to ctypes
+        return fn(*(int(a) for a in args))
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"``{name}`` through ctypes (NUMBA_DISABLE_JIT=1); errno as for compiled code."
+    return call
+
+
+class _ErrnoCell:
+    """What ``_errno_location()`` points at, for Python: ``[0]`` is the errno that ctypes
+    saved after this thread's last call (``ctypes.get_errno``); setting it sets the errno
+    the next call starts with, as writing through ``__errno_location()`` does."""
+
+    def __getitem__(self, i: int) -> int:
+        return ctypes.get_errno()
+
+    def __setitem__(self, i: int, value: int) -> None:
+        ctypes.set_errno(int(value))
+
+
+if _nbconfig.DISABLE_JIT:
+    # a CDLL of its own: argtypes set here cannot clash with another module's
+    _libc_py = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    _c_int, _c_i64, _c_ptr = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
+    recvmmsg = _python_call("recvmmsg", _c_int, _c_int, _c_ptr, ctypes.c_uint, _c_int, _c_ptr)
+    sendmmsg = _python_call("sendmmsg", _c_int, _c_int, _c_ptr, ctypes.c_uint, _c_int)
+    read = _python_call("read", ctypes.c_ssize_t, _c_int, _c_ptr, ctypes.c_size_t)
+    write = _python_call("write", ctypes.c_ssize_t, _c_int, _c_ptr, ctypes.c_size_t)
+    writev = _python_call("writev", ctypes.c_ssize_t, _c_int, _c_ptr, _c_int)
+    poll = _python_call("poll", _c_int, _c_ptr, ctypes.c_ulong, _c_int)
+    lseek = _python_call("lseek", _c_i64, _c_int, _c_i64, _c_int)
+    close = _python_call("close", _c_int, _c_int)
+    _ERRNO = _ErrnoCell()
+
+    def _errno_location() -> _ErrnoCell:
+        return _ERRNO
 
 
 @njit(nogil=True, cache=True)

@@ -32,6 +32,7 @@ import ctypes.util
 import llvmlite.binding as _ll
 import numpy as np
 from numba import njit, types
+from numba.core import config as _nbconfig
 
 from asbru.errors import ArgumentError
 
@@ -57,6 +58,19 @@ for _name in ("clock_gettime", "clock_nanosleep"):
 _clock_gettime = types.ExternalFunction("clock_gettime", types.int32(types.int32, types.int64))
 _clock_nanosleep = types.ExternalFunction(
     "clock_nanosleep", types.int32(types.int32, types.int32, types.int64, types.int64))
+
+if _nbconfig.DISABLE_JIT:
+    # NUMBA_DISABLE_JIT=1 (pacing run as Python, for a debugger): the same libc calls
+    # through ctypes, with the same arguments (timespec pointers as integers)
+    _libc_py = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    _libc_py.clock_gettime.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    _libc_py.clock_nanosleep.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+
+    def _clock_gettime(clock: int, ts_addr: int) -> int:
+        return _libc_py.clock_gettime(int(clock), int(ts_addr))
+
+    def _clock_nanosleep(clock: int, flags: int, ts_addr: int, rem_addr: int) -> int:
+        return _libc_py.clock_nanosleep(int(clock), int(flags), int(ts_addr), int(rem_addr) or None)
 
 
 @njit(nogil=True, cache=True)
