@@ -441,11 +441,24 @@ def wr_le32(b, off, v):
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def wr_be64(b, off, v):
+def _wr_be64_compiled(b, off, v):
     u = np.uint64(v)
     for i in range(8):
         b[off + 7 - i] = np.uint8(u & np.uint64(0xFF))
         u = u >> np.uint64(8)
+
+
+def _wr_be64_python(b, off, v):
+    """Python twin of ``wr_be64`` (NUMBA_DISABLE_JIT=1): numba converts any integer to
+    uint64 modulo 2**64 (seq_inc -1, time tags up to 2**64 - 1); numpy refuses a negative
+    Python int, so the same wrap is spelled out."""
+    u = int(v) & 0xFFFF_FFFF_FFFF_FFFF
+    for i in range(8):
+        b[off + 7 - i] = u & 0xFF
+        u >>= 8
+
+
+wr_be64 = _wr_be64_python if _nbconfig.DISABLE_JIT else _wr_be64_compiled
 
 
 # Field accessors (Header.readers / Header.writers): the table's offset bound into a small
