@@ -243,6 +243,13 @@ class ReadSpan(SpanBase):
             self._flags_done = True
         return self._flags_val
 
+    @property
+    def frame_nbyte(self) -> Optional[int]:
+        """Bytes per flag row of this span's sequence (a capture: one time slot, ``nsrc``
+        packets), or None while its writer has attached no flags."""
+        layout = self._ring._flag_layout(self._seq)
+        return None if layout is None else int(layout[0])
+
     def data_view(self, dtype: Any = np.uint8, shape: Any = -1) -> np.ndarray:
         """Read-only view of shape ``(nringlet, size // itemsize)``, reshaped to ``shape`` if given."""
         return _view(self._buf, self._nringlet, self._bufpos, self._size, dtype, shape)
