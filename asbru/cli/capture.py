@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import time
+import warnings
 from typing import Any, Optional
 
 import numpy as np
@@ -21,7 +22,7 @@ import typer
 
 from ..capture.status import Status
 from ..capture.udp import UDPCapture
-from ..errors import ArgumentError, AsbruError
+from ..errors import ArgumentError, AsbruError, CaptureWarning
 from ..formats import Format
 from . import common
 from .packet_file import PacketFileWriter
@@ -242,9 +243,26 @@ def capture(
             packets=packets, json_out=json_out)
 
 
-def _record(cap: CommandLineCapture, view: WholePacketFormat, ntime: int, sock: Any, fh: Any, *,
-            fmt: str, out: Optional[str], nsrc: int, src0: int, duration: Optional[float],
-            packets: Optional[int], json_out: bool) -> None:
+def _warning_line(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                  line: Any = None) -> None:
+    """The engine's warnings (packets not placed while a rate was learnt...) as one line
+    that names the command's option."""
+    text = str(message).replace(f"{CommandLineCapture.__name__}: ", "", 1)
+    text = text.replace("give sample_rate=", "give --sample-rate")
+    common.err.print(f"asbru: warning: {text}", markup=False, soft_wrap=True)
+
+
+def _record(cap: CommandLineCapture, view: WholePacketFormat, ntime: int, sock: Any, fh: Any,
+            **kw: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CaptureWarning)
+        warnings.showwarning = _warning_line
+        _run_and_report(cap, view, ntime, sock, fh, **kw)
+
+
+def _run_and_report(cap: CommandLineCapture, view: WholePacketFormat, ntime: int, sock: Any,
+                    fh: Any, *, fmt: str, out: Optional[str], nsrc: int, src0: int,
+                    duration: Optional[float], packets: Optional[int], json_out: bool) -> None:
     """Run the capture until it is told to stop, then print the summary."""
     where = bound_endpoint(sock)
     writer = PacketFileWriter(cap.ring, fh, nsrc, ntime, limit=packets, label=f"--out {out}")
