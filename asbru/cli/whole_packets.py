@@ -10,9 +10,11 @@ the cells the capture flags as received are exactly the placed packets, byte for
 (:mod:`asbru.cli.packet_file` writes them out).  Everything else -- sequences, CHANGE
 fields, rate learning, callbacks' arguments -- is the format's.
 
-Because every packet of a sequence has the format's fixed header size, "same payload size"
-(the engine's rule for a sequence) and "same packet size" agree: the view accepts exactly
-the packets the format accepts.  Byte counters of such a capture count whole packets.
+Every format's decoder ties the payload to the packet length through a header size fixed
+within a stream, so "same payload size" (the engine's rule for a sequence) and "same packet
+size" agree: the view accepts exactly the packets the format accepts.  (The one exception
+would be a VDIF stream mixing legacy 16-byte and 32-byte headers with one payload size: the
+view counts the minority invalid.)  Byte counters of such a capture count whole packets.
 
 The view also says which sources ``--nsrc``/``--src0`` rejected: a packet the format finds
 invalid is decoded once more with a configuration accepting :data:`WIDE_NSRC` sources, and
