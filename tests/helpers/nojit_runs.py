@@ -1,9 +1,9 @@
 """The work tests/test_nojit.py does twice: compiled, in the test process, and as plain
-Python, in a child process started with ``NUMBA_DISABLE_JIT=1`` (``python -m`` of this file
-with an output path).  Every function returns plain data (numpy arrays, ints, lists,
+Python, in a child process started with ``NUMBA_DISABLE_JIT=1`` that runs this file as a
+script (``python nojit_runs.py OUT.pickle WORKDIR SNIFFER``).  Every function returns plain data (numpy arrays, ints, lists,
 dicts) so that the two runs can be compared byte for byte and count for count.
 
-* :func:`format_run` -- one registered format: its writer makes a small stream
+* :func:`format_run` -- one registered format (:func:`plan`): its writer makes a small stream
   (``asbru generate``'s recipe), each packet is decoded (HOLD packets decoded again the way
   the engine does) and placed into a time slot of its own and into a ring assembled by
   sequence number, and a ``DiskReader`` reads the same stream from a file through the
@@ -24,27 +24,29 @@ from typing import Any
 
 import numpy as np
 
-#: every registered format: (writer format string, nsrc, ntime).  Small on purpose: under
-#: NUMBA_DISABLE_JIT=1 every byte of decode/place/loop runs in the interpreter.  VDIF needs
-#: a second and a frame (10 frames per second in its recipe) before it knows its frame rate.
-STREAMS: dict[str, tuple[str, int, int]] = {
-    "simple": ("simple", 1, 4),
-    "chips": ("chips_4", 3, 4),
-    "snap2": ("snap2_4x2", 2, 4),
-    "ibeam": ("ibeam2_4", 2, 4),
-    "pbeam": ("pbeam1_4", 2, 4),
-    "cor": ("cor_4", 3, 4),
-    "vdif": ("vdif_1032", 2, 12),
-    "tbn": ("tbn", 2, 4),
-    "drx": ("drx", 4, 4),
-    "drx8": ("drx8", 4, 4),
-    "tbx": ("tbx_4x2", 2, 4),
-    "ndp_tbf": ("ndp_tbf", 2, 4),
-    "generic": ("generic_64", 2, 4),
-    "tbf": ("tbf", 2, 4),
-    "vbeam": ("vbeam_4", 1, 4),
-    "example_beacon": ("example_beacon_100", 3, 4),
-}
+def plan(name: str) -> tuple[str, int, int]:
+    """(writer format string, nsrc, ntime) of the small stream made for format ``name``:
+    the registry's example string, the first of 2, 3, 4, 1 sources its recipe accepts, and
+    4 time steps, or as many as the format needs to learn its rate and one more (VDIF: a
+    second and a frame).  Small on purpose: under NUMBA_DISABLE_JIT=1 every byte of
+    decode/place/loop runs in the interpreter."""
+    from asbru import formats
+    from asbru.cli import synth
+    from asbru.cli.warmup import example_string
+    write_fmt = example_string(name, "write")
+    if write_fmt is None:
+        raise ValueError(f"format {name!r}: no writer format string to make a stream with")
+    recipe = synth.recipe_for(formats.get(write_fmt, "write"), 2)
+    nsrc = next(k for k in (2, 3, 4, 1) if not recipe.check_nsrc(k)
+                and (recipe.max_nsrc is None or k <= recipe.max_nsrc))
+    ntime = max(4, recipe.learn_steps + 1)
+    return write_fmt, nsrc, ntime + ntime % 2
+
+
+def registered() -> list[str]:
+    from asbru import formats
+    return sorted(formats.list())
+
 
 #: time slots per gulp of the DiskReader runs (several gulps per stream)
 GULP_NTIME = 2
@@ -67,7 +69,7 @@ def _stream(name: str) -> tuple[np.ndarray, int, str | None, int]:
     from asbru import formats
     from asbru.cli import synth
     from asbru.formats import batch
-    write_fmt, nsrc, ntime = STREAMS[name]
+    write_fmt, nsrc, ntime = plan(name)
     wf = formats.get(write_fmt, "write")
     recipe = synth.recipe_for(wf, nsrc)
     try:
@@ -276,7 +278,7 @@ def _guarded(fn: Any, *args: Any) -> dict[str, Any]:
 
 
 def run_all(workdir: str, sniffer: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {name: _guarded(format_run, name, workdir) for name in STREAMS}
+    out: dict[str, Any] = {name: _guarded(format_run, name, workdir) for name in registered()}
     out["udp"] = _guarded(udp_run)
     if sniffer:
         out["sniffer"] = _guarded(sniffer_run)
