@@ -100,6 +100,8 @@ def main() -> int:
     print(json.dumps({"t_bind": t_bind, "t_stop": t_stop, "construct_s": construct_s,
                       "rcvbuf": rcvbuf, "nvalid": st["nvalid"], "ninvalid": st["ninvalid"],
                       "nkernel_drops": st["nkernel_drops"], "nreceived": st["nreceived"],
+                      "staged": getattr(cap, "staged", None), "packet_bytes": 16 + 32 * NCHAN,
+                      "stage_bytes": getattr(cap, "_stage_bytes", None),
                       "sender_log": [list(x) for x in eval(out.strip().splitlines()[-1])]
                       if out.strip() else []}))
     sock.close()

@@ -13,7 +13,7 @@ from asbru.formats.spec import FormatError
 from . import layout as L
 from .args import bind_args
 from .engine import CaptureEngine, _as_nsrc, _int, _pos_int
-from .staging import STAGE_BYTES, Stager
+from .staging import Stager, default_stage_bytes
 
 _NAMES = ["ring", "nsrc", "src0", "max_payload_size", "buffer_ntime", "slot_ntime",
           "sequence_callback", "core"]
@@ -93,8 +93,10 @@ class UDPCapture(CaptureEngine):
             max_payload = int(f.params.fixed_packet_size)  # Bifrost: forced to the frame size
         self._bufsize = max_payload
         self._nbatch = _pos_int("nbatch", a.get("nbatch", NBATCH))
-        self._stage_bytes = _int("stage_bytes", a.get("stage_bytes", STAGE_BYTES))
+        self._stage_bytes = (_int("stage_bytes", a["stage_bytes"]) if "stage_bytes" in a
+                             else default_stage_bytes())
         self._stage: Any = None
+        self._staged: Any = None
         if self._nbatch > NBATCH_MAX:
             raise ArgumentError(f"nbatch must be at most {NBATCH_MAX} (the kernel's recvmmsg "
                                 f"limit); got {self._nbatch}")
@@ -133,6 +135,7 @@ class UDPCapture(CaptureEngine):
 
     def _adopt_staged(self, stager: Any) -> None:
         n = stager.stop()
+        self._staged = stager.summary()
         if n == 0:
             return
         self._stage = stager          # its rows stay alive until the loop has taken them
@@ -142,6 +145,13 @@ class UDPCapture(CaptureEngine):
         io[L.IO_STAGE_ROW] = stager.row
         io[L.IO_STAGE_N] = n
         io[L.IO_STAGE_POS] = 0
+
+    @property
+    def staged(self) -> Any:
+        """What the staging drain did while the loop compiled (a dict: ``nstaged``,
+        ``nstaged_bytes``, ``noversize``, ``full``, ...; see asbru/capture/staging.py), or
+        None when nothing was staged (the loop was ready at once, or ``stage_bytes=0``)."""
+        return self._staged
 
     def _release_stage(self) -> None:
         io = self._io
