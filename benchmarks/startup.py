@@ -113,13 +113,15 @@ def startup_loss(rate: float, stage_bytes: Optional[int] = None) -> None:
             f"ran; {sent_after} packets sent after the bind, {res['nvalid']} captured, "
             f"{res['nkernel_drops']} dropped by the kernel")
     if staged:
-        rows = staged["rows"] * staged["row"]
-        line += (f"; staging: {staged['nstaged']} packets staged "
-                 f"({staged['nstaged_bytes'] / 2**30:.2f} GiB; rows of {staged['row']} B, "
-                 f"{rows / 2**30:.2f} GiB = {staged['rows']} rows, "
-                 f"{'full' if staged['full'] else 'not full'}) of {during} that arrived "
-                 f"while the loop compiled ({during * size / 2**30:.2f} GiB), drain kernel "
-                 f"ready in {staged['kernel_seconds']:.2f} s")
+        cap_gib = staged["rows"] * staged["row"] / 2**30
+        secs = staged["seconds"]
+        fill = (f"full after {secs:.1f} s" if staged["full"] else "not full")
+        if secs > 0:
+            fill += f", drained at {staged['nstaged'] / secs:.0f} packets/s"
+        line += (f"; staged {staged['nstaged']} packets ({staged['nstaged_bytes'] / 2**30:.2f} "
+                 f"GiB) in rows of {staged['row']} B ({cap_gib:.2f} GiB, {fill}) of the "
+                 f"{during} ({during * size / 2**30:.2f} GiB) that arrived while the loop "
+                 f"compiled; drain kernel ready in {staged['kernel_seconds']:.2f} s")
     print(line + " (before issue 14: the loop compiled at the first recv(), the socket "
           "overflowed)", flush=True)
 

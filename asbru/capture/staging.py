@@ -124,6 +124,7 @@ class Stager:
         self.kernel_seconds = 0.0      # loading (or compiling) the drain loop
         self.t_start = time.monotonic()
         self.t_stop = 0.0
+        self.t_end = 0.0               # when the drain ended (stopped, full, shut down)
         self._kernel_ready = threading.Event()
         self._in_kernel = threading.Event()   # set when the thread is in it (or has ended)
         self._thread = threading.Thread(target=self._drain, name="asbru-stage", daemon=True)
@@ -153,6 +154,7 @@ class Stager:
                 e = int(self.ctl[K.CTL_ERRNO])
                 self.error = OSError(e, os.strerror(e))
         finally:
+            self.t_end = time.monotonic()
             self._in_kernel.set()
 
     def _drain_with_ctypes(self) -> bool:
@@ -240,4 +242,4 @@ class Stager:
         return {"nstaged": self.n, "nstaged_bytes": self.nbytes, "noversize": self.noversize,
                 "full": self.full, "rows": int(self.buf.shape[0]), "row": self.row,
                 "calls": int(self.ctl[K.CTL_NCALLS]), "kernel_seconds": self.kernel_seconds,
-                "end": int(self.ctl[K.CTL_END])}
+                "seconds": max(0.0, self.t_end - self.t_start), "end": int(self.ctl[K.CTL_END])}
