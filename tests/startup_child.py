@@ -91,9 +91,10 @@ def main() -> int:
     sender.terminate()
     out, _ = sender.communicate(timeout=30)
     t_stop = time.time()
-    # drain what is queued (the sender was stopped)
-    for _ in range(200):
-        if int(cap.recv()) not in (0, 1, 2, 3):   # NO_DATA/ENDED/... once the socket is empty
+    # take what is staged and queued (the sender was stopped): until the socket stays empty
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if int(cap.recv()) not in (0, 1, 2, 3):   # NO_DATA/... once nothing is left
             break
     cap.end()
     st = cap.stats
