@@ -143,6 +143,9 @@ def _capture_while_gil_held(monkeypatch, n: int, rate: float, **extra):
         if sender.poll() is None:
             sender.kill()
             sender.wait()
+        for pipe in (sender.stdin, sender.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
         sock.close()
     assert statuses[-1] in (1, 4), statuses[-10:]    # ENDED/NO_DATA: the socket ran dry
     data = np.concatenate([s.data for s in seqs]) if seqs else np.zeros(0, np.uint8)

@@ -147,6 +147,7 @@ class Stager:
             if not self._kernel_ready.is_set() and not self._drain_with_ctypes():
                 return
             if self.ctl[K.CTL_STOP]:
+                self.ctl[K.CTL_END] = K.END_STOPPED
                 return
             self._in_kernel.set()
             K.drain(self.fd, self.buf, self.lens, self._hdrs, self._iov, self._pfd, self.ctl)
