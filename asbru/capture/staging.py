@@ -44,7 +44,7 @@ STAGE_BYTES_MAX = 16 << 30
 STAGE_BYTES = 1 << 30
 
 #: how long stop() waits for the drain to notice (it polls every K.POLL_MS)
-_JOIN_S = 10.0
+_JOIN_S = 30.0
 
 
 def default_stage_bytes() -> int:
