@@ -14,7 +14,9 @@ a second; :func:`load` says how long) and loaded from the cache after that (mill
 before the capture loop's compile starts (see :mod:`asbru.capture.staging`).
 
 The owner and the loop share ``ctl`` (int64, ``NCTL`` slots, ``CTL_*`` below): the owner
-sets ``ctl[CTL_STOP] = 1`` to stop it; the loop counts what it staged there.  Rows hold
+sets ``ctl[CTL_STOP] = 1`` to stop it, and writes a byte to a pipe the loop polls beside
+the socket so that it sees the stop at once (else within ``CTL_POLL_MS``); the loop counts
+what it staged there.  Rows hold
 one datagram each, ``lens[i]`` its length in the receive-buffer convention of the capture
 loop: ``n`` for a datagram of ``n`` bytes, ``-1 - n`` for one longer than a row (its real
 size: ``MSG_TRUNC`` makes ``recvmmsg`` report it), which the loop counts invalid.
@@ -94,22 +96,30 @@ def point_iovs(iov, rows, first, k):
 
 @numba.njit(nogil=True, cache=True)
 def readable(fd, pfd, timeout_ms):
-    """poll ``fd``: 1 readable, 0 nothing within ``timeout_ms``, 2 shut down/hung up/closed,
-    ``-errno`` on failure (EINTR included: the caller retries)."""
+    """poll ``fd`` (``pfd[0]``) and, when ``pfd`` has a second entry, the owner's wake-up
+    descriptor (its low 32 bits: written to by stop(), so that a stop is seen at once):
+    1 ``fd`` readable, 0 not (timeout, or a wake-up: the caller checks its stop flag),
+    2 ``fd`` shut down/hung up/closed, ``-errno`` on failure (EINTR: the caller retries).
+    A pollfd is one int64: fd in the low 32 bits, events above, revents in the top 16."""
     pfd[0] = (fd & 0xFFFFFFFF) | ((sc.POLLIN | POLLRDHUP) << 32)
-    r = sc.poll_e(pfd.ctypes.data, 1, timeout_ms)
+    for i in range(1, pfd.shape[0]):
+        pfd[i] = (pfd[i] & 0xFFFFFFFF) | (sc.POLLIN << 32)
+    r = sc.poll_e(pfd.ctypes.data, pfd.shape[0], timeout_ms)
     if r <= 0:
         return r
     revents = (pfd[0] >> 48) & 0xFFFF
     if (revents & (POLLRDHUP | sc.POLLHUP | sc.POLLERR | sc.POLLNVAL)) != 0:
         return 2
-    return 1
+    if (revents & sc.POLLIN) != 0:
+        return 1
+    return 0
 
 
 @numba.njit(nogil=True, cache=True)
 def drain(fd, rows, lens, hdrs, iov, pfd, ctl):
     """Receive datagrams from ``fd`` into ``rows`` until ``ctl[CTL_STOP]`` is set or the
-    rows are full; returns (and leaves in ``ctl[CTL_END]``) why it stopped.
+    rows are full; returns (and leaves in ``ctl[CTL_END]``) why it stopped.  ``pfd``: one
+    int64 per pollfd, the second (optional) holding the owner's wake-up descriptor.
 
     ``hdrs`` are ``BATCH`` mmsghdrs whose ``msg_iov`` point at the ``iov`` rows (one iovec
     each, ``iov_len`` = a row); each call aims them at the next free rows.  The socket is

@@ -119,7 +119,9 @@ class Stager:
         self.lens = np.empty(nrow, dtype=np.int64)
         self.ctl = K.new_ctl(poll_ms)
         self._hdrs, self._iov = K.batch_arrays(row)
-        self._pfd = np.zeros(1, dtype=np.int64)
+        # pollfds of the socket and of a pipe that stop() writes to: a stop is seen at once
+        self._wake_r, self._wake_w = os.pipe()
+        self._pfd = np.array([0, self._wake_r], dtype=np.int64)
         self.error: Optional[OSError] = None
         self.kernel_seconds = 0.0      # loading (or compiling) the drain loop
         self.t_start = time.monotonic()
@@ -134,7 +136,7 @@ class Stager:
         except BaseException:
             self.ctl[K.CTL_STOP] = 1         # the thread must not call an uncompiled loop
             self._kernel_ready.set()
-            self._thread.join(_JOIN_S)
+            self._halt()
             raise
         self._kernel_ready.set()
         # the thread needs the GIL once more to enter the loop: give it before a compile
@@ -165,6 +167,7 @@ class Stager:
         take = getattr(K.take_batch, "py_func", K.take_batch)
         poller = select.poll()
         poller.register(self.fd, select.POLLIN | K.POLLRDHUP)
+        poller.register(self._wake_r, select.POLLIN)
         ctl = self.ctl
         nrow = self.buf.shape[0]
         flags = K.sc.MSG_DONTWAIT | K.sc.MSG_TRUNC
@@ -177,12 +180,12 @@ class Stager:
             if first >= nrow:
                 ctl[K.CTL_END] = K.END_FULL
                 return False
-            events = poller.poll(int(ctl[K.CTL_POLL_MS]))
-            if not events:
-                continue
-            if events[0][1] & (K.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            revents = dict(poller.poll(int(ctl[K.CTL_POLL_MS]))).get(self.fd, 0)
+            if revents & (K.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL):
                 ctl[K.CTL_END] = K.END_SHUT
                 return False
+            if not revents & select.POLLIN:
+                continue               # nothing yet, or a wake-up: look at the flags again
             k = min(K.BATCH, nrow - first)
             self._iov[:k, 0] = (self.buf.ctypes.data
                                 + (first + np.arange(k, dtype=np.uint64)) * np.uint64(self.row))
@@ -221,10 +224,26 @@ class Stager:
         """The rows filled: the drain stopped before it was asked to."""
         return int(self.ctl[K.CTL_END]) == K.END_FULL
 
+    def _halt(self) -> None:
+        """Tell the thread to stop, wake it, wait for it, close the wake-up pipe."""
+        self.ctl[K.CTL_STOP] = 1
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass                    # the loop still sees the flag within CTL_POLL_MS
+        self._thread.join(_JOIN_S)
+        if not self._thread.is_alive():
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
+
     def stop(self) -> int:
         """Stop reading; the number of datagrams staged.  Warns if the rows were full."""
-        self.ctl[K.CTL_STOP] = 1
-        self._thread.join(_JOIN_S)
+        if self.t_stop:
+            return self.n               # stopped already
+        self._halt()
         if self._thread.is_alive():     # never expected: poll wakes every CTL_POLL_MS
             raise RuntimeError("asbru: the staging drain did not stop")
         self.t_stop = time.monotonic()
