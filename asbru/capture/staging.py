@@ -3,8 +3,8 @@
 A ``UDPCapture`` is made for a socket the caller has already bound: datagrams queue from
 that moment.  Compiling the loop takes seconds on a cold kernel cache (loading it from the
 cache ~0.2 s); an unprivileged socket buffer (a few MiB) holds well under a second of a
-fast stream, and the kernel drops the rest.  So while the loop compiles, a thread reads the
-socket into staging rows; the compiled ``_fetch`` of the UDP backend then hands the staged
+fast stream, and the kernel drops the rest.  So from the start of the construction until
+the loop is ready, a thread reads the socket into staging rows; the compiled ``_fetch`` of the UDP backend then hands the staged
 packets out first, in arrival order, before it receives anything newer (see ``IO_STAGE_*``
 in :mod:`asbru.capture.layout`).
 
@@ -15,13 +15,14 @@ once per machine, compiled) before the capture loop's compile starts; while it c
 the thread drains through ctypes (``_drain_with_ctypes``), which is enough for the
 second or so it takes.
 
-The staging rows are one ``numpy.empty`` allocation of ``max_bytes``: only the pages
-written to are backed by memory.  When they are full the drain stops and the socket
+The staging rows are one ``numpy.empty`` allocation of ``max_bytes`` (default:
+:func:`default_stage_bytes`): only the pages written to are backed by memory.  When they are full the drain stops and the socket
 buffer takes over; what that cannot hold the kernel drops and counts (the capture's
 ``stats["nkernel_drops"]``), and :meth:`Stager.stop` warns (:class:`StagingFullWarning`).
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import select
@@ -37,8 +38,8 @@ from . import drain_kernel as K
 #: the default staging capacity is a quarter of the memory available when the capture is
 #: made, within these bounds (1 GiB where /proc/meminfo cannot say): rows take memory only
 #: as datagrams fill them, and are freed once the loop has handed them all out.  A cold
-#: compile takes 10-40 s on a loaded 2-core machine; 20 000 datagrams/s of 8 KiB (rows of
-#: 9000 bytes) fill 180 MB/s, so a slow compile at that rate needs several GiB
+#: compile took 9-90 s on a shared 2-core machine (the more loaded, the longer); 20 000
+#: datagrams/s of 8 KiB (rows of 9000 bytes) fill 180 MB/s: 5 GiB hold ~30 s of that
 STAGE_BYTES_MIN = 256 << 20
 STAGE_BYTES_MAX = 16 << 30
 STAGE_BYTES = 1 << 30
@@ -67,7 +68,6 @@ class StagingFullWarning(RuntimeWarning):
 
 
 def _libc_recvmmsg() -> Any:
-    import ctypes
     import ctypes.util
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     fn = libc.recvmmsg
@@ -171,7 +171,6 @@ class Stager:
         ctl = self.ctl
         nrow = self.buf.shape[0]
         flags = K.sc.MSG_DONTWAIT | K.sc.MSG_TRUNC
-        import ctypes
         while not self._kernel_ready.is_set():
             if ctl[K.CTL_STOP]:
                 ctl[K.CTL_END] = K.END_STOPPED
