@@ -76,15 +76,42 @@ def _libc_recvmmsg() -> Any:
     return fn
 
 
+def _compile_in_child() -> None:
+    """Compile the drain loop into numba's on-disk cache in a child process.
+
+    Meanwhile this process only waits (the GIL free), so the ctypes drain keeps up; a
+    compile here would keep the GIL busy for the second or more it takes -- the very thing
+    the compiled drain is there to avoid.  Any failure leaves the compile to this process."""
+    import subprocess
+    import sys
+    exe = sys.executable or ""
+    if not os.path.basename(exe).startswith("python"):
+        return                          # an embedding program, not an interpreter to run
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
+    try:
+        subprocess.run([exe, "-c", "from asbru.capture import drain_kernel; drain_kernel.load()"],
+                       env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=600, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
 def _load_kernel() -> float:
     """Load the drain loop (or compile it: first use on this machine, said on stderr)."""
     import sys
     from .precompile import is_cached
-    quiet = is_cached(K.drain) or bool(os.environ.get("ASBRU_QUIET"))
+    cold = not is_cached(K.drain)
+    quiet = not cold or bool(os.environ.get("ASBRU_QUIET"))
     if not quiet:
         sys.stderr.write("asbru: compiling the staging drain kernel (first use on this machine) ...\n")
         sys.stderr.flush()
-    seconds = K.load()
+    t0 = time.perf_counter()
+    if cold:
+        _compile_in_child()
+    K.load()                            # from the cache now (or compiled here, if that failed)
+    seconds = time.perf_counter() - t0
     if not quiet:
         sys.stderr.write(f"asbru: compiled the staging drain kernel in {seconds:.1f} s\n")
         sys.stderr.flush()
