@@ -437,3 +437,44 @@ def test_chips_headers_follow_send_arguments(ntime, nsrc, seq, seq_inc, src, src
         assert rec[5] == nsrc and int.from_bytes(rec[6:8], "big") == 77
         assert int.from_bytes(rec[8:16], "big") == (seq + i * seq_inc) % (1 << 64)
         assert rec[16:] == data[i, j].tobytes()
+
+
+def test_disk_writer_image_word_copy_and_byte_copy_write_the_same_file(tmp_path: Path, monkeypatch) -> None:
+    # "image" copies whole 8-byte words when header and payload rows are aligned words
+    # (chips_4: 16 + 128 bytes), else bytes (the payload at an odd address); both must
+    # write exactly what writev writes, across several staging buffers
+    from asbru.writers import disk as wdisk, kernels as K
+    monkeypatch.setattr(wdisk, "STAGE_BYTES", 4096)      # 28 records per write
+    rng = np.random.default_rng(11)
+    backing = rng.integers(0, 256, size=50 * 3 * 128 + 1, dtype=np.uint8)
+    aligned = backing[:-1].reshape(50, 3, 128)
+    odd = backing[1:].reshape(50, 3, 128)
+    h = HeaderInfo()
+    h.set_nsrc(3)
+    h.set_nchan(4)
+    calls = {"words": 0, "bytes": 0}
+    real_words, real_bytes = K.disk_write_image_words, K.disk_write_image
+
+    def words(*a):
+        calls["words"] += 1
+        return real_words(*a)
+
+    def byte_copy(*a):
+        calls["bytes"] += 1
+        return real_bytes(*a)
+
+    monkeypatch.setattr(K, "disk_write_image_words", words)
+    monkeypatch.setattr(K, "disk_write_image", byte_copy)
+
+    def write(data: np.ndarray, method: str) -> bytes:
+        path = tmp_path / f"{method}.dat"
+        with open(path, "wb") as fh:
+            w = DiskWriter("chips_4", fh, method=method)
+            assert w.send(h, 7, 1, 0, 1, data) == 150
+        return path.read_bytes()
+
+    for data in (aligned, odd):
+        expected = write(data, "writev")
+        assert len(expected) == 150 * 144
+        assert write(data, "image") == expected
+    assert calls == {"words": 1, "bytes": 1}
