@@ -12,6 +12,10 @@ values exactly):
   output type.
 * ``y = x * scale`` is computed in float32 for outputs of up to 16 bits and in float64 for
   32-bit outputs (as Bifrost does), then clipped, then rounded.
+* Arrays of ``PARALLEL_MIN_BYTES`` (8 MiB) of input and more are split into contiguous
+  pieces converted by a pool of threads (the kernels release the GIL): up to 8 threads, or
+  ``$ASBRU_CONVERT_THREADS``, or :func:`set_num_threads`.  The output is the same whatever
+  the number of threads (each value is converted on its own).
 * Packed outputs hold the FIRST value in the MOST significant bits: ci4 is one byte per
   complex value with the real part in the HIGH nibble and the imaginary part in the LOW
   nibble (the LWA wire convention of DRX, TBF, CHIPS payloads); i4 holds values 0, 1 of the
