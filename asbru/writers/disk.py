@@ -18,14 +18,6 @@ STAGE_BYTES = 1 << 20
 WRITEV_MIN_PAYLOAD = 4096
 
 
-def _as_words(rows: np.ndarray) -> np.ndarray | None:
-    """``rows`` (n, size) uint8 as (n, size // 8) uint64 when each row is whole aligned
-    words in one C-contiguous block; else None (the byte loop copies it)."""
-    if rows.shape[1] % 8 or not rows.flags.c_contiguous or rows.ctypes.data % 8:
-        return None
-    return rows.view(np.uint64)
-
-
 class DiskWriter(PacketWriter):
     """``DiskWriter(fmt, fh, core=None)``: write packets of format ``fmt`` to ``fh``.
 
@@ -54,9 +46,7 @@ class DiskWriter(PacketWriter):
             p = int(self._format.params.payload_size or 0)
             method = "writev" if (self._hsize == 0 or p >= WRITEV_MIN_PAYLOAD) else "image"
         self.method = method
-        # whole 8-byte words (the word copy views it as uint64), at least one record
-        stage = -(-max(STAGE_BYTES, rec) // 8) * 8
-        self._stage = np.zeros(stage, dtype=np.uint8) if method == "image" else None
+        self._stage = np.zeros(max(STAGE_BYTES, rec), dtype=np.uint8) if method == "image" else None
         self._iovs = np.zeros((K.IOV_MAX, 2), dtype=np.uint64)
 
     def _transfer(self, fd: int, hdrs: np.ndarray, payload: np.ndarray, out: np.ndarray) -> None:
@@ -65,12 +55,7 @@ class DiskWriter(PacketWriter):
             flush()
         st = self._limiter
         if self._stage is not None and self._stage.size >= hdrs.shape[1] + payload.shape[1]:
-            words = _as_words(hdrs), _as_words(payload)
-            if words[0] is not None and words[1] is not None:
-                K.disk_write_image_words(fd, words[0], words[1], self._stage.view(np.uint64),
-                                         self._iovs, self._pfd, st.state, st.ts, out)
-            else:
-                K.disk_write_image(fd, hdrs, payload, self._stage, self._iovs, self._pfd,
-                                   st.state, st.ts, out)
+            K.disk_write_image(fd, hdrs, payload, self._stage, self._iovs, self._pfd,
+                               st.state, st.ts, out)
         else:
             K.disk_write_pairs(fd, hdrs, payload, self._iovs, self._pfd, st.state, st.ts, out)
