@@ -381,6 +381,9 @@ def main() -> int:
     ap.add_argument("--disk-mib", type=int, default=512)
     ap.add_argument("--formats", default=",".join(SIZES),
                     help="receive formats to measure, comma-separated (default: all)")
+    ap.add_argument("--read-sizes", default="",
+                    help="DiskReader: also measure chips_255 with these read_size values "
+                         "(KiB, comma-separated) beside the default")
     ap.add_argument("--only", choices=("receive", "disk", "startup"), action="append",
                     help="measure only these parts (repeatable; default: all)")
     a = ap.parse_args()
@@ -400,6 +403,8 @@ def main() -> int:
     if "disk" in parts:
         bench_disk(max(16, int(a.disk_mib * scale)), repeat)
         bench_disk(max(16, int(a.disk_mib * scale)) // 2, repeat, payload=1024)
+        for kib in (int(x) for x in a.read_sizes.split(",") if x):
+            bench_disk(max(16, int(a.disk_mib * scale)), repeat, read_size=kib << 10)
     if "startup" in parts:
         bench_startup()
     return 0
