@@ -199,6 +199,7 @@ PIECE_MIN_BYTES = 2 << 20
 _nthreads: Optional[int] = None
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
+_pool_pid = 0
 _pool_lock = threading.Lock()
 
 
@@ -234,13 +235,16 @@ def get_num_threads() -> int:
 
 
 def _executor(n: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
+    """The pool, with at least ``n`` threads.  A forked child gets a new one: it inherits
+    the parent's pool object but none of its threads (work handed to it would never run)."""
+    global _pool, _pool_size, _pool_pid
     with _pool_lock:
-        if _pool is None or _pool_size < n:
-            if _pool is not None:
+        pid = os.getpid()
+        if _pool is None or _pool_size < n or _pool_pid != pid:
+            if _pool is not None and _pool_pid == pid:
                 _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="asbru-convert")
-            _pool_size = n
+            _pool_size, _pool_pid = n, pid
         return _pool
 
 

@@ -3,6 +3,7 @@ and the values printed by the Bifrost data-capture tutorial."""
 from __future__ import annotations
 
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -385,3 +386,38 @@ def test_set_num_threads_checks_its_argument(monkeypatch):
         convert._default_threads()
     monkeypatch.setenv("ASBRU_CONVERT_THREADS", "3")
     assert convert._default_threads() == 3
+
+
+def test_threaded_quantize_works_in_a_forked_child(monkeypatch):
+    # a child forked after the pool started inherits the pool object but not its threads:
+    # it must make its own, not wait forever on threads that do not exist
+    import os
+    monkeypatch.setattr(convert, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(convert, "PIECE_MIN_BYTES", 4096)
+    convert.set_num_threads(3)
+    try:
+        z = np.full(40_000, 2.5 + 1.5j, np.complex64)
+        q = ndarray(shape=z.shape, dtype="ci8")
+        asbru.quantize(z, q)                       # starts the pool in this process
+        pid = os.fork()
+        if pid == 0:                               # child: convert again, report by exit code
+            try:
+                out = ndarray(shape=z.shape, dtype="ci8")
+                asbru.quantize(z, out)
+                ok = np.asarray(out).view(np.int8).reshape(-1, 2).tolist() == [[2, 2]] * z.size
+                os._exit(0 if ok else 1)
+            finally:
+                os._exit(2)
+        deadline = time.monotonic() + 20
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("quantize in a forked child did not finish")
+            time.sleep(0.02)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        convert.set_num_threads(convert._default_threads())
