@@ -689,7 +689,7 @@ class CaptureEngine:
             else:
                 self._kmod.zero_fill(g.data, mask, nslots, self._seqdesc.copy(), self._zero,
                                      self.nsrc, p, g.start, st.cnt, st.psrc)
-            g.span._adopt_flags(mask, sb)
+            g.span.hand_over_flags(mask, sb)
         g.span.commit(nslots * sb)
         g.span.close()
 
