@@ -218,6 +218,8 @@ def test_sockets_per_address(single):
         for t in range(4 * NTIME):
             for s in range(NSRC):
                 tx.sendto(chips(s, SEQ0 + t), ("127.0.0.1", ports[s % 2]))
+            if t == 20:      # a copy that arrives on the other socket: one duplicate
+                tx.sendto(chips(3, SEQ0 + 19), ("127.0.0.1", ports[0]))
         st = []
         while not st or st[-1] not in TERMINAL:
             st.append(int(cap.recv()))
@@ -229,7 +231,9 @@ def test_sockets_per_address(single):
         b.close()
     d = cap.stats
     assert d["nvalid"] == 4 * NTIME * NSRC and d["nmissing_bytes"] == 0
-    assert [r["nreceived"] for r in d["per_thread"][1:]] == [2 * NTIME * NSRC] * 2
+    assert d["nduplicate"] == 1 and d["per_source"]["duplicate"][3] == 1
+    assert [r["nreceived"] for r in d["per_thread"][1:]] == [2 * NTIME * NSRC + 1, 2 * NTIME * NSRC]
+    assert sum(r["nvalid"] for r in d["per_thread"]) == d["nvalid"]
     data = seqs[0].data.reshape(-1, NCHAN, NSRC, 32)
     assert np.array_equal(data[7, :, 12], np.frombuffer(chips(12, SEQ0 + 7)[16:], np.uint8).reshape(NCHAN, 32))
 

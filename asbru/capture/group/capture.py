@@ -30,7 +30,7 @@ from asbru.capture import layout as L
 from asbru.capture.stats import CaptureStats
 from asbru.capture.udp import UDPCapture, socket_fd
 
-from . import follower, handoff, steer
+from . import follower, handoff, masks, steer
 from . import shared as S
 
 THREADS_MAX = 256
@@ -369,29 +369,10 @@ class GroupUDPCapture(UDPCapture):
         super()._commit(g, nslots)
 
     def _merge_masks(self, g: Any, plane: int) -> None:
-        """Fold the followers' mask planes into the gulp's mask.  A (time, source) cell set
-        by more than one thread was placed more than once: each but the first thread's
-        placement becomes a duplicate (valid -1, duplicate +1, in that thread's row)."""
-        fm = self._fmask[:, plane]
-        stack = np.concatenate([g.mask[None], fm]).astype(np.int16)
-        counts = stack.sum(axis=0)
-        if counts.max(initial=0) > 1:
-            p = int(self._win[L.W_P])
-            st = self.stats_obj
-            before = np.cumsum(stack, axis=0) - stack
-            dup = (stack > 0) & (before > 0)
-            for i in range(stack.shape[0]):
-                per_src = dup[i].sum(axis=0)
-                k = int(per_src.sum())
-                if k:
-                    st.corr[i, L.C_NVALID] -= k
-                    st.corr[i, L.C_NVALID_BYTES] -= k * p
-                    st.corr[i, L.C_NDUP] += k
-                    st.corr[i, L.C_NDUP_BYTES] += k * p
-                    st.corr_psrc[i, L.PS_VALID] -= per_src
-                    st.corr_psrc[i, L.PS_DUP] += per_src
-        np.greater(counts, 0, out=g.mask, casting="unsafe")
-        self._win[L.W_PLACED0] = int(np.count_nonzero(g.mask))
+        """Fold the followers' mask planes into the gulp's mask (:func:`.masks.merge`)."""
+        st = self.stats_obj
+        self._win[L.W_PLACED0] = masks.merge(g.mask, self._fmask, plane, st.corr, st.corr_psrc,
+                                             int(self._win[L.W_P]))
 
     # -- public ----------------------------------------------------------------------------
     def recv(self) -> int:
