@@ -36,6 +36,8 @@ from . import shared as S
 THREADS_MAX = 256
 IDLE_MS = 20          # a waiting follower looks at the stop flag this often
 QUEUE_BYTES = 32 << 20
+# the longest a commit waits for a receive thread whose stream has not left the gulp yet
+WATERMARK_S = 0.05
 
 # the leader's receive backend: the follower queues (registered once; the generated loop
 # module's name carries a hash of handoff.py, so an edit there is never served stale)
@@ -250,6 +252,7 @@ class GroupUDPCapture(UDPCapture):
         self._plane_next = 0
         self._published = np.full(S.WINDOW_WORDS, -7, dtype=np.int64)
         self._seqid = 0
+        self._ts = np.zeros(2, dtype=np.int64)
         self._fmod = follower.bind(self._fmt)
         self._fargs = []
         for i, fd in enumerate(fds):
@@ -351,7 +354,11 @@ class GroupUDPCapture(UDPCapture):
 
     def _advance(self) -> None:
         if len(self._gulps) == 2 and not self._ended:
-            self._group_quiesce(S.ST_PAUSE)     # the first gulp is about to be committed
+            # the first gulp is about to be committed: first let every receive thread's
+            # stream leave it (one thread may lag the others by a batch or a time slice)
+            S.wait_watermark(self._ctl, len(self._fds), int(self._win[L.W_S] + self._win[L.W_N]),
+                             int(WATERMARK_S * 1e9), self._ts)
+            self._group_quiesce(S.ST_PAUSE)
         super()._advance()
 
     def _reserve(self) -> None:

@@ -25,7 +25,7 @@ USES_STATE = True  # BIND
 from asbru.capture.layout import (C_NDUP, C_NDUP_BYTES, C_NINVALID, C_NINVALID_BYTES, C_NLATE,
                                   C_NLATE_BYTES, C_NRECEIVED, C_NVALID, C_NVALID_BYTES, C_ERRNO,
                                   PS_DUP, PS_LATE, PS_VALID)
-from asbru.capture.group.shared import (F_ACK, F_BASE, F_DONE, F_ERRNO, F_IDLE, F_LAST, F_NHAND,
+from asbru.capture.group.shared import (F_ACK, F_BASE, F_DONE, F_ERRNO, F_IDLE, F_LAST, F_NHAND, F_SEEN,
                                         F_NRECV, F_QHEAD, F_QTAIL, F_SEQID, F_STRIDE, G_CUR,
                                         G_EPOCH, G_FSTATE, G_GA, G_GB, G_K, G_LWAIT, G_N, G_NSRC,
                                         G_P, G_S, G_SEQID, G_SLOTA, G_SLOTB, G_STATE, G_STOP,
@@ -50,6 +50,11 @@ MSG_OFF_LEN = 0   # set by bind() from asbru.sockets.msgvec (struct mmsghdr layo
 MSG_OFF_FLAGS = 0
 POLLRDHUP = 0x2000
 
+# what _fast says about a packet (any larger value: placed, its seq)
+HAND = LAST_NONE + 1
+NEXT_GULP = LAST_NONE + 2
+CONSUMED = LAST_NONE + 3
+
 # offsets of the window words in the follower's private copy (loc[0] is the epoch)
 _W = 1 - G_STATE
 
@@ -72,6 +77,7 @@ def _adopt(ctl, row, loc, fs, last):
     if loc[_W + G_SEQID] != seqid:
         last = LAST_NONE
         ctl[row + F_LAST] = LAST_NONE
+        ctl[row + F_SEEN] = LAST_NONE
         ctl[row + F_SEQID] = loc[_W + G_SEQID]
     fence()
     ctl[row + F_ACK] = loc[0]
@@ -121,6 +127,8 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, fmask, cfg, fs, d, chg, cnt, ps
     bufsize = rbuf.shape[1]
     last = LAST_NONE
     total = 0
+    triggered = np.int64(-1)     # the epoch in which we handed over a next-gulp packet
+    s = LAST_NONE
     while True:
         if ctl[G_EPOCH] != loc[0]:
             last = _adopt(ctl, row, loc, fs, last)
@@ -162,16 +170,44 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, fmask, cfg, fs, d, chg, cnt, ps
                 cnt[C_NINVALID_BYTES] += ln
                 continue
             pkt = rbuf[i, :ln]
-            if state == ST_OPEN:
+            while state == ST_OPEN:
                 s = _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc)
-                if s != LAST_NONE + 1:
+                if s > NEXT_GULP:
                     if s > last:
                         last = s
+                    break
+                if s == NEXT_GULP and triggered == loc[0]:
+                    # the window is moving (our first such packet told the leader): wait
+                    # for it rather than hand the leader the packets of the next gulp
+                    ctl[row + F_LAST] = last
+                    if d[SEQ] > ctl[row + F_SEEN]:
+                        ctl[row + F_SEEN] = d[SEQ]
+                    fence()
+                    while ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
+                        yield_cpu()
+                    while ctl[G_STOP] == 0:
+                        if ctl[G_EPOCH] != loc[0]:
+                            last = _adopt(ctl, row, loc, fs, last)
+                        if loc[_W + G_STATE] != ST_PAUSE:
+                            break
+                        yield_cpu()
+                    state = loc[_W + G_STATE]
+                    if ctl[G_STOP] != 0:
+                        break
                     continue
+                if s == NEXT_GULP:
+                    triggered = loc[0]
+                    if d[SEQ] > ctl[row + F_SEEN]:
+                        ctl[row + F_SEEN] = d[SEQ]
+                break
+            if state == ST_OPEN and s > NEXT_GULP:
+                continue
             last = _hand(ctl, row, fio, pkt, ln, qbuf, qlen, loc, fs, last)
             state = loc[_W + G_STATE]
         fence()           # the placements (streaming stores too) before the leader reads
         ctl[row + F_LAST] = last
+        if last > ctl[row + F_SEEN]:
+            ctl[row + F_SEEN] = last
     ctl[row + F_LAST] = last
     fence()
     ctl[row + F_DONE] = 1
@@ -183,10 +219,11 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, fmask, cfg, fs, d, chg, cnt, ps
 
 @numba.njit(nogil=True, cache=True)
 def _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc):
-    """One packet while the window is open.  Returns ``LAST_NONE + 1`` when the leader must
-    have it; otherwise it is consumed (placed, late or duplicate) and the return value is
-    the largest seq it placed (``LAST_NONE`` when not placed)."""
-    hand = LAST_NONE + 1
+    """One packet while the window is open.  Returns ``HAND`` when the leader must have it,
+    ``NEXT_GULP`` when it lies in the gulp just beyond the window; otherwise it is consumed
+    (placed, late or duplicate) and the return value is its seq if placed, else
+    ``LAST_NONE + 3``."""
+    hand = HAND
     for j in range(chg.shape[0]):
         d[chg[j]] = -1
     if _decode(pkt, cfg, fs, d) != VALID:
@@ -222,9 +259,12 @@ def _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc):
         cnt[C_NLATE] += 1
         cnt[C_NLATE_BYTES] += ps
         psrc[PS_LATE, src] += 1
-        return LAST_NONE
-    if diff >= loc[_W + G_K] * n:
-        return hand           # beyond the window: the leader moves it
+        return CONSUMED
+    k = loc[_W + G_K]
+    if diff >= k * n:
+        if diff < (k + 1) * n:
+            return NEXT_GULP  # just beyond: the leader opens the next gulp for it
+        return hand           # further: the leader decides (a jump, or a stray)
     g = diff // n
     t = diff - g * n
     plane = loc[_W + G_SLOTA] if g == 0 else loc[_W + G_SLOTB]
@@ -232,7 +272,7 @@ def _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc):
         cnt[C_NDUP] += 1
         cnt[C_NDUP_BYTES] += ps
         psrc[PS_DUP, src] += 1
-        return LAST_NONE
+        return CONSUMED
     fmask[plane, t, src] = 1
     sb = nsrc * p
     base = loc[_W + G_GA] if g == 0 else loc[_W + G_GB]

@@ -60,6 +60,7 @@ F_ERRNO = 6      # the errno that ended it (0: none)
 F_NRECV = 7      # datagrams received (the leader's "is the stream alive" clock)
 F_NHAND = 8      # datagrams handed to the leader
 F_SEQID = 9      # the G_SEQID its F_LAST belongs to
+F_SEEN = 10      # largest seq it has seen at or beyond the window (how far its stream is)
 F_STRIDE = 16
 
 LAST_NONE = -(1 << 62)
@@ -191,6 +192,30 @@ def wait_acked(ctl, nf, e):
         spins += 1
         if spins > 64:
             yield_cpu()
+
+
+@numba.njit(nogil=True, cache=True)
+def wait_watermark(ctl, nf, target, timeout_ns, ts):
+    """Leader, before it commits a gulp: wait (at most ``timeout_ns``) until every follower
+    has seen a packet at or beyond ``target`` (its stream has left the gulp behind), has
+    nothing to receive, or has left.  Returns False on the timeout."""
+    t0 = now_ns(ts)
+    spins = 0
+    while True:
+        fence()
+        ok = True
+        for i in range(nf):
+            r = F_BASE + i * F_STRIDE
+            if ctl[r + F_SEEN] < target and ctl[r + F_IDLE] == 0 and ctl[r + F_DONE] == 0:
+                ok = False
+                break
+        if ok:
+            return True
+        spins += 1
+        if spins > 64:
+            yield_cpu()
+            if now_ns(ts) - t0 > timeout_ns:
+                return False
 
 
 WINDOW_WORDS = G_END - G_STATE
