@@ -164,6 +164,13 @@ class Capture:
         while int(self.cap.recv()) not in (1, 4, 5, 6):
             pass                           # the end of the stream, untimed
         got = self._placed() - start
+        if self.n > 1:
+            # where the receive threads' time went (the last round's is printed)
+            d = self.cap.stats
+            self.where = ", ".join(
+                f"{r['thread']}: {r['nvalid']} placed, {r['nhanded']} handed over, "
+                f"waited {r['wait_seconds'] * 1e3:.0f} ms" for r in d["per_thread"][1:])
+            self.where += f"; leader placed {d['per_thread'][0]['nvalid']}"
         if got < want:
             print(f"  (asbru N={self.n}: {got} of {want} packets placed; kernel drops "
                   f"{self.cap.stats['nkernel_drops']})")
@@ -180,6 +187,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a quarter of the packets, 1 round")
     ap.add_argument("--threads", default="1,2,4,8", help="the N to measure (default 1,2,4,8)")
+    ap.add_argument("--detail", action="store_true", help="per receive thread: placed, handed "
+                    "over, time waited for the leader")
     a = ap.parse_args()
     print(describe(), flush=True)
     repeat = 1 if a.quick else max(1, a.repeat)
@@ -222,6 +231,8 @@ def main() -> int:
             print(f"N={n}: {_k(ours[n])} pkt/s, {r1:.2f}x of N=1 (C receivers: {c1:.2f}x); "
                   f"{n} C receivers {_k(theirs[n])} pkt/s, ratio {vs_c:.2f} "
                   f"(target >= 0.9{scale_ok})", flush=True)
+            if a.detail and n > 1:
+                print(f"  (N={n}, counts since start: {cap.where})", flush=True)
     return 0
 
 

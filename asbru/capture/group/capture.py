@@ -94,6 +94,8 @@ class GroupStats(CaptureStats):
             r = self._row(self.fcnt[i] + self.corr[i + 1], self.fpsrc[i] + self.corr_psrc[i + 1])
             r["thread"] = f"follower {i}"
             r["nhanded"] = int(self._ctl[S.F_BASE + i * S.F_STRIDE + S.F_NHAND])
+            # time spent waiting for the leader (a commit, or the window's next gulp)
+            r["wait_seconds"] = int(self._ctl[S.F_BASE + i * S.F_STRIDE + S.F_WAIT_NS]) * 1e-9
             rows.append(r)
         out["per_thread"] = rows
         out["threads"] = self.fcnt.shape[0]
@@ -234,6 +236,7 @@ class GroupUDPCapture(UDPCapture):
         rows = max(4 * self._nbatch, min(4096, QUEUE_BYTES // bufsize))
         self._qbuf = np.zeros((nf, rows, bufsize), dtype=np.uint8)
         self._qlen = np.zeros((nf, rows), dtype=np.int64)
+        self._qstamp = np.zeros((nf, rows), dtype=np.int64)
         self._evfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         io = np.zeros(handoff.NIO_GROUP, dtype=np.int64)
         io[L.IO_POLL_MS] = -1
@@ -242,6 +245,7 @@ class GroupUDPCapture(UDPCapture):
         io[handoff.IO_NCTL] = ctl.size
         io[handoff.IO_QBUF] = self._qbuf.ctypes.data
         io[handoff.IO_QLEN] = self._qlen.ctypes.data
+        io[handoff.IO_QSTAMP] = self._qstamp.ctypes.data
         io[handoff.IO_QROWS] = rows
         io[handoff.IO_EVFD] = self._evfd
         self._io = io
@@ -268,7 +272,7 @@ class GroupUDPCapture(UDPCapture):
             fio[follower.FIO_IDLE_MS] = IDLE_MS
             loc = np.full(S.WINDOW_WORDS + 1, -1, dtype=np.int64)
             self._fargs.append((ctl, i, fio, rv.buffers, rv.hdrs, self._qbuf[i], self._qlen[i],
-                                self._fmask[i], self._cfg, np.zeros(S.NSTATE, dtype=np.int64),
+                                self._qstamp[i], self._fmask[i], self._cfg, np.zeros(S.NSTATE, dtype=np.int64),
                                 np.full(self._d.size, -1, dtype=np.int64), self._chg,
                                 self.stats_obj.fcnt[i], self.stats_obj.fpsrc[i], loc, rv))
 
@@ -277,11 +281,11 @@ class GroupUDPCapture(UDPCapture):
         probe_ctl = self._ctl.copy()
         probe_ctl[S.G_STOP] = 1
         a = self._fargs[0]
-        self._fmod.follow(probe_ctl, a[1], a[2].copy(), *a[3:8], a[8], a[9].copy(), a[10].copy(),
-                          a[11], a[12].copy(), a[13].copy(), a[14].copy())
+        self._fmod.follow(probe_ctl, a[1], a[2].copy(), *a[3:9], a[9], a[10].copy(), a[11].copy(),
+                          a[12], a[13].copy(), a[14].copy(), a[15].copy())
         self._ended = False
         for a in self._fargs:
-            t = threading.Thread(target=self._fmod.follow, args=a[:15],
+            t = threading.Thread(target=self._fmod.follow, args=a[:16],
                                  name=f"asbru-follower-{a[1]}", daemon=True)
             self._threads.append(t)
         self._stopper = weakref.finalize(self, _stop, self._ctl, list(self._threads),

@@ -26,6 +26,7 @@ from asbru.capture.layout import (C_NDUP, C_NDUP_BYTES, C_NINVALID, C_NINVALID_B
                                   C_NLATE_BYTES, C_NRECEIVED, C_NVALID, C_NVALID_BYTES, C_ERRNO,
                                   PS_DUP, PS_LATE, PS_VALID)
 from asbru.capture.group.shared import (F_ACK, F_BASE, F_DONE, F_ERRNO, F_IDLE, F_LAST, F_NHAND, F_SEEN,
+                                        F_WAIT_NS, now_ns,
                                         F_NRECV, F_QHEAD, F_QTAIL, F_SEQID, F_STRIDE, G_CUR,
                                         G_EPOCH, G_FSTATE, G_GA, G_GB, G_K, G_LWAIT, G_N, G_NSRC,
                                         G_P, G_S, G_SEQID, G_SLOTA, G_SLOTB, G_STATE, G_STOP,
@@ -85,7 +86,7 @@ def _adopt(ctl, row, loc, fs, last):
 
 
 @numba.njit(nogil=True, cache=True)
-def _hand(ctl, row, fio, pkt, ln, qbuf, qlen, loc, fs, last):
+def _hand(ctl, row, fio, pkt, ln, qbuf, qlen, qstamp, stamp, loc, fs, last):
     """Push one packet to the leader's queue; while the queue is full, keep acknowledging
     new windows (the leader may be waiting for that before it takes from the queue)."""
     head = ctl[row + F_QHEAD]
@@ -101,6 +102,7 @@ def _hand(ctl, row, fio, pkt, ln, qbuf, qlen, loc, fs, last):
     k = head % q
     qbuf[k, :ln] = pkt
     qlen[k] = ln
+    qstamp[k] = stamp
     fence()
     ctl[row + F_QHEAD] = head + 1
     ctl[row + F_NHAND] += 1
@@ -120,7 +122,7 @@ def _shut_down(fio):
 
 
 @numba.njit(nogil=True, cache=True)
-def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, fmask, cfg, fs, d, chg, cnt, psrc, loc):
+def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg, cnt, psrc, loc):
     """Receive and place until ``ctl[G_STOP]``; returns the number of datagrams received."""
     row = F_BASE + me * F_STRIDE
     fd = fio[FIO_FD]
@@ -128,6 +130,7 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, fmask, cfg, fs, d, chg, cnt, ps
     last = LAST_NONE
     total = 0
     triggered = np.int64(-1)     # the epoch in which we handed over a next-gulp packet
+    ts = np.zeros(2, dtype=np.int64)
     s = LAST_NONE
     while True:
         if ctl[G_EPOCH] != loc[0]:
@@ -136,7 +139,10 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, fmask, cfg, fs, d, chg, cnt, ps
             break
         state = loc[_W + G_STATE]
         if state == ST_PAUSE:
-            yield_cpu()
+            t0 = now_ns(ts)
+            while ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
+                yield_cpu()
+            ctl[row + F_WAIT_NS] += now_ns(ts) - t0
             continue
         r = sc.recvmmsg_e(fd, fio[FIO_ADDR], fio[FIO_NMSG], sc.MSG_DONTWAIT | sc.MSG_TRUNC, 0)
         if r < 0:
@@ -159,6 +165,9 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, fmask, cfg, fs, d, chg, cnt, ps
             break
         if r >= 1 and _rd_u32(hdrs[0], MSG_OFF_LEN) == 0 and _shut_down(fio):
             break        # shutdown(): the end of this socket's stream
+        # when they arrived (ns, + the index in the batch): the leader takes hand-offs of
+        # all sockets in this order
+        stamp = now_ns(ts) * 64
         total += r
         cnt[C_NRECEIVED] += r
         ctl[row + F_NRECV] += r
@@ -183,6 +192,7 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, fmask, cfg, fs, d, chg, cnt, ps
                     if d[SEQ] > ctl[row + F_SEEN]:
                         ctl[row + F_SEEN] = d[SEQ]
                     fence()
+                    t0 = now_ns(ts)
                     while ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
                         yield_cpu()
                     while ctl[G_STOP] == 0:
@@ -191,6 +201,7 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, fmask, cfg, fs, d, chg, cnt, ps
                         if loc[_W + G_STATE] != ST_PAUSE:
                             break
                         yield_cpu()
+                    ctl[row + F_WAIT_NS] += now_ns(ts) - t0
                     state = loc[_W + G_STATE]
                     if ctl[G_STOP] != 0:
                         break
@@ -202,7 +213,7 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, fmask, cfg, fs, d, chg, cnt, ps
                 break
             if state == ST_OPEN and s > NEXT_GULP:
                 continue
-            last = _hand(ctl, row, fio, pkt, ln, qbuf, qlen, loc, fs, last)
+            last = _hand(ctl, row, fio, pkt, ln, qbuf, qlen, qstamp, stamp + i, loc, fs, last)
             state = loc[_W + G_STATE]
         fence()           # the placements (streaming stores too) before the leader reads
         ctl[row + F_LAST] = last

@@ -35,9 +35,8 @@ IO_EVFD = NIO + 5      # the event descriptor followers write to wake the leader
 IO_RR = NIO + 6        # the queue to look at first (round robin)
 IO_SCRATCH = NIO + 7   # 8 bytes: what is read from the event descriptor
 IO_TS = NIO + 8        # 2 words: struct timespec
-MAX_TURN_QUEUES = 256  # followers (threads) at most
-IO_HEADS = NIO + 10    # scratch: 2 words per queue
-NIO_GROUP = IO_HEADS + 2 * MAX_TURN_QUEUES
+IO_QSTAMP = NIO + 10   # address of the rows' receive times: int64 [follower][row]
+NIO_GROUP = NIO + 12
 
 _SLICE_MS = 50         # the longest single sleep (a timeout is measured in these)
 
@@ -49,53 +48,43 @@ def _i64_at(addr, n):
 
 @numba.njit(nogil=True, cache=True)
 def _take(io, ctl, rbuf, rlen):
-    """Move queued packets into the receive buffer; how many.  Each queue gives a share
-    proportional to what it holds, in interleaved turns: the queues filled at the same
-    time, so packets that arrived at about the same time stay near each other."""
+    """Move queued packets into the receive buffer, oldest first; how many.
+
+    Every queued packet carries the time its follower received it: the queues are merged
+    by that time, so the leader sees the handed-over packets of all sockets in the order
+    they arrived (e.g. a burst queued while no sequence was open, before the packets
+    another socket hands over later)."""
     nf = ctl[G_NF]
     rows = io[IO_QROWS]
     bufsize = rbuf.shape[1]
     cap = min(rbuf.shape[0], rlen.shape[0])
     qlen = _i64_at(io[IO_QLEN], nf * rows)
-    heads = _i64_at(io.ctypes.data + 8 * IO_HEADS, 2 * MAX_TURN_QUEUES)
-    total = 0
-    for f in range(nf):
-        r = F_BASE + f * F_STRIDE
-        heads[f] = ctl[r + F_QHEAD] - ctl[r + F_QTAIL] if f < MAX_TURN_QUEUES else 0
-        total += heads[f]
-    fence()
-    if total == 0:
-        return 0
+    qstamp = _i64_at(io[IO_QSTAMP], nf * rows)
     n = 0
-    for f in range(min(nf, MAX_TURN_QUEUES)):
-        # this queue's share of the buffer, given out in turns below
-        share = (heads[f] * cap + total - 1) // total
-        heads[MAX_TURN_QUEUES + f] = min(share, heads[f])
     while n < cap:
-        moved = False
-        for f in range(min(nf, MAX_TURN_QUEUES)):
-            want = heads[MAX_TURN_QUEUES + f]
-            if want <= 0:
-                continue
+        best = -1
+        bstamp = np.int64(0)
+        for f in range(nf):
             r = F_BASE + f * F_STRIDE
             tail = ctl[r + F_QTAIL]
-            step = min(want, 8, cap - n)
-            for _ in range(step):
-                k = tail % rows
-                ln = qlen[f * rows + k]
-                src = u8_at(io[IO_QBUF] + (f * rows + k) * bufsize, bufsize)
-                rbuf[n, :ln] = src[:ln]
-                rlen[n] = ln
-                n += 1
-                tail += 1
-            heads[MAX_TURN_QUEUES + f] = want - step
-            fence()
-            ctl[r + F_QTAIL] = tail
-            moved = moved or step > 0
-            if n >= cap:
-                break
-        if not moved:
+            if tail < ctl[r + F_QHEAD]:
+                fence()
+                st = qstamp[f * rows + tail % rows]
+                if best < 0 or st < bstamp:
+                    best = f
+                    bstamp = st
+        if best < 0:
             break
+        r = F_BASE + best * F_STRIDE
+        tail = ctl[r + F_QTAIL]
+        k = tail % rows
+        ln = qlen[best * rows + k]
+        src = u8_at(io[IO_QBUF] + (best * rows + k) * bufsize, bufsize)
+        rbuf[n, :ln] = src[:ln]
+        rlen[n] = ln
+        n += 1
+        fence()
+        ctl[r + F_QTAIL] = tail + 1
     return n
 
 

@@ -61,6 +61,7 @@ F_NRECV = 7      # datagrams received (the leader's "is the stream alive" clock)
 F_NHAND = 8      # datagrams handed to the leader
 F_SEQID = 9      # the G_SEQID its F_LAST belongs to
 F_SEEN = 10      # largest seq it has seen at or beyond the window (how far its stream is)
+F_WAIT_NS = 11   # nanoseconds it waited for the leader (a paused or moving window)
 F_STRIDE = 16
 
 LAST_NONE = -(1 << 62)
