@@ -51,6 +51,9 @@ MSG_OFF_LEN = 0   # set by bind() from asbru.sockets.msgvec (struct mmsghdr layo
 MSG_OFF_FLAGS = 0
 POLLRDHUP = 0x2000
 
+# datagrams received per call while no window is open (all of them go to the leader)
+GATHER_BATCH = 4
+
 # what _fast says about a packet (any larger value: placed, its seq)
 HAND = LAST_NONE + 1
 NEXT_GULP = LAST_NONE + 2
@@ -131,6 +134,7 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg,
     total = 0
     triggered = np.int64(-1)     # the epoch in which we handed over a next-gulp packet
     ts = np.zeros(2, dtype=np.int64)
+    waits = 0
     s = LAST_NONE
     while True:
         if ctl[G_EPOCH] != loc[0]:
@@ -144,7 +148,23 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg,
                 yield_cpu()
             ctl[row + F_WAIT_NS] += now_ns(ts) - t0
             continue
-        r = sc.recvmmsg_e(fd, fio[FIO_ADDR], fio[FIO_NMSG], sc.MSG_DONTWAIT | sc.MSG_TRUNC, 0)
+        nmsg = fio[FIO_NMSG]
+        if state != ST_OPEN:
+            # everything goes to the leader: a few packets at a time, and only once it has
+            # taken the last ones, so that what each socket holds stays in the kernel's
+            # buffer and the leader sees the sockets' packets interleaved as they arrived
+            # (a thread that read its whole backlog at once would be far ahead of the rest)
+            if ctl[row + F_QHEAD] > ctl[row + F_QTAIL]:
+                waits += 1
+                if waits < 2000:
+                    yield_cpu()
+                else:
+                    sc.poll_e(0, 0, 1)
+                continue
+            if nmsg > GATHER_BATCH:
+                nmsg = GATHER_BATCH
+        waits = 0
+        r = sc.recvmmsg_e(fd, fio[FIO_ADDR], nmsg, sc.MSG_DONTWAIT | sc.MSG_TRUNC, 0)
         if r < 0:
             e = -r
             if e == sc.EAGAIN or e == sc.EWOULDBLOCK:
