@@ -278,7 +278,7 @@ def zero_fill(gulp, mask, nslots, d, zero, nsrc, p, seq_start, cnt, psrc):
         row = mask[t]
         nrecv = 0
         for s in range(nsrc):
-            nrecv += row[s]
+            nrecv += np.int64(row[s])   # as numba types it; Python would keep uint8 and wrap
         nrecv_all += nrecv
         slot = gulp[t * sb:(t + 1) * sb]
         if nrecv == nsrc:
