@@ -126,9 +126,11 @@ class UDPCapture(CaptureEngine):
         self._rv = RecvVec(self._nbatch, self._bufsize, control=use_cmsg)
         self._rbuf = self._rv.buffers
         self._rlen = np.zeros(self._nbatch, dtype=np.int64)
-        self._hdrs = self._rv.hdrs
-        self._control = self._rv.control
-        self._controllens = self._rv.controllens
+        # the backend's own arrays (asbru/capture/backends/udp.py): the mmsghdr rows and
+        # the SO_RXQ_OVFL control buffers
+        self._meta = self._rv.hdrs
+        self._aux = self._rv.control
+        self._auxlens = self._rv.controllens
         io = np.zeros(L.NIO, dtype=np.int64)
         io[L.IO_FD] = self._fd
         io[L.IO_ADDR] = self._rv.addr
