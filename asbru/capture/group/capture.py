@@ -25,7 +25,7 @@ from typing import Any, Optional
 import numpy as np
 
 from asbru.errors import ArgumentError, AsbruError
-from asbru.capture import kernels
+from asbru.capture import backends
 from asbru.capture import layout as L
 from asbru.capture.stats import CaptureStats
 from asbru.capture.udp import UDPCapture, socket_fd
@@ -39,15 +39,10 @@ QUEUE_BYTES = 32 << 20
 # the longest a commit waits for a receive thread whose stream has not left the gulp yet
 WATERMARK_S = 0.05
 
-# the leader's receive backend: the follower queues (registered once; the generated loop
-# module's name carries a hash of handoff.py, so an edit there is never served stale)
-def _fingerprint() -> str:
-    from asbru.formats.engine import _module_fingerprint
-    return "".join(_module_fingerprint(m)[:8] for m in (handoff, S))
-
-
-kernels.BACKENDS.setdefault(
-    "group", f"\nfrom asbru.capture.group.handoff import fetch as _fetch  # {_fingerprint()}\n")
+# the leader's receive backend: the followers' hand-off queues
+backends.register(backends.Backend(
+    "group", "asbru.capture.group.handoff",
+    depends_on=("asbru.capture.layout", "asbru.sockets.syscalls", "asbru.capture.group.shared")))
 
 
 class GroupStats(CaptureStats):
@@ -230,9 +225,9 @@ class GroupUDPCapture(UDPCapture):
         self._rv = RecvVec(self._nbatch, bufsize, control=False)
         self._rbuf = self._rv.buffers
         self._rlen = np.zeros(self._nbatch, dtype=np.int64)
-        self._hdrs = self._rv.hdrs
-        self._control = self._rv.control
-        self._controllens = self._rv.controllens
+        self._meta = self._rv.hdrs
+        self._aux = self._rv.control
+        self._auxlens = self._rv.controllens
         rows = max(4 * self._nbatch, min(4096, QUEUE_BYTES // bufsize))
         self._qbuf = np.zeros((nf, rows, bufsize), dtype=np.uint8)
         self._qlen = np.zeros((nf, rows), dtype=np.int64)

@@ -9,18 +9,22 @@ sequence open, a new or changed sequence, a packet beyond the window or far behi
 that does not decode -- goes to the leader through this follower's hand-off queue, and the
 leader treats it exactly as a single-thread capture would.
 
-This file is a real module, bound to one format by :func:`bind`: its source is imported
-again with the format's ``decode``/``place`` in place of the lines marked ``# BIND`` (the
-way asbru/capture/kernels.py binds the single-thread loop), so numba compiles and caches
-one follower per format.  As imported here it is bound to the ``simple`` format.
+This file is a template module (asbru/formats/engine.py): :func:`bind` binds it to one
+format's ``decode``/``place``, the way the single-thread loop is bound, so numba compiles and
+caches one follower per format.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from asbru.formats.simple import decode as _decode, place as _place  # BIND
-USES_STATE = True  # BIND
+from asbru.formats.simple import decode as _decode, place as _place  # defaults; bound per format
+from asbru.formats.engine import bound_kernel
+from asbru.sockets.msgvec import OFF_MSG_FLAGS as MSG_OFF_FLAGS, OFF_MSG_LEN as MSG_OFF_LEN
+
+#: bound per format by :func:`bind`: its decode and place (inlined), and whether its decode
+#: keeps state (then a packet whose decode changes the state goes to the leader)
+BINDS = ("_decode", "_place", "USES_STATE")
+USES_STATE = True
 
 from asbru.capture.layout import (C_NDUP, C_NDUP_BYTES, C_NINVALID, C_NINVALID_BYTES, C_NLATE,
                                   C_NLATE_BYTES, C_NRECEIVED, C_NVALID, C_NVALID_BYTES, C_ERRNO,
@@ -47,8 +51,6 @@ FIO_ONE_ADDR = 7
 FIO_IDLE_MS = 8   # how long one wait for packets lasts (a stop is noticed this soon)
 NFIO = 9
 
-MSG_OFF_LEN = 0   # set by bind() from asbru.sockets.msgvec (struct mmsghdr layout)
-MSG_OFF_FLAGS = 0
 POLLRDHUP = 0x2000
 
 # datagrams received per call while no window is open (all of them go to the leader)
@@ -63,13 +65,13 @@ CONSUMED = LAST_NONE + 3
 _W = 1 - G_STATE
 
 
-@numba.njit(nogil=True, cache=True)
+@bound_kernel
 def _rd_u32(b, p):
     return (np.int64(b[p]) | (np.int64(b[p + 1]) << 8) | (np.int64(b[p + 2]) << 16)
             | (np.int64(b[p + 3]) << 24))
 
 
-@numba.njit(nogil=True, cache=True)
+@bound_kernel
 def _adopt(ctl, row, loc, fs, last):
     """Take the newest window: copy it (and the format's decode state), then acknowledge
     it -- after a fence, so that every placement made with older windows is visible first.
@@ -88,7 +90,7 @@ def _adopt(ctl, row, loc, fs, last):
     return last
 
 
-@numba.njit(nogil=True, cache=True)
+@bound_kernel
 def _hand(ctl, row, fio, pkt, ln, qbuf, qlen, qstamp, stamp, loc, fs, last):
     """Push one packet to the leader's queue; while the queue is full, keep acknowledging
     new windows (the leader may be waiting for that before it takes from the queue)."""
@@ -115,7 +117,7 @@ def _hand(ctl, row, fio, pkt, ln, qbuf, qlen, qstamp, stamp, loc, fs, last):
     return last
 
 
-@numba.njit(nogil=True, cache=True)
+@bound_kernel
 def _shut_down(fio):
     fio[FIO_POLLFD] = (fio[FIO_FD] & 0xFFFFFFFF) | (POLLRDHUP << 32)
     r = sc.poll_e(fio[FIO_POLLFD_ADDR], 1, 0)
@@ -124,7 +126,7 @@ def _shut_down(fio):
     return (((fio[FIO_POLLFD] >> 48) & 0xFFFF) & POLLRDHUP) != 0
 
 
-@numba.njit(nogil=True, cache=True)
+@bound_kernel
 def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg, cnt, psrc, loc):
     """Receive and place until ``ctl[G_STOP]``; returns the number of datagrams received."""
     row = F_BASE + me * F_STRIDE
@@ -248,7 +250,7 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg,
     return total
 
 
-@numba.njit(nogil=True, cache=True)
+@bound_kernel
 def _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc):
     """One packet while the window is open.  Returns ``HAND`` when the leader must have it,
     ``NEXT_GULP`` when it lies in the gulp just beyond the window; otherwise it is consumed
@@ -316,31 +318,23 @@ def _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc):
 
 
 def bind(fmt) -> object:
-    """This module bound to ``fmt`` (a :class:`asbru.formats.Format`): compiled and cached
-    once per format."""
+    """This template bound to ``fmt`` (a :class:`asbru.formats.Format`): compiled and
+    cached once per format."""
     import inspect
     import sys
 
     from asbru.capture import layout
     from asbru.capture.group import shared
     from asbru.formats import engine, spec
-    from asbru.formats.batch import _importable_name
-    from asbru.sockets import msgvec
+    from asbru.sockets import msgvec, syscalls
 
-    modname = _importable_name(fmt.module)
+    m = engine.importable_name(fmt.module)
     try:
         uses_state = "state[" in inspect.getsource(fmt.module)
     except (OSError, TypeError):
         uses_state = True
-    lines = []
-    for line in inspect.getsource(sys.modules[__name__]).splitlines():
-        if line.endswith("# BIND"):
-            line = (f"from {modname} import decode as _decode, place as _place"
-                    if "import" in line else f"USES_STATE = {uses_state}")
-        elif line.startswith("MSG_OFF_LEN = "):
-            line = f"MSG_OFF_LEN = {msgvec.OFF_MSG_LEN}"
-        elif line.startswith("MSG_OFF_FLAGS = "):
-            line = f"MSG_OFF_FLAGS = {msgvec.OFF_MSG_FLAGS}"
-        lines.append(line)
-    return engine.generated_module(f"capture_follower_{fmt.name}", "\n".join(lines) + "\n",
-                                   depends_on=(fmt.module, spec, layout, shared))
+    return engine.bound_module(
+        f"capture_follower_{fmt.name}", sys.modules[__name__],
+        {"_decode": f"inline:{m}:decode", "_place": f"inline:{m}:place",
+         "USES_STATE": uses_state},
+        depends_on=(fmt.module, spec, layout, shared, syscalls, msgvec))

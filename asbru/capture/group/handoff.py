@@ -1,4 +1,5 @@
-"""The leader's receive backend: packets handed over by the followers' queues.
+"""The leader's receive backend (template, bound once: see asbru/capture/backends):
+packets handed over by the followers' queues.
 
 In a multi-core capture the thread that calls ``recv()`` -- the *leader* -- runs the usual
 single-thread capture loop (all of its sequence, learning, voting and window logic), but
@@ -16,14 +17,16 @@ stream when every follower has left and the queues are empty.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from asbru.capture.layout import (C_ERRNO, F_EOF, F_ERROR, F_INTR, F_TIMEOUT, IO_POLL_MS,
                                   IO_POLLFD, IO_POLLFD_ADDR, NIO)
 from asbru.capture.group.shared import (F_BASE, F_DONE, F_ERRNO, F_NRECV, F_QHEAD, F_QTAIL,
                                         F_STRIDE, G_LWAIT, G_NF, fence, now_ns, u8_at)
+from asbru.formats.engine import bound_kernel
 from asbru.sockets import syscalls as sc
+
+BINDS = ()
 
 # the leader's io words beyond the single-thread layout
 IO_CTL = NIO           # address of the control block
@@ -41,12 +44,12 @@ NIO_GROUP = NIO + 12
 _SLICE_MS = 50         # the longest single sleep (a timeout is measured in these)
 
 
-@numba.njit(nogil=True, cache=True)
+@bound_kernel
 def _i64_at(addr, n):
     return u8_at(addr, 8 * n).view(np.int64)
 
 
-@numba.njit(nogil=True, cache=True)
+@bound_kernel
 def _take(io, ctl, rbuf, rlen):
     """Move queued packets into the receive buffer, oldest first; how many.
 
@@ -88,7 +91,7 @@ def _take(io, ctl, rbuf, rlen):
     return n
 
 
-@numba.njit(nogil=True, cache=True)
+@bound_kernel
 def _received(ctl):
     s = 0
     for f in range(ctl[G_NF]):
@@ -96,7 +99,7 @@ def _received(ctl):
     return s
 
 
-@numba.njit(nogil=True, cache=True)
+@bound_kernel
 def _ended(ctl):
     """0: a follower still runs; 1: all have left; -errno: one left on an error."""
     err = 0
@@ -110,8 +113,8 @@ def _ended(ctl):
     return -err if err != 0 else 1
 
 
-@numba.njit(nogil=True, cache=True)
-def fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
+@bound_kernel
+def fetch(io, rbuf, rlen, meta, aux, auxlens, cnt):
     ctl = _i64_at(io[IO_CTL], io[IO_NCTL])
     n = _take(io, ctl, rbuf, rlen)
     if n > 0:
@@ -157,3 +160,8 @@ def fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
             since = now_ns(ts)
         elif timeout >= 0 and now_ns(ts) - since >= timeout * 1_000_000:
             return F_TIMEOUT
+
+
+@bound_kernel
+def packet(rbuf, meta, aux, i, ln):
+    return rbuf[i, :ln]
