@@ -13,6 +13,7 @@ stream alone, as it must be for the two captures to agree.
 """
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -211,7 +212,8 @@ def test_sockets_per_address(single):
     a.timeout = 0.3
     ports = [a._sock.getsockname()[1], b._sock.getsockname()[1]]
     ring = Ring(name=f"mc_socks_{time.monotonic_ns() & 0xffffff:x}")
-    cap = UDPCapture("chips", a, ring, NSRC, 0, 9000, NTIME, 1, None, socks=[b])
+    cpu = min(os.sched_getaffinity(0))
+    cap = UDPCapture("chips", a, ring, NSRC, 0, 9000, NTIME, 1, None, socks=[b], cores=[cpu, cpu])
     col = RingCollector(ring, NTIME * NSRC * 32 * NCHAN)
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -259,6 +261,10 @@ def test_bad_group_arguments():
             UDPCapture("chips", s, None, NSRC, 0, 9000, NTIME, 1, None, threads=2)
         with pytest.raises(ArgumentError, match="one thread per socket"):
             UDPCapture("chips", s, None, NSRC, 0, 9000, NTIME, 1, None, threads=3, socks=[s])
+        with pytest.raises(ArgumentError, match="cores must list 2 CPU numbers"):
+            UDPCapture("chips", s, None, NSRC, 0, 9000, NTIME, 1, None, socks=[s], cores=[0])
+        with pytest.raises(ArgumentError, match="cores: pins receive threads"):
+            UDPCapture("chips", s, None, NSRC, 0, 9000, NTIME, 1, None, cores=[0])
     finally:
         s.close()
 

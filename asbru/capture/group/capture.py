@@ -118,13 +118,17 @@ def _sock_timeout_ms(sock: Any, fd: int, probe: Optional[socket.socket]) -> int:
 
 
 class GroupUDPCapture(UDPCapture):
-    """A UDPCapture whose receiving is spread over several threads (see the module doc)."""
+    """A UDPCapture whose receiving is spread over several threads (see the module doc).
+
+    ``UDPCapture(..., threads=N)`` makes one; a subclass of UDPCapture gets the same
+    through :func:`group_class`."""
 
     _backend = "group"
 
     def __init__(self, fmt: str, sock: Any, *args: Any, threads: Any = None, socks: Any = None,
-                 **kwargs: Any) -> None:
+                 cores: Any = None, **kwargs: Any) -> None:
         self._group_plan(sock, threads, socks)
+        self._cores = self._check_cores(cores)
         self._ended = True           # until the engine is up: end()/__del__ do nothing
         self._threads: list[threading.Thread] = []
         super().__init__(fmt, sock, *args, **kwargs)
@@ -154,6 +158,21 @@ class GroupUDPCapture(UDPCapture):
         self._nthreads = n if n is not None else len(extra) + 1
         self._own_socks: list[socket.socket] = []
         self.steering = "one socket per address" if extra else "SO_REUSEPORT by source"
+
+    def _check_cores(self, cores: Any) -> Optional[list[int]]:
+        """``cores=[c0, c1, ...]``: pin receive thread i to CPU ci (one per thread)."""
+        if cores is None:
+            return None
+        try:
+            out = [int(c) for c in cores]
+        except (TypeError, ValueError):
+            raise ArgumentError(f"cores must be a list of CPU numbers, one per receive thread; "
+                                f"got {cores!r}") from None
+        have = os.sched_getaffinity(0)
+        if len(out) != self._nthreads or any(c not in have for c in out):
+            raise ArgumentError(f"cores must list {self._nthreads} CPU numbers (one per receive "
+                                f"thread) from this process's CPUs {sorted(have)}; got {cores!r}")
+        return out
 
     def _open_group_sockets(self) -> None:
         """threads=N on one socket: N-1 more sockets in its SO_REUSEPORT group, steered by
@@ -280,7 +299,8 @@ class GroupUDPCapture(UDPCapture):
                           a[12], a[13].copy(), a[14].copy(), a[15].copy())
         self._ended = False
         for a in self._fargs:
-            t = threading.Thread(target=self._fmod.follow, args=a[:16],
+            core = None if self._cores is None else self._cores[a[1]]
+            t = threading.Thread(target=_follow, args=(self._fmod.follow, core) + a[:16],
                                  name=f"asbru-follower-{a[1]}", daemon=True)
             self._threads.append(t)
         self._stopper = weakref.finalize(self, _stop, self._ctl, list(self._threads),
@@ -425,6 +445,13 @@ class GroupUDPCapture(UDPCapture):
         return None
 
 
+def _follow(follow: Any, core: Optional[int], *args: Any) -> None:
+    """A receive thread: pinned to ``core`` if given, then the compiled loop (no GIL)."""
+    if core is not None:
+        os.sched_setaffinity(0, {core})     # this thread only
+    follow(*args)
+
+
 def _stop(ctl: np.ndarray, threads: list, own: list, evfd: int, probe: socket.socket) -> None:
     """Stop the followers (end(), or the capture was dropped without end()) and close what
     the capture opened."""
@@ -440,3 +467,17 @@ def _stop(ctl: np.ndarray, threads: list, own: list, evfd: int, probe: socket.so
     except OSError:
         pass
     probe.close()
+
+
+_GROUP_CLASSES: dict[type, type] = {UDPCapture: GroupUDPCapture}
+
+
+def group_class(cls: type) -> type:
+    """``cls`` (UDPCapture or a subclass of it receiving UDP) spread over threads: a class
+    with the group's methods before ``cls``'s."""
+    if issubclass(cls, GroupUDPCapture):
+        return cls
+    if cls not in _GROUP_CLASSES:
+        _GROUP_CLASSES[cls] = type(f"Group{cls.__name__}", (GroupUDPCapture, cls),
+                                   {"__module__": cls.__module__})
+    return _GROUP_CLASSES[cls]
