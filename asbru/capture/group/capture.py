@@ -42,7 +42,8 @@ WATERMARK_S = 0.05
 # the leader's receive backend: the followers' hand-off queues
 backends.register(backends.Backend(
     "group", "asbru.capture.group.handoff",
-    depends_on=("asbru.capture.layout", "asbru.sockets.syscalls", "asbru.capture.group.shared")))
+    depends_on=("asbru.capture.layout", "asbru.sockets.syscalls", "asbru.capture.group.shared",
+                "asbru.capture.borrow")))
 
 
 class GroupStats(CaptureStats):

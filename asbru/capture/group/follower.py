@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from asbru.formats.simple import decode as _decode, place as _place  # defaults; bound per format
+from asbru.capture.borrow import borrow as _borrow
 from asbru.formats.engine import bound_kernel
 from asbru.sockets.msgvec import OFF_MSG_FLAGS as MSG_OFF_FLAGS, OFF_MSG_LEN as MSG_OFF_LEN
 
@@ -129,6 +130,23 @@ def _shut_down(fio):
 @bound_kernel
 def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg, cnt, psrc, loc):
     """Receive and place until ``ctl[G_STOP]``; returns the number of datagrams received."""
+    # the caller (the thread's Python frame) holds every array for the whole call: work on
+    # borrowed views, so that slicing costs no atomic reference counting (borrow.py)
+    ctl = _borrow(ctl)
+    fio = _borrow(fio)
+    rbuf = _borrow(rbuf)
+    hdrs = _borrow(hdrs)
+    qbuf = _borrow(qbuf)
+    qlen = _borrow(qlen)
+    qstamp = _borrow(qstamp)
+    fmask = _borrow(fmask)
+    cfg = _borrow(cfg)
+    fs = _borrow(fs)
+    d = _borrow(d)
+    chg = _borrow(chg)
+    cnt = _borrow(cnt)
+    psrc = _borrow(psrc)
+    loc = _borrow(loc)
     row = F_BASE + me * F_STRIDE
     fd = fio[FIO_FD]
     bufsize = rbuf.shape[1]

@@ -23,6 +23,7 @@ from asbru.capture.layout import (C_ERRNO, F_EOF, F_ERROR, F_INTR, F_TIMEOUT, IO
                                   IO_POLLFD, IO_POLLFD_ADDR, NIO)
 from asbru.capture.group.shared import (F_BASE, F_DONE, F_ERRNO, F_NRECV, F_QHEAD, F_QTAIL,
                                         F_STRIDE, G_LWAIT, G_NF, fence, now_ns, u8_at)
+from asbru.capture.borrow import borrow as _borrow
 from asbru.formats.engine import bound_kernel
 from asbru.sockets import syscalls as sc
 
@@ -115,6 +116,10 @@ def _ended(ctl):
 
 @bound_kernel
 def fetch(io, rbuf, rlen, meta, aux, auxlens, cnt):
+    io = _borrow(io)
+    rbuf = _borrow(rbuf)
+    rlen = _borrow(rlen)
+    cnt = _borrow(cnt)
     ctl = _i64_at(io[IO_CTL], io[IO_NCTL])
     n = _take(io, ctl, rbuf, rlen)
     if n > 0:
