@@ -278,3 +278,38 @@ def test_one_thread_is_the_single_thread_capture():
         cap.end()
     finally:
         s.close()
+
+
+def test_threads_steer_each_sender_to_one_socket():
+    """threads=N: the BPF program gives sender (address, port) the socket
+    (address ^ port) % N of the SO_REUSEPORT group, whatever the packets say."""
+    n = 4
+    s = UDPSocket()
+    s.bind(Address("127.0.0.1", 0))
+    s.timeout = 0.3
+    port = s._sock.getsockname()[1]
+    cap = UDPCapture("chips", s, None, NSRC, 0, 9000, NTIME, 1, None, threads=n)
+    if cap.steering != "SO_REUSEPORT by source":
+        cap.end()
+        s.close()
+        pytest.skip(f"the kernel refused the steering program ({cap.steering})")
+    senders = []
+    want = [0] * n
+    try:
+        for k in range(8):
+            tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            tx.bind(("127.0.0.1", 0))
+            senders.append(tx)
+            sport = tx.getsockname()[1]
+            for t in range(5):
+                tx.sendto(chips(k, SEQ0 + t), ("127.0.0.1", port))
+            want[(0x7F000001 ^ sport) % n] += 5
+        st = []
+        while not st or st[-1] not in TERMINAL:
+            st.append(int(cap.recv()))
+        cap.end()
+    finally:
+        for tx in senders:
+            tx.close()
+        s.close()
+    assert [r["nreceived"] for r in cap.stats["per_thread"][1:]] == want
