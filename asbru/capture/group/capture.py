@@ -431,7 +431,9 @@ class GroupUDPCapture(UDPCapture):
         c = self._ctl
         for i in range(len(self._fds)):
             r = S.F_BASE + i * S.F_STRIDE
-            if c[r + S.F_DONE] == 0 or c[r + S.F_QTAIL] < c[r + S.F_QHEAD]:
+            if c[r + S.F_DONE] == 0 and self._threads[i].is_alive():
+                return False
+            if c[r + S.F_QTAIL] < c[r + S.F_QHEAD]:
                 return False
         return True
 
