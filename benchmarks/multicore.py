@@ -128,6 +128,19 @@ class Capture:
             v += int(st.fcnt[:, L.C_NVALID].sum()) + int(st.corr[:, L.C_NVALID].sum())
         return v
 
+    def _thread_cpu(self) -> dict[int, float]:
+        """Seconds of CPU used so far by each receive thread (by native thread id)."""
+        out = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for t in getattr(self.cap, "_threads", []):
+            try:
+                with open(f"/proc/self/task/{t.native_id}/stat") as fh:
+                    f = fh.read().rsplit(")", 1)[1].split()
+                out[t.native_id] = (int(f[11]) + int(f[12])) / tick
+            except (OSError, IndexError, ValueError):
+                continue
+        return out
+
     def round(self, per: int) -> float:
         if self.n > 1:
             # hold the receive threads: fill first, then drain (benchmark only)
@@ -152,6 +165,7 @@ class Capture:
                 time.sleep(0.0002)
 
         w = threading.Thread(target=watch, daemon=True)
+        cpu0 = self._thread_cpu()
         t0 = time.perf_counter()
         w.start()
         try:
@@ -163,6 +177,8 @@ class Capture:
             w.join()
         while int(self.cap.recv()) not in (1, 4, 5, 6):
             pass                           # the end of the stream, untimed
+        wall = last[0] - t0
+        cpu1 = self._thread_cpu()
         got = self._placed() - start
         if self.n > 1:
             # where the receive threads' time went (the last round's is printed)
@@ -171,10 +187,14 @@ class Capture:
                 f"{r['thread']}: {r['nvalid']} placed, {r['nhanded']} handed over, "
                 f"waited {r['wait_seconds'] * 1e3:.0f} ms" for r in d["per_thread"][1:])
             self.where += f"; leader placed {d['per_thread'][0]['nvalid']}"
+            # CPU time of each receive thread over the timed drain (/proc/self/task/*/stat;
+            # includes the untimed end of the stream): 100 % = never waited
+            busy = [(cpu1.get(t, 0.0) - cpu0.get(t, 0.0)) / wall for t in cpu0]
+            self.where += "; receive threads busy " + " ".join(f"{100 * b:.0f}%" for b in busy)
         if got < want:
             print(f"  (asbru N={self.n}: {got} of {want} packets placed; kernel drops "
                   f"{self.cap.stats['nkernel_drops']})")
-        return got / (last[0] - t0)
+        return got / wall
 
     def close(self) -> None:
         self.cap.end()
