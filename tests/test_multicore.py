@@ -313,3 +313,37 @@ def test_threads_steer_each_sender_to_one_socket():
             tx.close()
         s.close()
     assert [r["nreceived"] for r in cap.stats["per_thread"][1:]] == want
+
+
+def test_cli_capture_threads(tmp_path):
+    """``asbru capture --threads 2``: the command's capture on two receive threads records
+    every packet of a generated stream (sent by two senders), each once."""
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from helpers.cli import free_udp_port, run_json, start, stop, wait_published
+    port = free_udp_port()
+    got = tmp_path / "cap.dat"
+    cap = start("capture", "chips_4", "--bind", f"127.0.0.1:{port}", "--nsrc", "4", "--threads", "2",
+                "--out", str(got), "--packets", "1600", "--duration", "120", "--json")
+    try:
+        wait_published(cap.pid, proc=cap)
+        for seed in (1, 2):      # two senders (two source ports): both threads may get some
+            sent = run_json("generate", "chips_4", "--to", f"127.0.0.1:{port}", "--nsrc", "4",
+                            "--ntime", "200", "--rate", "4000", "--seed", str(seed), "--json")
+            assert sent["send_failed"] == 0
+        out, err = cap.communicate(timeout=120)
+    finally:
+        stop(cap)
+    assert cap.returncode == 0, err
+    summary = __import__("json").loads([ln for ln in out.splitlines() if ln.strip()][-1])
+    assert summary["received"] == 1600 and summary["kept"] == 1600
+    rep = run_json("inspect", str(got), "--format", "chips_4", "--nsrc", "4", "--json")
+    assert rep["packets"] == rep["valid"] == 1600 and rep["invalid"] == 0
+
+
+def test_cli_threads_bad_value():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "asbru", "capture", "chips", "--bind", "127.0.0.1:0",
+                        "--threads", "0"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "--threads" in r.stderr and "Traceback" not in r.stderr
