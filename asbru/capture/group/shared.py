@@ -126,17 +126,26 @@ _sched_yield = types.ExternalFunction("sched_yield", types.int32())
 _clock_gettime = types.ExternalFunction("clock_gettime", types.int32(types.int32, types.int64))
 
 
-@numba.njit(nogil=True, cache=True)
-def yield_cpu():
-    """Let another thread of this core run (a waiting follower or leader spins with it)."""
-    _sched_yield()
+if config.DISABLE_JIT:
+    import os as _os
+    import time as _time
 
+    def yield_cpu():
+        _os.sched_yield()
 
-@numba.njit(nogil=True, cache=True)
-def now_ns(ts):
-    """CLOCK_MONOTONIC in nanoseconds; ``ts``: an int64[2] scratch array."""
-    _clock_gettime(1, ts.ctypes.data)
-    return ts[0] * 1_000_000_000 + ts[1]
+    def now_ns(ts):
+        return _time.monotonic_ns()
+else:
+    @numba.njit(nogil=True, cache=True)
+    def yield_cpu():
+        """Let another thread of this core run (a waiting follower or leader spins with it)."""
+        _sched_yield()
+
+    @numba.njit(nogil=True, cache=True)
+    def now_ns(ts):
+        """CLOCK_MONOTONIC in nanoseconds; ``ts``: an int64[2] scratch array."""
+        _clock_gettime(1, ts.ctypes.data)
+        return ts[0] * 1_000_000_000 + ts[1]
 
 
 @numba.njit(nogil=True, cache=True)
