@@ -189,6 +189,9 @@ def test_fill_table_decode_agree(name):
         for idx, value in desc(u, j).items():
             assert d[k, idx] == value, f"{name} packet {k}: decode gives {spec.DESCRIPTOR_FIELDS[idx]} = {d[k, idx]}, table says {value}"
         assert d[k, spec.PAYLOAD_OFFSET] == w.header.size and d[k, spec.PAYLOAD_SIZE] == p
+        # a spare descriptor slot is written only under a name the format declares (SLOTS)
+        unnamed = [x for x in spec.SPARE_SLOTS if x not in r.slots.values()]
+        assert (d[k, unnamed] == -1).all(), f"{name}: decode writes spare slots it does not name"
     assert valid >= nsrc  # at least one whole time step decoded
 
 

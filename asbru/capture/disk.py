@@ -86,13 +86,13 @@ class DiskReader(CaptureEngine):
 
     def _setup_backend(self) -> None:
         # rows in front keep the bytes before the batch, spare rows after it take what a
-        # resync keeps from them (see _fetch in asbru/capture/kernels.py)
+        # resync keeps from them (see fetch in asbru/capture/backends/disk.py)
         nrow = self._nrec + 2 * L.DISK_BACK_ROWS
         self._rbuf = np.zeros((nrow, self._record_size), dtype=np.uint8)
         self._rlen = np.zeros(nrow - L.DISK_BACK_ROWS, dtype=np.int64)
-        self._hdrs = np.zeros((1, 1), dtype=np.uint8)
-        self._control = np.zeros((1, 0), dtype=np.uint8)
-        self._controllens = np.zeros(1, dtype=np.uint64)
+        self._meta = np.zeros((1, 1), dtype=np.uint8)      # unused by the disk backend
+        self._aux = np.zeros((1, 0), dtype=np.uint8)
+        self._auxlens = np.zeros(1, dtype=np.uint64)
         io = np.zeros(L.NIO, dtype=np.int64)
         io[L.IO_FD] = self._fd
         io[L.IO_ADDR] = self._rbuf.ctypes.data

@@ -1,6 +1,6 @@
 """The capture state machine (Python side): sequences, gulps, commits, callbacks.
 
-The compiled loop (:mod:`asbru.capture.kernels`) does all per-packet work and returns
+The compiled loop (:mod:`asbru.capture.loop`) does all per-packet work and returns
 here only when the ring or the sequence must change (see ``RS_*`` in
 :mod:`asbru.capture.layout`).  This module turns those returns into ring operations and
 Bifrost status codes.  Behaviour and every difference from Bifrost: docs/capture.md.
@@ -26,8 +26,9 @@ from asbru.errors import ArgumentError, AsbruError, CaptureWarning
 from asbru.formats import Format, spec
 from asbru.formats.spec import NDESC, PAYLOAD_SIZE
 
-from . import kernels
 from . import layout as L
+from .loop import capture_module
+from .loop.state import LoopState
 from .callbacks import PacketCaptureCallback, call_sequence_callback, describe
 from .stats import CaptureStats
 from .status import Status
@@ -148,9 +149,10 @@ class _Gulp:
 class CaptureEngine:
     """Shared by UDPCapture, DiskReader and the sniffer; subclasses provide the backend:
 
-    ``_backend`` (name in :data:`kernels.BACKENDS`), ``_kind`` (proclog block name) and
-    ``_setup_backend()`` which sets ``self._io``, ``self._rbuf``, ``self._rlen``,
-    ``self._hdrs``, ``self._control``, ``self._controllens``.
+    ``_backend`` (name in :data:`asbru.capture.backends.BACKENDS`), ``_kind`` (proclog block
+    name) and ``_setup_backend()`` which sets the receive arrays of the
+    :class:`~asbru.capture.loop.state.LoopState`: ``self._io``, ``self._rbuf``,
+    ``self._rlen``, ``self._meta``, ``self._aux``, ``self._auxlens``.
     """
 
     _backend = ""
@@ -210,7 +212,7 @@ class CaptureEngine:
         self._zero = np.zeros(max_packet, dtype=np.uint8)
 
         # compiled loop state
-        self._kmod = kernels.capture_module(fmt, self._backend)
+        self._kmod = capture_module(fmt, self._backend)
         self._cfg = fmt.capture_config(nsrc, src0)
         self._cfg[spec.CFG_SAMPLE_RATE] = self.sample_rate or 0
         self._fstate = np.zeros(spec.NSTATE, dtype=np.int64)
@@ -266,8 +268,7 @@ class CaptureEngine:
         try:
             with precompile.announce(self._kmod, self._fmt.name, self._backend):
                 precompile.call_with_zero_budget(self._kmod, self._io, self._rbuf, self._rlen,
-                                                 self._hdrs, self._control, self._controllens,
-                                                 self.nsrc)
+                                                 self._meta, self._aux, self._auxlens, self.nsrc)
         finally:
             if stager is not None:
                 self._adopt_staged(stager)
@@ -383,20 +384,28 @@ class CaptureEngine:
         """Subclasses that receive from the network: refresh ``cnt[C_NKDROPS]`` (called
         before each proclog publication, by ``stats`` and by ``end()``)."""
 
-    def _run(self, nofetch: int) -> int:
+    def _loop_state(self) -> LoopState:
+        """What the compiled loop works on: this engine's arrays, by name (the one place
+        they are put together)."""
         g = self._gulps
-        gA = g[0].data if len(g) > 0 else self._dummy_gulp
-        mA = g[0].mask if len(g) > 0 else self._dummy_mask
-        gB = g[1].data if len(g) > 1 else self._dummy_gulp
-        mB = g[1].mask if len(g) > 1 else self._dummy_mask
-        self._win[L.W_NOFETCH] = int(nofetch)
-        t0 = time.perf_counter()
         st = self.stats_obj
-        r = self._kmod.run(self._io, self._rbuf, self._rlen, self._rst, self._hdrs, self._control,
-                           self._controllens, self._hold, self._hlen, self._hst, self._cfg,
-                           self._fstate, self._d, self._cur, self._ref, self._chg, gA, gB, mA, mB,
-                           self._win, st.cnt, st.psrc, self._pend, self._addrs)
-        st.process_seconds += time.perf_counter() - t0
+        return LoopState(
+            io=self._io, rbuf=self._rbuf, rlen=self._rlen, meta=self._meta, aux=self._aux,
+            auxlens=self._auxlens, rst=self._rst, hold=self._hold, hlen=self._hlen,
+            hst=self._hst, cfg=self._cfg, fstate=self._fstate, d=self._d, cur=self._cur,
+            ref=self._ref, chg=self._chg,
+            gA=g[0].data if len(g) > 0 else self._dummy_gulp,
+            gB=g[1].data if len(g) > 1 else self._dummy_gulp,
+            mA=g[0].mask if len(g) > 0 else self._dummy_mask,
+            mB=g[1].mask if len(g) > 1 else self._dummy_mask,
+            win=self._win, cnt=st.cnt, psrc=st.psrc, pend=self._pend, addrs=self._addrs)
+
+    def _run(self, nofetch: int) -> int:
+        self._win[L.W_NOFETCH] = int(nofetch)
+        s = self._loop_state()
+        t0 = time.perf_counter()
+        r = self._kmod.run(s)
+        self.stats_obj.process_seconds += time.perf_counter() - t0
         return int(r)
 
     def _pump(self, nofetch: int) -> int:
@@ -623,7 +632,7 @@ class CaptureEngine:
         go back to gathering (keeping unprocessed held packets)."""
         n = self.buffer_ntime
         # far-ahead packets still waiting for agreement were strays: counted invalid
-        self._kmod._drop_far(self._hlen, self._win, self.stats_obj.cnt)
+        self._kmod.drop_far(self._hlen, self._win, self.stats_obj.cnt)
         self._win[L.W_FARGO] = 0
         while self._gulps:
             g = self._gulps[0]

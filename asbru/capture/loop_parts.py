@@ -117,6 +117,11 @@ def _no_place_row(addrs, d, slot, nsrc):
     return False
 
 
+@numba.njit(nogil=True, cache=True)
+def _no_resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
+    # the resync of a backend without one (datagrams: nothing to realign)
+    return
+
 
 @numba.njit(nogil=True, cache=True)
 def _admit(d, ln, cur, chg, mA, mB, win, cnt, psrc, di, rst, pend, room):

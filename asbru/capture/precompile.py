@@ -16,7 +16,6 @@ import contextlib
 import os
 import sys
 import time
-import types
 from typing import Any, Iterator
 
 import numpy as np
@@ -27,7 +26,7 @@ from . import layout as L
 
 
 def backend_arrays(backend: str, slot: int = 64, nbatch: int = 2) -> tuple[Any, ...]:
-    """Stand-ins of ``(io, rbuf, rlen, hdrs, control, controllens)`` with the dtypes and
+    """Stand-ins of ``(io, rbuf, rlen, meta, aux, auxlens)`` with the dtypes and
     layouts the ``backend``'s ``_setup_backend`` gives them (see udp.py, disk.py, sniffer.py)."""
     if backend == "udp":
         from asbru.sockets.msgvec import RecvVec
@@ -49,27 +48,30 @@ def backend_arrays(backend: str, slot: int = 64, nbatch: int = 2) -> tuple[Any, 
     raise ValueError(f"unknown capture backend {backend!r}; known: udp, disk, sniffer")
 
 
-def call_with_zero_budget(kmod: types.ModuleType, io: np.ndarray, rbuf: np.ndarray,
-                          rlen: np.ndarray, hdrs: np.ndarray, control: np.ndarray,
-                          controllens: np.ndarray, nsrc: int = 1) -> None:
+def call_with_zero_budget(kmod: Any, io: np.ndarray, rbuf: np.ndarray, rlen: np.ndarray,
+                          meta: np.ndarray, aux: np.ndarray, auxlens: np.ndarray,
+                          nsrc: int = 1) -> None:
     """Compile (or load from the cache) ``kmod.run`` and ``kmod.zero_fill`` for these
     receive arrays: one call of each that does no work."""
+    from .loop.state import LoopState
     nd = spec.NDESC
     i64 = np.int64
     win = np.zeros(L.NWIN, dtype=i64)
     win[L.W_BUDGET] = 0          # run() returns RS_BUDGET before it looks at anything
-    rst = np.zeros(L.NRST, dtype=i64)
     gulp = np.zeros(1, dtype=np.uint8)
     mask = np.zeros((1, 1), dtype=np.uint8)
     cnt = np.zeros(L.NCNT, dtype=i64)
     psrc = np.zeros((L.NPS, nsrc), dtype=i64)
-    r = kmod.run(io, rbuf, rlen, rst, hdrs, control, controllens,
-                 np.zeros((2, rbuf.shape[1]), dtype=np.uint8), np.zeros(2, dtype=i64),
-                 np.zeros(L.NHST, dtype=i64), np.zeros(spec.NCFG, dtype=i64),
-                 np.zeros(spec.NSTATE, dtype=i64), np.full(nd, -1, dtype=i64),
-                 np.full(nd, -1, dtype=i64), np.full(nd, -1, dtype=i64), np.zeros(0, dtype=i64),
-                 gulp, gulp, mask, mask, win, cnt, psrc, np.zeros((1, 6), dtype=i64),
-                 np.zeros(nsrc, dtype=i64))
+    s = LoopState(io=io, rbuf=rbuf, rlen=rlen, meta=meta, aux=aux, auxlens=auxlens,
+                  rst=np.zeros(L.NRST, dtype=i64),
+                  hold=np.zeros((2, rbuf.shape[1]), dtype=np.uint8), hlen=np.zeros(2, dtype=i64),
+                  hst=np.zeros(L.NHST, dtype=i64), cfg=np.zeros(spec.NCFG, dtype=i64),
+                  fstate=np.zeros(spec.NSTATE, dtype=i64), d=np.full(nd, -1, dtype=i64),
+                  cur=np.full(nd, -1, dtype=i64), ref=np.full(nd, -1, dtype=i64),
+                  chg=np.zeros(0, dtype=i64), gA=gulp, gB=gulp, mA=mask, mB=mask, win=win,
+                  cnt=cnt, psrc=psrc, pend=np.zeros((1, 6), dtype=i64),
+                  addrs=np.zeros(nsrc, dtype=i64))
+    r = kmod.run(s)
     if r != L.RS_BUDGET:
         raise RuntimeError(f"capture kernel warm-up: run() returned {r}, expected RS_BUDGET")
     kmod.zero_fill(gulp, mask, 0, np.full(nd, -1, dtype=i64), np.zeros(1, dtype=np.uint8),
@@ -79,12 +81,10 @@ def call_with_zero_budget(kmod: types.ModuleType, io: np.ndarray, rbuf: np.ndarr
 def compile_capture(fmt: Format, backend: str) -> None:
     """Compile (or load) the capture loop of ``fmt`` for ``backend`` (``udp``, ``disk``,
     ``sniffer``) with stand-in arrays."""
-    from . import kernels
-    if backend == "sniffer":
-        from . import sniffer  # noqa: F401  (registers the backend source)
-    kmod = kernels.capture_module(fmt, backend)
-    io, rbuf, rlen, hdrs, control, controllens, _keep = backend_arrays(backend)
-    call_with_zero_budget(kmod, io, rbuf, rlen, hdrs, control, controllens)
+    from .loop import capture_module
+    kmod = capture_module(fmt, backend)
+    io, rbuf, rlen, meta, aux, auxlens, _keep = backend_arrays(backend)
+    call_with_zero_budget(kmod, io, rbuf, rlen, meta, aux, auxlens)
 
 
 def compiled_here(dispatcher: Any) -> bool:
@@ -109,7 +109,7 @@ _LABELS = {"udp": "capture", "sniffer": "sniffer capture", "disk": "disk reader"
 
 
 @contextlib.contextmanager
-def announce(kmod: types.ModuleType, fmt: str, backend: str,
+def announce(kmod: Any, fmt: str, backend: str,
              entry: str = "run") -> Iterator[None]:
     """Say on stderr that a kernel is being compiled, and how long it took -- only when it
     is not in the cache (a warm start says nothing).  ``ASBRU_QUIET=1`` silences it."""

@@ -26,8 +26,6 @@ Needs CAP_NET_RAW; without it construction raises :class:`~asbru.errors.Permissi
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
 import os
 import socket
 from typing import Any, Optional
@@ -39,8 +37,9 @@ from asbru.sockets import bpf
 from asbru.sockets import packet_ring as pr
 from asbru.sockets.options import SO_DETACH_FILTER
 
-from . import kernels
 from . import layout as L
+from .backends import sniffer as _backend
+from .loop import capture_module
 from .udp import UDPCapture
 
 __all__ = ["UDPSniffer", "have_cap_net_raw", "SNIFF_BLOCK_SIZE", "SNIFF_BLOCK_COUNT"]
@@ -55,106 +54,10 @@ _CAP_NET_RAW = 13
 _NEEDS_RAW = ("UDPSniffer needs CAP_NET_RAW (run as root, or `setcap cap_net_raw+ep` on the "
               "python binary); use UDPCapture without it")
 
-# --------------------------------------------------------------------------------------
-# The receive backend (glued into the generated capture module by kernels.capture_module).
-# io[] slots past layout.NIO are the sniffer's own; walk_block() writes the payload offsets
-# into ``hdrs`` and their lengths into ``rlen``; the ring itself is passed as ``control``.
-_BACKEND = '''
-from asbru.sockets.packet_ring import (block_status as _blk_status, walk_block as _walk,
-                                       release_block as _release, TP_STATUS_USER)
-
-IO_BSIZE = NIO + 0     # block size (bytes)
-IO_NBLOCK = NIO + 1    # number of blocks
-IO_BLOCK = NIO + 2     # current block
-IO_HELD = NIO + 3      # 1: the current block is ours (its packets may still be pending)
-IO_MAXLEN = NIO + 4    # largest accepted datagram payload (max_payload_size)
-NIO_SNIFF = NIO + 8
-BD_NUM_PKTS = 12
-
-
-@numba.njit(nogil=True, cache=True)
-def _packet(rbuf, hdrs, control, i, ln):
-    o = hdrs[i]
-    return control[o:o + ln]
-
-
-@numba.njit(nogil=True, cache=True)
-def _num_pkts(ring, base):
-    p = ring[base + BD_NUM_PKTS:base + BD_NUM_PKTS + 4]
-    return (np.int64(p[0]) | (np.int64(p[1]) << 8) | (np.int64(p[2]) << 16)
-            | (np.int64(p[3]) << 24))
-
-
-@numba.njit(nogil=True, cache=True)
-def _give_back(ring, io, bsize, nblock, b):
-    # hand block b back to the kernel; the next block to look at
-    _release(ring, bsize, b)
-    io[IO_HELD] = 0
-    b += 1
-    if b >= nblock:
-        b = 0
-    io[IO_BLOCK] = b
-    return b
-
-
-@numba.njit(nogil=True, cache=True)
-def _fetch(io, rbuf, rlen, hdrs, control, controllens, cnt):
-    ring = control
-    bsize = io[IO_BSIZE]
-    nblock = io[IO_NBLOCK]
-    b = io[IO_BLOCK]
-    if bsize <= 0 or nblock <= 0 or nblock * bsize > ring.shape[0]:
-        cnt[C_ERRNO] = 22  # EINVAL: set-up does not match the ring
-        return F_ERROR
-    if io[IO_HELD] != 0:
-        # every packet of the previous block has been consumed: give it back
-        b = _give_back(ring, io, bsize, nblock, b)
-    waited = False
-    while True:
-        st = _blk_status(ring, bsize, b)
-        if (st & TP_STATUS_USER) == 0:
-            if waited:
-                return F_TIMEOUT
-            io[IO_POLLFD] = (io[IO_FD] & 0xFFFFFFFF) | ((sc.POLLIN | sc.POLLERR) << 32)
-            r = sc.poll_e(io[IO_POLLFD_ADDR], 1, io[IO_POLL_MS])
-            if r == 0:
-                waited = True      # look once more, then report the timeout
-            elif r < 0:
-                if -r == sc.EINTR:
-                    return F_INTR
-                cnt[C_ERRNO] = -r
-                return F_ERROR
-            continue
-        npkt = _num_pkts(ring, b * bsize)
-        n = _walk(ring, bsize, b, hdrs, rlen)
-        io[IO_HELD] = 1
-        if npkt < n:
-            npkt = n
-        # frames the walker could not use (truncated, malformed) are received and invalid
-        cnt[C_NRECEIVED] += npkt
-        cnt[C_NINVALID] += npkt - n
-        maxlen = io[IO_MAXLEN]
-        for i in range(n):
-            if rlen[i] > maxlen:
-                rlen[i] = -1 - rlen[i]   # bigger than max_payload_size: invalid, never half-used
-        if n > 0:
-            return n
-        b = _give_back(ring, io, bsize, nblock, b)
-'''
-
-
-# the same io[] slots, for the Python side
-_IO_BSIZE, _IO_NBLOCK, _IO_BLOCK, _IO_HELD, _IO_MAXLEN = (L.NIO + k for k in range(5))
-
-
-def _backend_source() -> str:
-    # the generated module's name hashes its source: carry packet_ring's fingerprint so an
-    # edit of the block walker gives a fresh module and a fresh numba cache
-    fp = hashlib.sha256(inspect.getsource(pr).encode()).hexdigest()[:16]
-    return _BACKEND + f"\n# asbru.sockets.packet_ring {fp}\n"
-
-
-kernels.BACKENDS["sniffer"] = _backend_source()
+# io[] slots past layout.NIO: the sniffer backend's own (asbru/capture/backends/sniffer.py)
+_IO_BSIZE, _IO_NBLOCK, _IO_BLOCK, _IO_HELD, _IO_MAXLEN = (
+    _backend.IO_BSIZE, _backend.IO_NBLOCK, _backend.IO_BLOCK, _backend.IO_HELD, _backend.IO_MAXLEN)
+_NIO_SNIFF = _backend.NIO_SNIFF
 
 
 def have_cap_net_raw() -> bool:
@@ -224,7 +127,7 @@ class UDPSniffer(UDPCapture):
             f = formats.get(fmt, "capture")
         except (FormatError, TypeError, ValueError):
             return                     # UDPCapture.__init__ reports it, in its own words
-        kmod = kernels.capture_module(f, "sniffer")
+        kmod = capture_module(f, "sniffer")
         with precompile.announce(kmod, f.name, "sniffer"):
             precompile.compile_capture(f, "sniffer")
 
@@ -271,13 +174,14 @@ class UDPSniffer(UDPCapture):
         ring = self._pring
         assert ring is not None
         nmax = pr.max_frames_per_block(ring.block_size)
-        # packets stay in the kernel ring: rbuf only sizes the hold buffer (one packet each)
+        # packets stay in the kernel ring: rbuf only sizes the hold buffer (one packet each);
+        # the backend's own arrays: meta = payload offsets in the ring, aux = the ring
         self._rbuf = np.zeros((1, self._bufsize), dtype=np.uint8)
         self._rlen = np.zeros(nmax, dtype=np.int64)
-        self._hdrs = np.zeros(nmax, dtype=np.int64)        # payload offsets in the ring
-        self._control = ring.ring
-        self._controllens = np.zeros(1, dtype=np.uint64)
-        io = np.zeros(L.NIO + 8, dtype=np.int64)
+        self._meta = np.zeros(nmax, dtype=np.int64)
+        self._aux = ring.ring
+        self._auxlens = np.zeros(1, dtype=np.uint64)
+        io = np.zeros(_NIO_SNIFF, dtype=np.int64)
         io[L.IO_FD] = ring.fd
         io[L.IO_POLL_MS] = self._poll_ms()
         io[L.IO_POLLFD_ADDR] = io.ctypes.data + 8 * L.IO_POLLFD
@@ -332,5 +236,5 @@ class UDPSniffer(UDPCapture):
         ring, self._pring = self._pring, None
         if ring is None:
             return
-        self._control = np.zeros(0, dtype=np.uint8)   # drop our view of the mmap
+        self._aux = np.zeros(0, dtype=np.uint8)   # drop our view of the mmap
         ring.close()

@@ -68,7 +68,23 @@ class UDPCapture(CaptureEngine):
     _role = "capture"
     _what = "sock"
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "UDPCapture":
+        # threads=N (N > 1) or socks=[...]: one capture received by several threads
+        # (asbru/capture/group, docs/multicore.md); otherwise the single-thread capture
+        if cls._backend == "udp" and (kwargs.get("socks") is not None or
+                                      kwargs.get("threads") not in (None, 1)):
+            from .group.capture import group_class
+            cls = group_class(cls)
+        return super().__new__(cls)
+
     def __init__(self, fmt: str, sock: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("threads", None) in (None, 1) and kwargs.get("socks") is None:
+            kwargs.pop("threads", None)      # threads=1: this very capture
+            kwargs.pop("socks", None)
+            if kwargs.get("cores") is not None:
+                raise ArgumentError("cores: pins receive threads; give threads=N or socks=[...] "
+                                    "(a single-thread capture runs in the thread calling recv())")
+            kwargs.pop("cores", None)
         a = bind_args(type(self).__name__, _NAMES, _ALIASES, args, kwargs,
                       {"ring": None, "sequence_callback": None, "core": None}, _EXTRA)
         try:
@@ -130,9 +146,11 @@ class UDPCapture(CaptureEngine):
         self._rv = RecvVec(self._nbatch, self._bufsize, control=use_cmsg)
         self._rbuf = self._rv.buffers
         self._rlen = np.zeros(self._nbatch, dtype=np.int64)
-        self._hdrs = self._rv.hdrs
-        self._control = self._rv.control
-        self._controllens = self._rv.controllens
+        # the backend's own arrays (asbru/capture/backends/udp.py): the mmsghdr rows and
+        # the SO_RXQ_OVFL control buffers
+        self._meta = self._rv.hdrs
+        self._aux = self._rv.control
+        self._auxlens = self._rv.controllens
         io = np.zeros(L.NIO, dtype=np.int64)
         io[L.IO_FD] = self._fd
         io[L.IO_ADDR] = self._rv.addr

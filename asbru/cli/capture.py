@@ -51,10 +51,12 @@ def gulp_ntime(nsrc: int, packet_size: int) -> int:
     return int(min(GULP_NTIME_MAX, max(GULP_NTIME_MIN, n)))
 
 
-def open_socket(host: str, port: int, rcvbuf: int, interface: str = "0.0.0.0") -> Any:
+def open_socket(host: str, port: int, rcvbuf: int, interface: str = "0.0.0.0",
+                reuse_port: bool = False) -> Any:
     """A bound :class:`~asbru.udp_socket.UDPSocket` (a multicast group is joined on the
     interface whose IPv4 address ``interface`` is, default the kernel's choice) with a
-    :data:`SOCKET_TIMEOUT` receive timeout."""
+    :data:`SOCKET_TIMEOUT` receive timeout.  ``reuse_port``: ``SO_REUSEPORT`` (``--threads``:
+    the capture adds its receive threads' sockets to the port)."""
     from ..sockets.address import Address
     from ..sockets.netif import interface_for_address
     from ..udp_socket import UDPSocket
@@ -66,7 +68,7 @@ def open_socket(host: str, port: int, rcvbuf: int, interface: str = "0.0.0.0") -
         name = found.name
     sock = UDPSocket(buffer_size=rcvbuf)
     try:
-        sock.bind(Address(host, port), interface=name, reuse_port=False)
+        sock.bind(Address(host, port), interface=name, reuse_port=reuse_port)
     except AsbruError as exc:
         why = str(exc).rpartition(": ")[2]
         raise ArgumentError(f"--bind: cannot bind {common.endpoint(host, port)} ({why})") from None
@@ -85,19 +87,23 @@ def bound_endpoint(sock: Any) -> str:
 
 
 def build_capture(f: Format, sock: Any, nsrc: int, src0: int, max_size: int, nbatch: int,
-                  sample_rate: Optional[float] = None) -> tuple[CommandLineCapture, WholePacketFormat, int]:
+                  sample_rate: Optional[float] = None,
+                  threads: int = 1) -> tuple[CommandLineCapture, WholePacketFormat, int]:
     """The receive side of ``asbru capture``: (the capture, its whole-packet format view,
     time slots per gulp).  Compiles the loop now (the socket is bound: what arrives
-    meanwhile is kept)."""
+    meanwhile is kept).  ``threads`` > 1: that many receive threads, one socket each on
+    the port (docs/multicore.md)."""
     view = whole_packets(f)
     ntime = gulp_ntime(nsrc, max_size)
+    extra = {"threads": threads} if threads > 1 else {}
     try:
         cap = CommandLineCapture(view, sock, None, nsrc, src0, max_size, ntime, ntime, None,
-                                 nbatch=nbatch, sample_rate=sample_rate)
+                                 nbatch=nbatch, sample_rate=sample_rate, **extra)
     except ArgumentError as exc:
         msg = str(exc)
-        if msg.startswith("sample_rate"):
-            raise ArgumentError("--sample-rate" + msg[len("sample_rate"):]) from None
+        for name, flag in (("sample_rate", "--sample-rate"), ("threads", "--threads")):
+            if msg.startswith(name):
+                raise ArgumentError(flag + msg[len(name):]) from None
         raise
     return cap, view, ntime
 
@@ -194,8 +200,11 @@ def capture(
     interface: Optional[str] = typer.Option(None, "--interface", help="multicast: IPv4 address of the interface to join the group on"),
     sample_rate: Optional[float] = typer.Option(None, "--sample-rate", help="samples per second, for formats that otherwise learn it from the stream (tbn, vdif): every packet is placed from the first"),
     dada: Optional[str] = typer.Option(None, "--dada", help="stream into the PSRDADA ring with this hex key (dada_db -k KEY): one observation per capture sequence"),
+    threads: int = typer.Option(1, "--threads", help="receive threads: N sockets on the port (SO_REUSEPORT, steered by sender), all placing into one ring"),
 ) -> None:
     """Receive FORMAT packets, keep the valid ones (recorded to --out), show live statistics."""
+    if dada is not None and threads != 1:
+        raise ArgumentError("--threads: not with --dada (its capture receives on one thread)")
     if dada is not None:    # a UDPCapture into a ring, streamed into PSRDADA (asbru/cli/capture_dada.py)
         from .capture_dada import capture_to_dada
         return capture_to_dada(fmt, bind, nsrc, src0, max_size, duration, json_out, rcvbuf, dada)
@@ -205,6 +214,7 @@ def capture(
     common.positive(nsrc, "--nsrc")
     common.positive(src0, "--src0", allow_zero=True)
     common.positive(batch, "--batch")
+    common.positive(threads, "--threads")
     if batch > 1024:
         raise ArgumentError(f"--batch: must be at most 1024 (recvmmsg's limit), got {batch}")
     if duration is not None:
@@ -227,13 +237,13 @@ def capture(
         except OSError as exc:
             raise ArgumentError(f"--out {out!r}: cannot be written ({exc.strerror})") from None
     try:
-        sock = open_socket(host, port, rcvbuf, iface)
+        sock = open_socket(host, port, rcvbuf, iface, reuse_port=threads > 1)
     except BaseException:
         if fh is not None:
             fh.close()
         raise
     try:
-        cap, view, ntime = build_capture(f, sock, nsrc, src0, size, batch, sample_rate)
+        cap, view, ntime = build_capture(f, sock, nsrc, src0, size, batch, sample_rate, threads)
     except BaseException:
         sock.close()
         if fh is not None:

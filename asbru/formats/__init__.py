@@ -21,7 +21,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ArgumentError
-from .spec import CFG_NSRC, CFG_SRC0, DESC_INDEX, NCFG, FormatError, FormatParams, Header
+from .spec import (CFG_NSRC, CFG_SRC0, DESC_INDEX, DESCRIPTOR_FIELDS, NCFG, SPARE_SLOTS,
+                   FormatError, FormatParams, Header)
 
 __all__ = ["Format", "FormatError", "get", "list", "module", "register", "broken", "describe",
            "reader_string", "ROLES"]
@@ -97,6 +98,20 @@ class Format:
         return int(self.module.time_tag_of(int(seq), d))
 
     @property
+    def slots(self) -> dict[str, int]:
+        """The spare descriptor slots this format uses: name -> index (its ``SLOTS``)."""
+        return dict(getattr(self.module, "SLOTS", {}))
+
+    @property
+    def descriptor_fields(self) -> tuple[str, ...]:
+        """The names of a descriptor row's fields for this format (spare slots by the
+        format's names, unused ones as ``x0``..``x4``)."""
+        names = builtins.list(DESCRIPTOR_FIELDS)
+        for name, i in self.slots.items():
+            names[i] = name
+        return tuple(names)
+
+    @property
     def notes(self) -> str:
         """The format's documented differences from Bifrost."""
         return getattr(self.module, "NOTES", None) or (self.module.__doc__ or "")
@@ -106,9 +121,20 @@ def _check_module(mod: types.ModuleType) -> None:
     missing = [n for n in _REQUIRED if not hasattr(mod, n)]
     if missing:
         raise FormatError(f"format module {mod.__name__} lacks {', '.join(missing)}")
-    unknown = [c for c in mod.CHANGE if c not in DESC_INDEX]
+    slots = getattr(mod, "SLOTS", {})
+    bad = {n: i for n, i in slots.items() if i not in SPARE_SLOTS or n in DESC_INDEX}
+    if bad or len(set(slots.values())) != len(slots):
+        raise FormatError(f"format module {mod.__name__}: SLOTS must give distinct spare descriptor "
+                          f"slots (spec.X0..X4) names of their own; got {slots}")
+    unknown = [c for c in mod.CHANGE if c not in DESC_INDEX and c not in slots]
     if unknown:
         raise FormatError(f"format module {mod.__name__}: CHANGE names unknown descriptor fields {unknown}")
+
+
+def _field_index(mod: types.ModuleType, name: str) -> int:
+    """The descriptor index of ``name``: a common field or one of the format's ``SLOTS``."""
+    slots = getattr(mod, "SLOTS", {})
+    return slots[name] if name in slots else DESC_INDEX[name]
 
 
 def _entry_point_modules() -> builtins.list[tuple[str, types.ModuleType]]:
@@ -242,7 +268,7 @@ def _make(mod: types.ModuleType, params: FormatParams) -> Format:
                           f"{', '.join(n for n, m in _load().items() if getattr(m, 'fill', None))}")
     return Format(name=mod.NAME, params=params, header=mod.HEADER, module=mod,
                   decode=mod.decode, place=mod.place, fill=fill,
-                  change=tuple(DESC_INDEX[c] for c in mod.CHANGE),
+                  change=tuple(_field_index(mod, c) for c in mod.CHANGE),
                   callback_family=mod.CALLBACK_FAMILY)
 
 

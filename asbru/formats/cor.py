@@ -66,6 +66,10 @@ SIGNATURE = Signature(match=((0, b"\xde\xc0\xde\x5c"), (4, (b"\x02", b"\x06"))),
 CFG_NCHAN = 2  # 0 = any
 
 CHANGE = ("chan0", "nchan", "navg")
+# the descriptor's spare slots this format uses, by name (spec.SPARE_SLOTS)
+PHASE = X1    # the time tag's remainder within one seq step (for time_tag_of)
+NSERVER = X2  # servers the baselines are spread over
+SLOTS = {"phase": PHASE, "nserver": NSERVER}
 CALLBACK_FAMILY = "value"
 CALLBACK_ARGS = ("seq0", "time_tag", "chan0", "nchan", "navg", "nsrc")
 
@@ -140,7 +144,7 @@ def decode(pkt, cfg, state, d):
     if chan0 < 0:
         return INVALID
     ticks = navg * TICKS_PER_NAVG
-    d[SEQ], d[X1] = split_time_tag(time_tag, ticks)  # X1: the phase, for time_tag_of
+    d[SEQ], d[PHASE] = split_time_tag(time_tag, ticks)
     d[SRC] = src
     d[NSRC] = nsrc
     d[NCHAN] = nchan
@@ -150,7 +154,7 @@ def decode(pkt, cfg, state, d):
     d[TIME_TAG] = time_tag
     d[NAVG] = navg
     d[DECIMATION] = navg
-    d[X2] = nserver
+    d[NSERVER] = nserver
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
     return VALID
@@ -161,11 +165,11 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return time_tag_at(seq, int(d[NAVG]) * TICKS_PER_NAVG, d[X1])
+    return time_tag_at(seq, int(d[NAVG]) * TICKS_PER_NAVG, d[PHASE])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
-    nserver = max(int(d[X2]), 1)
+    nserver = max(int(d[NSERVER]), 1)
     return (int(seq0), time_tag_of(seq0, d), int(d[CHAN0]), int(d[NCHAN]) * nserver,
             int(d[NAVG]), int(nsrc) // nserver)
 

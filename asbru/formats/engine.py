@@ -1,16 +1,32 @@
-"""Turn a format's compiled pieces into whole-batch kernels.
+"""How every compiled kernel of asbru is built: a template module bound to its collaborators.
 
-numba caches a compiled function on disk only when every function it calls is a module
-global (a dispatcher passed as an argument defeats the cache: measured here, every start-up
-recompiles).  So a batch kernel for one format is made by writing a tiny Python module whose
-globals are that format's ``decode``/``place``/``fill`` and whose body is a shared template,
-and importing it.  The module lives in the kernel cache directory; its name carries a hash of
-the template and of the format's source, so editing either gives a fresh module and a fresh
-numba cache, and an unchanged pair reuses both (start-up in well under a second).
+A kernel that must be specialised (the capture loop per format and receive backend, a
+format's whole-batch kernels) is written once, as ordinary Python, in a **template module**:
+plain functions marked :func:`bound_kernel` whose collaborators (``_decode``, ``_place``,
+``_fetch``, ...) are module globals, listed in the template's ``BINDS``.  The template
+imports a default for each, so it is also a valid module that editors, linters, type
+checkers and coverage read as usual.
+
+A **binding** is a tiny generated module, written to the kernel cache directory, whose text
+is only import lines naming the collaborators, then ``bind(globals(), TEMPLATE)``:
+:func:`bind` copies each template function with the binding's globals (so ``_decode``
+resolves to this format's decode) and compiles it with ``numba.njit(nogil=True,
+cache=True)``.  No other numba code in asbru is generated from text.
+
+numba's disk cache (numba/core/caching.py) keys a function by its file, qualified name and
+first line, and stamps the content of that file: functions copied from one template for
+two formats would share one cache entry -- and the second format would load the first's
+machine code.  So each copy's code object names the *binding* file as its file
+(``co_filename``), whose name holds a hash of the binding text and of the source of every
+module the compiled code depends on (template, format, helpers): a changed dependency gives
+a new binding and a fresh cache, an unchanged one reuses both (start-up well under a
+second).  Under ``NUMBA_DISABLE_JIT=1`` nothing is compiled and the copies keep the
+template's file name, so a debugger or coverage steps through the template's real lines.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import inspect
 import os
@@ -18,8 +34,22 @@ import sys
 import tempfile
 import types
 from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 
 _loaded: dict[str, types.ModuleType] = {}
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: what a binding may give a template's global: ``"module:attribute"`` (imported),
+#: ``"inline:module:attribute"`` (that numba function, inlined into its callers by numba's
+#: IR inliner), or a literal bool / int / None
+Binding = Union[str, bool, int, None]
+
+
+def bound_kernel(fn: _F) -> _F:
+    """Mark a template function as a kernel: :func:`bind` compiles a copy of it per binding.
+    The function itself stays plain Python (the template module is never compiled)."""
+    fn.__asbru_kernel__ = True  # type: ignore[attr-defined]
+    return fn
 
 
 def kernel_cache_dir() -> Path:
@@ -40,6 +70,15 @@ def kernel_cache_dir() -> Path:
     raise RuntimeError("no writable directory for asbru's compiled kernels (set ASBRU_CACHE_DIR)")
 
 
+def importable_name(mod: types.ModuleType) -> str:
+    """``mod``'s name, registered in ``sys.modules`` so that a binding can import it (a
+    format module registered at run time may not be importable by its name otherwise)."""
+    name = mod.__name__
+    if sys.modules.get(name) is not mod:
+        sys.modules[name] = mod
+    return name
+
+
 def _module_fingerprint(module: types.ModuleType) -> str:
     try:
         src = inspect.getsource(module)
@@ -48,14 +87,47 @@ def _module_fingerprint(module: types.ModuleType) -> str:
     return hashlib.sha256(src.encode()).hexdigest()
 
 
-def generated_module(tag: str, source: str, depends_on: tuple[types.ModuleType, ...] = ()) -> types.ModuleType:
-    """Import ``source`` as a real module file named after ``tag`` and a content hash.
+def _binding_line(name: str, value: Binding) -> str:
+    if isinstance(value, str):
+        inline = value.startswith("inline:")
+        modname, _, attr = value[len("inline:"):].partition(":") if inline else value.partition(":")
+        if not attr:
+            raise ValueError(f"binding of {name}: expected 'module:attribute', got {value!r}")
+        if inline:
+            return f"from {modname} import {attr} as _{name}_compiled\n{name} = inlined(_{name}_compiled)"
+        return f"from {modname} import {attr} as {name}"
+    if value is None or isinstance(value, (bool, int)):
+        return f"{name} = {value!r}"
+    raise TypeError(f"binding of {name}: {value!r} is not a 'module:attribute' string or a literal")
 
-    ``depends_on``: modules whose source change must invalidate the generated module
-    (the format module, the template module).
-    """
-    h = hashlib.sha256(source.encode())
-    for mod in depends_on:
+
+def bound_module(tag: str, template: types.ModuleType, bindings: Mapping[str, Binding],
+                 depends_on: tuple[types.ModuleType, ...] = ()) -> types.ModuleType:
+    """The binding of ``template`` to ``bindings`` (global name -> :data:`Binding`): a
+    module in the kernel cache directory whose kernels are ``template``'s, compiled with
+    these globals.  ``depends_on``: modules whose compiled code ends up in the kernels (the
+    format module, helpers); ``template`` and the bound modules are added."""
+    missing = [n for n in getattr(template, "BINDS", ()) if n not in bindings]
+    extra = [n for n in bindings if n not in getattr(template, "BINDS", ())]
+    if missing or extra:
+        raise ValueError(f"binding {tag} of {template.__name__}: missing {missing}, unknown {extra} "
+                         f"(the template's BINDS is {getattr(template, 'BINDS', ())})")
+    lines = [f'"""Binding of {template.__name__} ({tag}), generated by asbru.formats.engine: do not',
+             "edit.  Its kernels are the template's functions; numba names this file in errors, the",
+             'line numbers are the template\'s."""',
+             "from asbru.formats.engine import bind, inlined"]
+    lines += [_binding_line(n, v) for n, v in bindings.items()]
+    lines.append(f"bind(globals(), {template.__name__!r})")
+    text = "\n".join(lines) + "\n"
+    deps = [template, *depends_on]
+    for v in bindings.values():
+        if isinstance(v, str):
+            mod = sys.modules.get(v[len("inline:"):].partition(":")[0] if v.startswith("inline:")
+                                  else v.partition(":")[0])
+            if mod is not None:
+                deps.append(mod)
+    h = hashlib.sha256(text.encode())
+    for mod in dict.fromkeys(deps):
         h.update(_module_fingerprint(mod).encode())
     safe_tag = "".join(c if c.isalnum() else "_" for c in tag)
     name = f"asbru_kernel_{safe_tag}_{h.hexdigest()[:16]}"
@@ -64,10 +136,10 @@ def generated_module(tag: str, source: str, depends_on: tuple[types.ModuleType, 
     directory = kernel_cache_dir()
     path = directory / f"{name}.py"
     if not path.exists():
-        # write atomically: concurrent processes may generate the same module
+        # write atomically: concurrent processes may bind the same pair
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
-            fh.write(source)
+            fh.write(text)
         os.replace(tmp, path)
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
@@ -76,3 +148,48 @@ def generated_module(tag: str, source: str, depends_on: tuple[types.ModuleType, 
     spec.loader.exec_module(module)
     _loaded[name] = module
     return module
+
+
+def _jit_disabled() -> bool:
+    from numba.core import config
+    return bool(config.DISABLE_JIT)
+
+
+def inlined(fn: Any) -> Any:
+    """``fn`` (a numba function) recompiled with ``inline="always"``: numba copies its IR
+    into each caller (under ``NUMBA_DISABLE_JIT=1``: ``fn`` itself)."""
+    py = getattr(fn, "py_func", None)
+    if py is None or _jit_disabled():
+        return fn
+    import numba
+    return numba.njit(nogil=True, cache=True, inline="always")(py)
+
+
+def bind(g: dict[str, Any], template_name: str, jit: Optional[bool] = None) -> None:
+    """Fill a binding module's globals ``g``: the template's globals that the binding does
+    not set itself, then a copy of each :func:`bound_kernel` of the template whose globals are
+    ``g``, compiled (``numba.njit(nogil=True, cache=True)``) unless the JIT is disabled."""
+    template = importlib.import_module(template_name)
+    if jit is None:
+        jit = not _jit_disabled()
+    kernels = {k: v for k, v in vars(template).items()
+               if isinstance(v, types.FunctionType) and getattr(v, "__asbru_kernel__", False)
+               and v.__module__ == template.__name__}
+    for k, v in vars(template).items():
+        if k not in g and k not in kernels and not (k.startswith("__") and k.endswith("__")):
+            g[k] = v
+    njit = None
+    if jit:
+        import numba
+        njit = numba.njit(nogil=True, cache=True)
+    for k, fn in kernels.items():
+        code = fn.__code__
+        if jit:
+            # numba's cache locates (and stamps) a function by its file: the binding's
+            code = code.replace(co_filename=g["__file__"])
+        copy = types.FunctionType(code, g, fn.__name__, fn.__defaults__, fn.__closure__)
+        copy.__qualname__ = fn.__qualname__
+        copy.__doc__ = fn.__doc__
+        copy.__module__ = g["__name__"]
+        copy.__kwdefaults__ = fn.__kwdefaults__
+        g[k] = njit(copy) if njit is not None else copy

@@ -48,7 +48,10 @@ WRITE_DTYPE = "cf32"
 CFG_NBEAM = 2
 CFG_NCHAN = 3  # 0 = any
 
-CHANGE = ("nchan", "x0")  # x0 = normalised chan0, said by source 0 only
+CHANGE = ("nchan", "band_chan0")
+# the descriptor's spare slots this format uses, by name (spec.SPARE_SLOTS)
+BAND_CHAN0 = X0  # chan0 of the whole band: said by source 0 only (a CHANGE field)
+SLOTS = {"band_chan0": BAND_CHAN0}
 CALLBACK_FAMILY = "pointer"
 CALLBACK_ARGS = ("seq0", "chan0", "nchan", "nbeam")
 
@@ -117,7 +120,7 @@ def decode(pkt, cfg, state, d):
     d[CHAN0] = chan0
     d[BEAM] = nbeam
     d[TUNING] = get_gbe(pkt)
-    d[X0] = chan0 if src == 0 else -1
+    d[BAND_CHAN0] = chan0 if src == 0 else -1
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
     return VALID

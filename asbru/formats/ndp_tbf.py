@@ -20,7 +20,7 @@ Bifrost has no NDP TBF.
 from __future__ import annotations
 
 from .spec import FormatError, FormatParams, Signature, kernel, place_source_block
-from .tbf import (CALLBACK_ARGS, CALLBACK_FAMILY, CHANGE, HEADER, HSIZE, NCHAN_PKT,
+from .tbf import (CALLBACK_ARGS, CALLBACK_FAMILY, CHANGE, HEADER, HSIZE, NCHAN_PKT, SLOTS,
                   callback_args, capture_config, decode_frame, fill_frame, time_tag_of,
                   write_config)
 

@@ -57,7 +57,11 @@ WRITE_DTYPE = "f32"
 
 CFG_NCHAN = 2  # 0 = any
 
-CHANGE = ("nchan", "navg", "x0")  # x0 = normalised chan0, said by server 1 only
+CHANGE = ("nchan", "navg", "band_chan0")
+# the descriptor's spare slots this format uses, by name (spec.SPARE_SLOTS)
+BAND_CHAN0 = X0  # chan0 of the whole band: said by server 1 only (a CHANGE field)
+PHASE = X1       # the time tag's remainder within one seq step (for time_tag_of)
+SLOTS = {"band_chan0": BAND_CHAN0, "phase": PHASE}
 CALLBACK_FAMILY = "value"
 CALLBACK_ARGS = ("seq0", "time_tag", "navg", "chan0", "nchan", "nbeam")
 
@@ -129,7 +133,7 @@ def decode(pkt, cfg, state, d):
     chan0 = get_chan0(pkt) - nchan * (server - 1)
     if chan0 < 0:
         return INVALID
-    d[SEQ], d[X1] = split_time_tag(time_tag, navg)  # X1: the phase, for time_tag_of
+    d[SEQ], d[PHASE] = split_time_tag(time_tag, navg)
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = nchan
@@ -139,7 +143,7 @@ def decode(pkt, cfg, state, d):
     d[DECIMATION] = navg
     d[TIME_TAG] = time_tag
     d[TUNING] = get_gbe(pkt)
-    d[X0] = chan0 if server == 1 else -1
+    d[BAND_CHAN0] = chan0 if server == 1 else -1
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
     return VALID
@@ -150,7 +154,7 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return time_tag_at(seq, d[NAVG], d[X1])
+    return time_tag_at(seq, d[NAVG], d[PHASE])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:

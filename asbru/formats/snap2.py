@@ -72,7 +72,13 @@ HEADER = Header([
 HEADER_SIZE = HEADER.size
 WRITE_DTYPE = "ci4"
 
-CHANGE = ("chan0", "nchan", "x0", "x1", "x2", "sync")
+CHANGE = ("chan0", "nchan", "npol", "npol_tot", "nchan_tot", "sync")
+# the descriptor's spare slots this format uses, by name (spec.SPARE_SLOTS)
+NPOL = X0       # polarisations in this packet
+NPOL_TOT = X1   # polarisations in the stream
+NCHAN_TOT = X2  # channels in the stream
+POL0 = X3       # first polarisation of this packet
+SLOTS = {"npol": NPOL, "npol_tot": NPOL_TOT, "nchan_tot": NCHAN_TOT, "pol0": POL0}
 CALLBACK_FAMILY = "pointer"
 CALLBACK_ARGS = ("seq0", "chan0_absolute", "nchan_per_packet", "nsrc")
 
@@ -143,10 +149,10 @@ def decode(pkt, cfg, state, d):
     d[TUNING] = chan0_abs
     d[CHAN0] = chan0_abs - block * nchan
     d[NCHAN] = nchan
-    d[X0] = npol
-    d[X1] = npol_tot
-    d[X2] = nchan_tot
-    d[X3] = pol0
+    d[NPOL] = npol
+    d[NPOL_TOT] = npol_tot
+    d[NCHAN_TOT] = nchan_tot
+    d[POL0] = pol0
     d[PAYLOAD_OFFSET] = HEADER_SIZE
     d[PAYLOAD_SIZE] = nchan * npol
     return VALID
@@ -158,8 +164,8 @@ def place(payload, d, slot, nsrc):
     the block position comes from ``src`` alone, so zero-filling a source needs only ``d``."""
     src = d[SRC]
     nchan = d[NCHAN]
-    npol = d[X0]
-    npol_tot = d[X1]
+    npol = d[NPOL]
+    npol_tot = d[NPOL_TOT]
     if src < 0 or src >= nsrc or nchan <= 0 or npol <= 0 or npol_tot < npol:
         return
     npol_blocks = npol_tot // npol

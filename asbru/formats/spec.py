@@ -92,6 +92,10 @@ NDESC = len(DESCRIPTOR_FIELDS)
  PAYLOAD_OFFSET, PAYLOAD_SIZE, NBIT, COMPLEX, EPOCH, SAMPLE_RATE, NAVG,
  X0, X1, X2, X3, X4) = range(NDESC)
 DESC_INDEX = {name: i for i, name in enumerate(DESCRIPTOR_FIELDS)}
+#: spare slots: each format names the ones it uses (its ``SLOTS``: name -> slot, e.g.
+#: ``{"phase": X1}``; its decode/place write ``d[PHASE]`` with ``PHASE = X1``) and its
+#: ``CHANGE`` may list them by those names
+SPARE_SLOTS = (X0, X1, X2, X3, X4)
 
 # capture config (cfg) common leading entries
 CFG_NSRC = 0

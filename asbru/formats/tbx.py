@@ -70,7 +70,12 @@ CFG_TICKS = 2
 CFG_NCHAN = 3   # 0 = any
 CFG_NSTAND = 4  # 0 = any
 
-CHANGE = ("nchan", "x0")  # x0 = nstand
+CHANGE = ("nchan", "nstand")
+# the descriptor's spare slots this format uses, by name (spec.SPARE_SLOTS)
+NSTAND = X0         # stands in the stream (a CHANGE field)
+PHASE = X1          # the time tag's remainder within one seq step (for time_tag_of)
+TICKS_PER_SEQ = X2  # time-tag ticks per seq step
+SLOTS = {"nstand": NSTAND, "phase": PHASE, "ticks_per_seq": TICKS_PER_SEQ}
 CALLBACK_FAMILY = "value"
 CALLBACK_ARGS = ("seq0", "time_tag", "chan0", "nchan", "nstand", "nsrc")
 
@@ -139,14 +144,14 @@ def decode(pkt, cfg, state, d):
     src = rel // nchan
     if src >= cfg[CFG_NSRC]:
         return INVALID
-    d[SEQ], d[X1] = split_time_tag(time_tag, ticks)  # X1: the phase, for time_tag_of
+    d[SEQ], d[PHASE] = split_time_tag(time_tag, ticks)
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = nchan
     d[CHAN0] = cfg[CFG_SRC0]
     d[TIME_TAG] = time_tag
-    d[X0] = nstand
-    d[X2] = ticks
+    d[NSTAND] = nstand
+    d[TICKS_PER_SEQ] = ticks
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = psize
     return VALID
@@ -157,12 +162,12 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return time_tag_at(seq, d[X2], d[X1])
+    return time_tag_at(seq, d[TICKS_PER_SEQ], d[PHASE])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
     return (int(seq0), time_tag_of(seq0, d), int(d[CHAN0]), int(d[NCHAN]) * int(nsrc),
-            int(d[X0]), int(nsrc))
+            int(d[NSTAND]), int(nsrc))
 
 
 def write_config(params: FormatParams) -> np.ndarray:

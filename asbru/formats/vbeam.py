@@ -52,6 +52,10 @@ CFG_NCHAN = 2
 CFG_TICKS = 3
 
 CHANGE: tuple[str, ...] = ()
+# the descriptor's spare slots this format uses, by name (spec.SPARE_SLOTS)
+PHASE = X1          # the time tag's remainder within one seq step (for time_tag_of)
+TICKS_PER_SEQ = X2  # time-tag ticks per seq step
+SLOTS = {"phase": PHASE, "ticks_per_seq": TICKS_PER_SEQ}
 CALLBACK_FAMILY = "value"
 CALLBACK_ARGS = ("seq0", "time_tag", "chan0", "nchan", "nsrc")
 
@@ -110,13 +114,13 @@ def decode(pkt, cfg, state, d):
         chan0 = cfg[CFG_SRC0]
     if src >= cfg[CFG_NSRC]:
         return INVALID
-    d[SEQ], d[X1] = split_time_tag(time_tag, ticks)  # X1: the phase, for time_tag_of
+    d[SEQ], d[PHASE] = split_time_tag(time_tag, ticks)
     d[SRC] = src
     d[NSRC] = cfg[CFG_NSRC]
     d[NCHAN] = nchan
     d[CHAN0] = chan0
     d[TIME_TAG] = time_tag
-    d[X2] = ticks
+    d[TICKS_PER_SEQ] = ticks
     d[PAYLOAD_OFFSET] = HSIZE
     d[PAYLOAD_SIZE] = 16 * nchan
     return VALID
@@ -127,7 +131,7 @@ place = place_source_block
 
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
-    return time_tag_at(seq, max(int(d[X2]), 1), d[X1])
+    return time_tag_at(seq, max(int(d[TICKS_PER_SEQ]), 1), d[PHASE])
 
 
 def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:

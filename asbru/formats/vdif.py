@@ -89,6 +89,10 @@ LEGACY_HEADER_SIZE = 16
 WRITE_DTYPE = "u8"
 
 CHANGE = ("nchan", "payload_size", "epoch", "nbit", "complex", "sample_rate")
+# the descriptor's spare slots this format uses, by name (spec.SPARE_SLOTS)
+SAMPLES_PER_FRAME = X0  # samples per frame (time tag = seq * it)
+FRAMES_PER_SECOND = X1  # frames per second (learnt or given)
+SLOTS = {"samples_per_frame": SAMPLES_PER_FRAME, "frames_per_second": FRAMES_PER_SECOND}
 CALLBACK_FAMILY = "value"
 CALLBACK_ARGS = ("seq0", "time_tag", "ref_epoch", "sample_rate", "vdif_nchan", "nbit",
                  "is_complex", "nsrc")
@@ -301,8 +305,8 @@ def decode(pkt, cfg, state, d):
     d[NBIT] = nbit
     d[COMPLEX] = cplx
     d[SAMPLE_RATE] = fps * spf
-    d[X0] = spf
-    d[X1] = fps
+    d[SAMPLES_PER_FRAME] = spf
+    d[FRAMES_PER_SECOND] = fps
     d[PAYLOAD_OFFSET] = hsize
     d[PAYLOAD_SIZE] = payload
     return VALID
@@ -328,7 +332,7 @@ def callback_args(seq0: int, d: np.ndarray, nsrc: int) -> tuple:
 
 def time_tag_of(seq: int, d: np.ndarray) -> int:
     """Samples since the reference epoch at the start of frame ``seq``."""
-    return time_tag_at(seq, d[X0])
+    return time_tag_at(seq, d[SAMPLES_PER_FRAME])
 
 
 def write_config(params: FormatParams) -> np.ndarray:

@@ -16,7 +16,9 @@
  *   frames per second (1 .. 2^24).
  *
  * usage: sendmmsg_tx PORT NPKT PAYLOAD [--addr A] [--nsrc N] [--batch K] [--seq0 S]
- *                    [--hdr chips|vdif] [--fps F]
+ *                    [--hdr chips|vdif] [--fps F] [--src0 S]
+ * --src0 S: the sources are numbered S .. S + nsrc - 1 (default 0): several senders then
+ *   share one stream's sources (one per port, or per receive thread).
  * stdout: "tx packets=N bytes=B errors=E seconds=S pps=X gbps=G"
  */
 #define _GNU_SOURCE
@@ -60,7 +62,7 @@ int main(int argc, char **argv) {
     const char *addr = "127.0.0.1";
     int nsrc = 4, batch = 64;
     unsigned long long seq0 = 1;
-    int vdif = 0;
+    int vdif = 0, src0 = 0;
     long long fps = 1000;
     for (int i = 4; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--addr")) addr = argv[i + 1];
@@ -68,6 +70,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seq0")) seq0 = strtoull(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--fps")) fps = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--src0")) src0 = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--hdr")) {
             if (!strcmp(argv[i + 1], "vdif")) vdif = 1;
             else if (!strcmp(argv[i + 1], "chips")) vdif = 0;
@@ -76,7 +79,7 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
     if (port <= 0 || npkt < 0 || payload < 0 || payload > 65000 || nsrc < 1 ||
-        nsrc > (vdif ? 1024 : 255) || batch < 1 || batch > 1024 || fps < 1 || fps > (1LL << 24) ||
+        src0 < 0 || nsrc + src0 > (vdif ? 1024 : 255) || batch < 1 || batch > 1024 || fps < 1 || fps > (1LL << 24) ||
         (vdif && (payload < 8 || payload % 8 != 0))) {
         fprintf(stderr, "bad argument value\n");
         return 2;
@@ -121,9 +124,9 @@ int main(int argc, char **argv) {
                 put_le32(h, (uint32_t)(seconds & 0x3fffffffu));
                 put_le32(h + 4, (uint32_t)(frame & 0xffffffu));
                 put_le32(h + 8, (uint32_t)(((VDIF_HDR + payload) / 8) & 0xffffff));
-                put_le32(h + 12, ((uint32_t)src & 0x3ffu) << 16 | (uint32_t)7 << 26);
+                put_le32(h + 12, ((uint32_t)(src + src0) & 0x3ffu) << 16 | (uint32_t)7 << 26);
             } else {
-                h[0] = (unsigned char)(src + 1);
+                h[0] = (unsigned char)(src + src0 + 1);
                 h[2] = (unsigned char)(payload / 32);
                 h[3] = 1;
                 h[5] = (unsigned char)nsrc;

@@ -1,0 +1,358 @@
+"""A follower: one receive thread of a multi-core capture (docs/multicore.md).
+
+``follow`` runs in its own thread without the GIL until the capture stops it.  It receives
+from its own socket (``recvmmsg``) and handles the fast path itself: a packet that decodes,
+agrees with the open sequence and lands in the published window is placed straight into
+the ring span, its mask bit set in this follower's own mask plane, and counted in this
+follower's own counters; a packet a little late is counted late.  Everything else -- no
+sequence open, a new or changed sequence, a packet beyond the window or far behind it, one
+that does not decode -- goes to the leader through this follower's hand-off queue, and the
+leader treats it exactly as a single-thread capture would.
+
+This file is a template module (asbru/formats/engine.py): :func:`bind` binds it to one
+format's ``decode``/``place``, the way the single-thread loop is bound, so numba compiles and
+caches one follower per format.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from asbru.formats.simple import decode as _decode, place as _place  # defaults; bound per format
+from asbru.capture.borrow import borrow as _borrow
+from asbru.formats.engine import bound_kernel
+from asbru.sockets.msgvec import OFF_MSG_FLAGS as MSG_OFF_FLAGS, OFF_MSG_LEN as MSG_OFF_LEN
+
+#: bound per format by :func:`bind`: its decode and place (inlined), and whether its decode
+#: keeps state (then a packet whose decode changes the state goes to the leader)
+BINDS = ("_decode", "_place", "USES_STATE")
+USES_STATE = True
+
+from asbru.capture.layout import (C_NDUP, C_NDUP_BYTES, C_NINVALID, C_NINVALID_BYTES, C_NLATE,
+                                  C_NLATE_BYTES, C_NRECEIVED, C_NVALID, C_NVALID_BYTES, C_ERRNO,
+                                  PS_DUP, PS_LATE, PS_VALID)
+from asbru.capture.group.shared import (F_ACK, F_BASE, F_DONE, F_ERRNO, F_IDLE, F_LAST, F_NHAND, F_SEEN,
+                                        F_WAIT_NS, now_ns,
+                                        F_NRECV, F_QHEAD, F_QTAIL, F_SEQID, F_STRIDE, G_CUR,
+                                        G_EPOCH, G_FSTATE, G_GA, G_GB, G_K, G_LWAIT, G_N, G_NSRC,
+                                        G_P, G_S, G_SEQID, G_SLOTA, G_SLOTB, G_STATE, G_STOP,
+                                        LAST_NONE, ST_OPEN, ST_PAUSE, fence, read_window, u8_at,
+                                        yield_cpu)
+from asbru.formats.spec import NSTATE, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, VALID
+from asbru.sockets import syscalls as sc
+
+# what the follower's own io array holds
+FIO_FD = 0        # its socket
+FIO_ADDR = 1      # address of its mmsghdr array
+FIO_NMSG = 2      # datagrams per recvmmsg
+FIO_EVFD = 3      # the leader's event descriptor (written to wake a sleeping leader)
+FIO_POLLFD = 4    # scratch: one struct pollfd
+FIO_POLLFD_ADDR = 5
+FIO_ONE = 6       # the 8-byte value 1 written to the event descriptor
+FIO_ONE_ADDR = 7
+FIO_IDLE_MS = 8   # how long one wait for packets lasts (a stop is noticed this soon)
+NFIO = 9
+
+POLLRDHUP = 0x2000
+
+# datagrams received per call while no window is open (all of them go to the leader)
+GATHER_BATCH = 4
+
+# what _fast says about a packet (any larger value: placed, its seq)
+HAND = LAST_NONE + 1
+NEXT_GULP = LAST_NONE + 2
+CONSUMED = LAST_NONE + 3
+
+# offsets of the window words in the follower's private copy (loc[0] is the epoch)
+_W = 1 - G_STATE
+
+
+@bound_kernel
+def _rd_u32(b, p):
+    return (np.int64(b[p]) | (np.int64(b[p + 1]) << 8) | (np.int64(b[p + 2]) << 16)
+            | (np.int64(b[p + 3]) << 24))
+
+
+@bound_kernel
+def _adopt(ctl, row, loc, fs, last):
+    """Take the newest window: copy it (and the format's decode state), then acknowledge
+    it -- after a fence, so that every placement made with older windows is visible first.
+    Returns the largest seq placed so far in the (maybe new) sequence."""
+    seqid = loc[_W + G_SEQID]
+    read_window(ctl, loc)
+    for j in range(NSTATE):
+        fs[j] = loc[_W + G_FSTATE + j]
+    if loc[_W + G_SEQID] != seqid:
+        last = LAST_NONE
+        ctl[row + F_LAST] = LAST_NONE
+        ctl[row + F_SEEN] = LAST_NONE
+        ctl[row + F_SEQID] = loc[_W + G_SEQID]
+    fence()
+    ctl[row + F_ACK] = loc[0]
+    return last
+
+
+@bound_kernel
+def _hand(ctl, row, fio, pkt, ln, qbuf, qlen, qstamp, stamp, loc, fs, last):
+    """Push one packet to the leader's queue; while the queue is full, keep acknowledging
+    new windows (the leader may be waiting for that before it takes from the queue)."""
+    head = ctl[row + F_QHEAD]
+    q = qbuf.shape[0]
+    while head - ctl[row + F_QTAIL] >= q:
+        if ctl[G_STOP] == 2:
+            return last       # the capture was dropped without end(): nobody will take it
+        if ctl[G_EPOCH] != loc[0]:
+            ctl[row + F_LAST] = last
+            fence()
+            last = _adopt(ctl, row, loc, fs, last)
+        yield_cpu()
+    k = head % q
+    qbuf[k, :ln] = pkt
+    qlen[k] = ln
+    qstamp[k] = stamp
+    fence()
+    ctl[row + F_QHEAD] = head + 1
+    ctl[row + F_NHAND] += 1
+    fence()
+    if ctl[G_LWAIT] != 0:
+        sc.write_e(fio[FIO_EVFD], fio[FIO_ONE_ADDR], 8)
+    return last
+
+
+@bound_kernel
+def _shut_down(fio):
+    fio[FIO_POLLFD] = (fio[FIO_FD] & 0xFFFFFFFF) | (POLLRDHUP << 32)
+    r = sc.poll_e(fio[FIO_POLLFD_ADDR], 1, 0)
+    if r <= 0:
+        return False
+    return (((fio[FIO_POLLFD] >> 48) & 0xFFFF) & POLLRDHUP) != 0
+
+
+@bound_kernel
+def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg, cnt, psrc, loc):
+    """Receive and place until ``ctl[G_STOP]``; returns the number of datagrams received."""
+    # the caller (the thread's Python frame) holds every array for the whole call: work on
+    # borrowed views, so that slicing costs no atomic reference counting (borrow.py)
+    ctl = _borrow(ctl)
+    fio = _borrow(fio)
+    rbuf = _borrow(rbuf)
+    hdrs = _borrow(hdrs)
+    qbuf = _borrow(qbuf)
+    qlen = _borrow(qlen)
+    qstamp = _borrow(qstamp)
+    fmask = _borrow(fmask)
+    cfg = _borrow(cfg)
+    fs = _borrow(fs)
+    d = _borrow(d)
+    chg = _borrow(chg)
+    cnt = _borrow(cnt)
+    psrc = _borrow(psrc)
+    loc = _borrow(loc)
+    row = F_BASE + me * F_STRIDE
+    fd = fio[FIO_FD]
+    bufsize = rbuf.shape[1]
+    last = LAST_NONE
+    total = 0
+    triggered = np.int64(-1)     # the epoch in which we handed over a next-gulp packet
+    ts = np.zeros(2, dtype=np.int64)
+    waits = 0
+    s = LAST_NONE
+    while True:
+        if ctl[G_EPOCH] != loc[0]:
+            last = _adopt(ctl, row, loc, fs, last)
+        if ctl[G_STOP] != 0:
+            break
+        state = loc[_W + G_STATE]
+        if state == ST_PAUSE:
+            t0 = now_ns(ts)
+            while ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
+                yield_cpu()
+            ctl[row + F_WAIT_NS] += now_ns(ts) - t0
+            continue
+        nmsg = fio[FIO_NMSG]
+        if state != ST_OPEN:
+            # everything goes to the leader: a few packets at a time, and only once it has
+            # taken the last ones, so that what each socket holds stays in the kernel's
+            # buffer and the leader sees the sockets' packets interleaved as they arrived
+            # (a thread that read its whole backlog at once would be far ahead of the rest)
+            if ctl[row + F_QHEAD] > ctl[row + F_QTAIL]:
+                waits += 1
+                if waits < 2000:
+                    yield_cpu()
+                else:
+                    sc.poll_e(0, 0, 1)
+                continue
+            if nmsg > GATHER_BATCH:
+                nmsg = GATHER_BATCH
+        waits = 0
+        r = sc.recvmmsg_e(fd, fio[FIO_ADDR], nmsg, sc.MSG_DONTWAIT | sc.MSG_TRUNC, 0)
+        if r < 0:
+            e = -r
+            if e == sc.EAGAIN or e == sc.EWOULDBLOCK:
+                # nothing queued: wait, marked idle (the leader need not wait for us then)
+                fence()
+                ctl[row + F_IDLE] = 1
+                fence()
+                if ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
+                    fio[FIO_POLLFD] = (fd & 0xFFFFFFFF) | ((sc.POLLIN | POLLRDHUP) << 32)
+                    sc.poll_e(fio[FIO_POLLFD_ADDR], 1, fio[FIO_IDLE_MS])
+                ctl[row + F_IDLE] = 0
+                fence()
+                continue
+            if e == sc.EINTR:
+                continue
+            ctl[row + F_ERRNO] = e
+            cnt[C_ERRNO] = e
+            break
+        if r >= 1 and _rd_u32(hdrs[0], MSG_OFF_LEN) == 0 and _shut_down(fio):
+            break        # shutdown(): the end of this socket's stream
+        # when they arrived (ns, + the index in the batch): the leader takes hand-offs of
+        # all sockets in this order
+        stamp = now_ns(ts) * 64
+        total += r
+        cnt[C_NRECEIVED] += r
+        ctl[row + F_NRECV] += r
+        for i in range(r):
+            h = hdrs[i]
+            ln = _rd_u32(h, MSG_OFF_LEN)
+            if (_rd_u32(h, MSG_OFF_FLAGS) & sc.MSG_TRUNC) != 0 or ln > bufsize:
+                cnt[C_NINVALID] += 1          # larger than max_payload_size
+                cnt[C_NINVALID_BYTES] += ln
+                continue
+            pkt = rbuf[i, :ln]
+            while state == ST_OPEN:
+                s = _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc)
+                if s > NEXT_GULP:
+                    if s > last:
+                        last = s
+                    break
+                if s == NEXT_GULP and triggered == loc[0]:
+                    # the window is moving (our first such packet told the leader): wait
+                    # for it rather than hand the leader the packets of the next gulp
+                    ctl[row + F_LAST] = last
+                    if d[SEQ] > ctl[row + F_SEEN]:
+                        ctl[row + F_SEEN] = d[SEQ]
+                    fence()
+                    t0 = now_ns(ts)
+                    while ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
+                        yield_cpu()
+                    while ctl[G_STOP] == 0:
+                        if ctl[G_EPOCH] != loc[0]:
+                            last = _adopt(ctl, row, loc, fs, last)
+                        if loc[_W + G_STATE] != ST_PAUSE:
+                            break
+                        yield_cpu()
+                    ctl[row + F_WAIT_NS] += now_ns(ts) - t0
+                    state = loc[_W + G_STATE]
+                    if ctl[G_STOP] != 0:
+                        break
+                    continue
+                if s == NEXT_GULP:
+                    triggered = loc[0]
+                    if d[SEQ] > ctl[row + F_SEEN]:
+                        ctl[row + F_SEEN] = d[SEQ]
+                break
+            if state == ST_OPEN and s > NEXT_GULP:
+                continue
+            last = _hand(ctl, row, fio, pkt, ln, qbuf, qlen, qstamp, stamp + i, loc, fs, last)
+            state = loc[_W + G_STATE]
+        fence()           # the placements (streaming stores too) before the leader reads
+        ctl[row + F_LAST] = last
+        if last > ctl[row + F_SEEN]:
+            ctl[row + F_SEEN] = last
+    ctl[row + F_LAST] = last
+    fence()
+    ctl[row + F_DONE] = 1
+    fence()
+    if ctl[G_LWAIT] != 0:
+        sc.write_e(fio[FIO_EVFD], fio[FIO_ONE_ADDR], 8)
+    return total
+
+
+@bound_kernel
+def _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc):
+    """One packet while the window is open.  Returns ``HAND`` when the leader must have it,
+    ``NEXT_GULP`` when it lies in the gulp just beyond the window; otherwise it is consumed
+    (placed, late or duplicate) and the return value is its seq if placed, else
+    ``LAST_NONE + 3``."""
+    hand = HAND
+    for j in range(chg.shape[0]):
+        d[chg[j]] = -1
+    if _decode(pkt, cfg, fs, d) != VALID:
+        return hand           # invalid, or the format must learn: the leader decides
+    if USES_STATE:
+        # the decode state must be the leader's: a packet that changes it (learning) is
+        # decoded again by the leader, with the leader's state
+        changed = False
+        for j in range(NSTATE):
+            if fs[j] != loc[_W + G_FSTATE + j]:
+                changed = True
+        if changed:
+            for j in range(NSTATE):
+                fs[j] = loc[_W + G_FSTATE + j]
+            return hand
+    nsrc = loc[_W + G_NSRC]
+    p = loc[_W + G_P]
+    src = d[SRC]
+    po = d[PAYLOAD_OFFSET]
+    ps = d[PAYLOAD_SIZE]
+    if src < 0 or src >= nsrc or ps != p or po < 0 or po + ps > ln:
+        return hand
+    for j in range(chg.shape[0]):
+        f = chg[j]
+        v = d[f]
+        if v != -1 and v != loc[_W + G_CUR + f]:
+            return hand       # a change, or a field the sequence has not stated yet
+    n = loc[_W + G_N]
+    diff = d[SEQ] - loc[_W + G_S]
+    if diff < 0:
+        if diff < -2 * n:
+            return hand       # far behind: the leader watches for a backward jump
+        cnt[C_NLATE] += 1
+        cnt[C_NLATE_BYTES] += ps
+        psrc[PS_LATE, src] += 1
+        return CONSUMED
+    k = loc[_W + G_K]
+    if diff >= k * n:
+        if diff < (k + 1) * n:
+            return NEXT_GULP  # just beyond: the leader opens the next gulp for it
+        return hand           # further: the leader decides (a jump, or a stray)
+    g = diff // n
+    t = diff - g * n
+    plane = loc[_W + G_SLOTA] if g == 0 else loc[_W + G_SLOTB]
+    if fmask[plane, t, src] != 0:
+        cnt[C_NDUP] += 1
+        cnt[C_NDUP_BYTES] += ps
+        psrc[PS_DUP, src] += 1
+        return CONSUMED
+    fmask[plane, t, src] = 1
+    sb = nsrc * p
+    base = loc[_W + G_GA] if g == 0 else loc[_W + G_GB]
+    slot = u8_at(base + t * sb, sb)
+    _place(pkt[po:po + p], d, slot, nsrc)
+    cnt[C_NVALID] += 1
+    cnt[C_NVALID_BYTES] += ps
+    psrc[PS_VALID, src] += 1
+    return d[SEQ]
+
+
+def bind(fmt) -> object:
+    """This template bound to ``fmt`` (a :class:`asbru.formats.Format`): compiled and
+    cached once per format."""
+    import inspect
+    import sys
+
+    from asbru.capture import layout
+    from asbru.capture.group import shared
+    from asbru.formats import engine, spec
+    from asbru.sockets import msgvec, syscalls
+
+    m = engine.importable_name(fmt.module)
+    try:
+        uses_state = "state[" in inspect.getsource(fmt.module)
+    except (OSError, TypeError):
+        uses_state = True
+    return engine.bound_module(
+        f"capture_follower_{fmt.name}", sys.modules[__name__],
+        {"_decode": f"inline:{m}:decode", "_place": f"inline:{m}:place",
+         "USES_STATE": uses_state},
+        depends_on=(fmt.module, spec, layout, shared, syscalls, msgvec))
