@@ -1,6 +1,7 @@
 """Start-up: what a cold kernel cache costs, and that it costs no packets.
 
     .venv/bin/python benchmarks/startup.py [--formats chips,tbn,drx,vdif] [--all] [--rate 20000]
+                                           [--stage-bytes N] [--loss-only]
 
 Every figure is measured in fresh processes whose ``ASBRU_CACHE_DIR`` and
 ``NUMBA_CACHE_DIR`` point at empty temporary directories (a first use on a new machine),
@@ -13,7 +14,9 @@ beside ``python -c "import numpy"`` measured in the same run:
 * warm: a fresh process from start to the return of a UDPCapture's first ``recv()``,
   the kernels cached (what every later start costs);
 * start-up loss: a sender at ``--rate`` packets/s of 8 KiB CHIPS from 16 sources runs while
-  a capture is made on a cold cache (8 MiB socket buffer): packets lost after the bind.
+  a capture is made on a cold cache (8 MiB socket buffer): packets lost after the bind,
+  beside what bounds it -- the bytes that arrived while the loop compiled against what the
+  staging rows (``stage_bytes``, default a quarter of the available memory) could take.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,13 +93,52 @@ def import_numpy() -> float:
     return time.perf_counter() - t0
 
 
+def startup_loss(rate: float, stage_bytes: Optional[int] = None) -> None:
+    """The start-up loss line: a capture made on a cold cache while a sender runs at
+    ``rate`` packets/s.  What bounds it is said beside it: the bytes that arrived while the
+    loop compiled against the bytes the staging rows could take."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [str(ROOT / "tests" / "startup_child.py"), "--rate", str(rate), "--after", "3"]
+        if stage_bytes is not None:
+            args += ["--stage-bytes", str(stage_bytes)]
+        res = json.loads(_run(args, _env(tmp)).strip().splitlines()[-1])
+    log = res["sender_log"]
+    t_bind, t_made = res["t_bind"], res["t_bind"] + res["construct_s"]
+    sent_after = 16 * len([seq for t, seq in log[:-1] if t > t_bind])
+    during = 16 * len([seq for t, seq in log[:-1] if t_bind < t <= t_made])
+    size = res["packet_bytes"]
+    staged = res.get("staged") or {}
+    line = (f"start-up loss at {rate:.0f} packets/s, {size} B CHIPS, 16 sources, 8 MiB socket "
+            f"buffer, cold cache: capture made in {res['construct_s']:.1f} s while the sender "
+            f"ran; {sent_after} packets sent after the bind, {res['nvalid']} captured, "
+            f"{res['nkernel_drops']} dropped by the kernel")
+    if staged:
+        cap_gib = staged["rows"] * staged["row"] / 2**30
+        secs = staged["seconds"]
+        fill = (f"full after {secs:.1f} s" if staged["full"] else "not full")
+        if secs > 0:
+            fill += f", drained at {staged['nstaged'] / secs:.0f} packets/s"
+        line += (f"; staged {staged['nstaged']} packets ({staged['nstaged_bytes'] / 2**30:.2f} "
+                 f"GiB) in rows of {staged['row']} B ({cap_gib:.2f} GiB, {fill}) of the "
+                 f"{during} ({during * size / 2**30:.2f} GiB) that arrived while the loop "
+                 f"compiled; drain kernel ready in {staged['kernel_seconds']:.2f} s")
+    print(line + " (before issue 14: the loop compiled at the first recv(), the socket "
+          "overflowed)", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--formats", default="chips,tbn,drx,vdif,cor")
     ap.add_argument("--all", action="store_true", help="also time `asbru warmup` of everything")
     ap.add_argument("--rate", type=float, default=20000.0)
+    ap.add_argument("--stage-bytes", type=int, default=None,
+                    help="UDPCapture's stage_bytes for the start-up loss line (default: its default)")
+    ap.add_argument("--loss-only", action="store_true", help="only the start-up loss line")
     a = ap.parse_args()
     print(machine(), flush=True)
+    if a.loss_only:
+        startup_loss(a.rate, a.stage_bytes)
+        return 0
     base = min(import_numpy() for _ in range(3))
     print(f"baseline: python -c 'import numpy' {base:.2f} s", flush=True)
 
@@ -124,19 +167,7 @@ def main() -> int:
                   f"({len(w['kernels'])} (format, backend) pairs, {w['processes']} processes; "
                   f"target <= 60 s)", flush=True)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        env = _env(tmp)
-        out = _run([str(ROOT / "tests" / "startup_child.py"), "--rate", str(a.rate), "--after", "3",
-                    "--stage-bytes", str(4 << 30)], env)
-        res = json.loads(out.strip().splitlines()[-1])
-        after = [seq for t, seq in res["sender_log"][:-1] if t > res["t_bind"]]
-        sent_after = len(after) * 16
-        print(f"start-up loss at {a.rate:.0f} packets/s, 8 KiB CHIPS, 16 sources, 8 MiB socket "
-              f"buffer, cold cache: capture made in {res['construct_s']:.1f} s while the sender "
-              f"ran; {sent_after} packets sent after the bind, {res['nvalid']} captured, "
-              f"{res['nkernel_drops']} dropped by the kernel "
-              f"(before issue 14: the loop compiled at the first recv(), the socket overflowed)",
-              flush=True)
+    startup_loss(a.rate, a.stage_bytes)
     return 0
 
 

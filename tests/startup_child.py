@@ -91,15 +91,18 @@ def main() -> int:
     sender.terminate()
     out, _ = sender.communicate(timeout=30)
     t_stop = time.time()
-    # drain what is queued (the sender was stopped)
-    for _ in range(200):
-        if int(cap.recv()) not in (0, 1, 2, 3):   # NO_DATA/ENDED/... once the socket is empty
+    # take what is staged and queued (the sender was stopped): until the socket stays empty
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if int(cap.recv()) not in (0, 1, 2, 3):   # NO_DATA/... once nothing is left
             break
     cap.end()
     st = cap.stats
     print(json.dumps({"t_bind": t_bind, "t_stop": t_stop, "construct_s": construct_s,
                       "rcvbuf": rcvbuf, "nvalid": st["nvalid"], "ninvalid": st["ninvalid"],
                       "nkernel_drops": st["nkernel_drops"], "nreceived": st["nreceived"],
+                      "staged": getattr(cap, "staged", None), "packet_bytes": 16 + 32 * NCHAN,
+                      "stage_bytes": getattr(cap, "_stage_bytes", None),
                       "sender_log": [list(x) for x in eval(out.strip().splitlines()[-1])]
                       if out.strip() else []}))
     sock.close()

@@ -140,6 +140,34 @@ def test_set_functions_exist_for_every_capturable_format():
         pcc.set_chips(42)
 
 
+def test_callback_setters_come_from_the_format_registry():
+    # PacketCaptureCallback names no format: a setter exists for every registered format
+    # (a plugin's too) and dir() lists them all
+    import types
+
+    from asbru import formats
+    from asbru.formats import example_beacon
+    plugin = types.ModuleType("zz_setter_test")
+    for attr in dir(example_beacon):
+        setattr(plugin, attr, getattr(example_beacon, attr))
+    plugin.NAME = "zz_setter_test"
+    plugin.matches = lambda fmt: fmt == "zz_setter_test"
+    formats.register(plugin)
+    try:
+        pcc = PacketCaptureCallback()
+        listed = {n for n in dir(pcc) if n.startswith("set_")}
+        assert listed == {f"set_{n}" for n in formats.list()} and "set_zz_setter_test" in listed
+        setter = pcc.set_zz_setter_test
+        assert setter.__name__ == "set_zz_setter_test"
+        setter(print)
+        assert pcc.get("zz_setter_test") is print
+        with pytest.raises(AttributeError):
+            pcc.no_such_attribute
+    finally:
+        formats._runtime.pop("zz_setter_test", None)
+        formats._reset_for_tests()
+
+
 def test_tutorial_form_without_ring_owns_a_ring(tmp_path):
     data, path = _file(tmp_path, ntime=8, nsrc=2)
     with open(path, "rb") as f:

@@ -6,6 +6,7 @@ import json
 import struct
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -46,18 +47,36 @@ def test_generate_to_capture_out_inspect_round_trip(tmp_path):
     assert summary["kernel_drops"] == 0
     assert summary["received"] == truth["sent"]
     assert summary["invalid"] == truth["corrupted"]
-    assert summary["valid"] == summary["kept"] == truth["sent"] - truth["corrupted"]
-    # the live slot bookkeeping agrees with the truth too
+    # the engine places each (seq, src) once: duplicates are counted, not recorded
+    unique = truth["valid"] - truth["duplicated"]
+    assert summary["valid"] == summary["kept"] == unique
     assert summary["duplicates"] == truth["duplicated"]
     assert summary["missing"] == truth["missing"]
     assert summary["late"] == 0 and summary["restarts"] == 0
     rep = run_json("inspect", str(cap_file), "--format", "chips_4", "--nsrc", "3", "--json")
-    assert rep["packets"] == rep["valid"] == truth["valid"]
-    assert rep["invalid"] == 0                    # the capture kept only valid packets
-    assert rep["duplicates"] == truth["duplicated"]
+    assert rep["packets"] == rep["valid"] == unique
+    assert rep["invalid"] == 0 and rep["duplicates"] == 0   # each valid packet once
     assert rep["missing"] == truth["missing"]
     assert (rep["seq_min"], rep["seq_max"]) == (truth["seq_min"], truth["seq_max"])
-    assert rep["per_source"] == truth["per_source"]
+    per_source = dict(truth["per_source"])
+    for _seq, src in json.loads(truth_path.read_text())["duplicated_packets"]:
+        per_source[str(src)] -= 1
+    assert rep["per_source"] == per_source
+
+
+def _capture_replayed(fmt: str, nsrc: int, src: Path, got: Path, n: int, **replay) -> tuple[dict, dict]:
+    """``asbru capture`` of ``n`` packets replayed from ``src``: (capture summary, replay report)."""
+    port = free_udp_port()
+    cap = start("capture", fmt, "--bind", f"127.0.0.1:{port}", "--nsrc", str(nsrc), "--out", str(got),
+                "--packets", str(n), "--duration", "120", "--json")
+    try:
+        wait_published(cap.pid, proc=cap)
+        args = [x for k, v in replay.items() for x in (f"--{k}", str(v))]
+        rep = run_json("replay", str(src), "--format", fmt, "--to", f"127.0.0.1:{port}", *args, "--json")
+        out, _ = cap.communicate(timeout=120)
+    finally:
+        stop(cap)
+    return _summary(out), rep
 
 
 def test_replay_file_and_pcap_byte_exact(tmp_path):
@@ -65,35 +84,26 @@ def test_replay_file_and_pcap_byte_exact(tmp_path):
     run("generate", "tbn", "--out", str(src), "--nsrc", "2", "--ntime", "50", "--seed", "3")
     data = src.read_bytes()
     n = len(data) // 1048
-    port = free_udp_port()
     got = tmp_path / "got.dat"
-    cap = start("capture", "tbn", "--bind", f"127.0.0.1:{port}", "--nsrc", "2", "--out", str(got),
-                "--packets", str(2 * n), "--duration", "120", "--json")
-    try:
-        wait_published(cap.pid, proc=cap)
-        rep = run_json("replay", str(src), "--format", "tbn", "--to", f"127.0.0.1:{port}",
-                       "--rate", "5000", "--json")
-        assert rep["sent"] == n and rep["failed"] == 0 and rep["kind"] == "records"
-        # the same packets again, from a pcap (Ethernet/IPv4/UDP) written here
-        frames = []
-        for k in range(n):
-            payload = data[k * 1048:(k + 1) * 1048]
-            udp = struct.pack("!HHHH", 1, port, 8 + len(payload), 0) + payload
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
-                             b"\x7f\0\0\1", b"\x7f\0\0\1") + udp
-            fr = b"\0" * 12 + b"\x08\x00" + ip
-            frames.append(struct.pack("<IIII", k, 0, len(fr), len(fr)) + fr)
-        pcap = tmp_path / "src.pcap"
-        pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(frames))
-        rep = run_json("replay", str(pcap), "--format", "tbn", "--to", f"127.0.0.1:{port}",
-                       "--rate", "5000", "--json")
-        assert rep["sent"] == n and rep["kind"] == "pcap"
-        out, err = cap.communicate(timeout=120)
-    finally:
-        stop(cap)
-    summary = _summary(out)
-    assert summary["stopped_by"] == "packets" and summary["kept"] == 2 * n
-    assert got.read_bytes() == data + data
+    summary, rep = _capture_replayed("tbn", 2, src, got, n, rate=5000)
+    assert rep["sent"] == n and rep["failed"] == 0 and rep["kind"] == "records"
+    assert summary["stopped_by"] == "packets" and summary["kept"] == n
+    assert got.read_bytes() == data
+    # the same packets again, from a pcap (Ethernet/IPv4/UDP) written here
+    frames = []
+    for k in range(n):
+        payload = data[k * 1048:(k + 1) * 1048]
+        udp = struct.pack("!HHHH", 1, 9, 8 + len(payload), 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                         b"\x7f\0\0\1", b"\x7f\0\0\1") + udp
+        fr = b"\0" * 12 + b"\x08\x00" + ip
+        frames.append(struct.pack("<IIII", k, 0, len(fr), len(fr)) + fr)
+    pcap = tmp_path / "src.pcap"
+    pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(frames))
+    got2 = tmp_path / "got2.dat"
+    summary, rep = _capture_replayed("tbn", 2, pcap, got2, n, rate=5000)
+    assert rep["sent"] == n and rep["kind"] == "pcap"
+    assert summary["kept"] == n and got2.read_bytes() == data
 
 
 def test_replay_loop_and_rate(tmp_path):
@@ -102,19 +112,23 @@ def test_replay_loop_and_rate(tmp_path):
     port = free_udp_port()
     got = tmp_path / "got.dat"
     cap = start("capture", "simple", "--bind", f"127.0.0.1:{port}", "--out", str(got),
-                "--packets", "90", "--duration", "120", "--json")
+                "--duration", "120", "--json")
     try:
-        wait_published(cap.pid, proc=cap)
+        stats = wait_published(cap.pid, proc=cap)
         rep = run_json("replay", str(src), "--format", "simple", "--to", f"127.0.0.1:{port}",
                        "--loop", "3", "--rate", "300", "--json")
-        out, _ = cap.communicate(timeout=120)
+        deadline = time.monotonic() + 60
+        while "nreceived : 90\n" not in stats.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
-        stop(cap)
+        out, _ = stop(cap)
     assert rep["sent"] == 90 and rep["loops"] == 3
     # 90 packets paced at 300/s cannot take less than (90 - 1) / 300 s: the limiter works
     assert rep["seconds"] >= 89 / 300
-    assert got.read_bytes() == src.read_bytes() * 3
-    assert _summary(out)["kept"] == 90
+    # the stream is recorded once; its two repeats find their (seq, src) slots filled
+    summary = _summary(out)
+    assert (summary["received"], summary["kept"], summary["duplicates"]) == (90, 30, 60)
+    assert got.read_bytes() == src.read_bytes()
 
 
 def test_capture_ipv6_loopback(tmp_path):

@@ -43,7 +43,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from asbru import formats  # noqa: E402
-from asbru.formats import batch, engine, spec  # noqa: E402
+from asbru.cli.synth import Recipe, build_clean, recipe_for  # noqa: E402
+from asbru.cli.warmup import example_string  # noqa: E402
+from asbru.formats import engine, spec  # noqa: E402
 
 from tools import fuzz_kernel  # noqa: E402  (the compiled loop: a template bound per format)
 from tools.fuzz_kernel import NCOUNT  # noqa: E402,F401
@@ -55,73 +57,74 @@ GUARD = 256   # guard bytes before and after every time slot
 NSLOT = 16    # time slots (seq mod NSLOT)
 EXTRA = 64    # packets may grow this far beyond the longest template
 #: the decode state is zeroed every this many packets (as at a capture start), so that the
-#: learning formats (tbn, vdif) keep being exercised: one corrupt TBN frame during learning
-#: holds every later frame (tests/test_fuzz_formats.py, xfail)
+#: learning formats keep being exercised (a format that learns its rate from the stream holds
+#: what comes before it has learnt)
 RESET_EVERY = 4096
 
 
 @dataclasses.dataclass
 class FuzzFormat:
-    """How to make valid packets of one capturable format."""
+    """How to make valid packets of one capturable format (from the format's declarations)."""
     name: str          # registry name
     capture: str       # format string for the capture role
     write: str         # writer format string used to make templates
     nsrc: int
     src0: int
-    info: dict
-    seq0: int
-    seq_step: int
-    src_first: int
-    src_step: int
+    recipe: Recipe     # the format's synth_recipe: header values, sources, seq steps
     ntime: int = 6
-    #: writer src of each source when they are not src_first + j * src_step (DRX IDs)
-    src_ids: tuple[int, ...] = ()
 
 
-#: DRX IDs of beam 1, tunings 1/2, polarisations 0/1: id = beam | tune << 3 | pol << 7
-_DRX_IDS = (1 | (1 << 3), 1 | (1 << 3) | (1 << 7), 1 | (2 << 3), 1 | (2 << 3) | (1 << 7))
+FUZZ_NSRC = 4          # sources per stream, or the most below it that the format allows
 
 
-FUZZ_FORMATS: dict[str, FuzzFormat] = {f.name: f for f in [
-    FuzzFormat("simple", "simple", "simple", 1, 0, {}, 9, 1, 0, 1),
-    FuzzFormat("chips", "chips", "chips_4", 4, 0, dict(nsrc=4, nchan=4, chan0=100), 10, 1, 0, 1),
-    FuzzFormat("snap2", "snap2", "snap2_4x2", 2, 0,
-               dict(nsrc=2, nchan=8, chan0=1000, tuning=1700000000), 100, 1, 0, 1),
-    FuzzFormat("ibeam", "ibeam2", "ibeam2_4", 2, 0, dict(nsrc=2, nchan=4, chan0=50), 9, 1, 0, 1),
-    FuzzFormat("pbeam", "pbeam", "pbeam1_4", 2, 1, dict(nsrc=2, nchan=4, chan0=50, decimation=300),
-               900, 300, 0, 1),
-    FuzzFormat("cor", "cor", "cor_4", 3, 1,
-               dict(nsrc=3, chan0=5, decimation=100, tuning=0x10101), 196_000_000, 196_000_000, 0, 1),
-    FuzzFormat("vdif", "vdif", "vdif_1056", 2, 0,
-               dict(decimation=4, tuning=(10 << 16) | (8 << 8) | 1, nchan=1, gain=7), 400, 1, 0, 1),
-    FuzzFormat("tbn", "tbn", "tbn", 4, 0, dict(tuning=1000, gain=3), 1_003_520, 512 * 1960, 0, 1),
-    FuzzFormat("drx", "drx", "drx", 4, 0, dict(decimation=10, tuning=12345678), 4096 * 10 * 7,
-               4096 * 10, 0, 1, src_ids=_DRX_IDS),
-    FuzzFormat("drx8", "drx8", "drx8", 4, 0, dict(decimation=10, tuning=12345678), 4096 * 10 * 7,
-               4096 * 10, 0, 1, src_ids=_DRX_IDS),
-]}
+def _fuzz_format(name: str) -> FuzzFormat | None:
+    """The fuzz setup of registered format ``name``, asked of the format itself: a writer
+    string and a capture string (``asbru warmup``'s example strings), and the stream
+    ``asbru generate`` makes of it (its ``synth_recipe``).  None for a format that cannot
+    be both written and captured, or declares no recipe."""
+    write = example_string(name, "write")
+    capture = example_string(name, "capture")
+    if write is None or capture is None:
+        return None
+    wf = formats.get(write, "write")
+    if getattr(wf.module, "synth_recipe", None) is None:
+        return None
+    for nsrc in range(FUZZ_NSRC, 0, -1):
+        recipe = recipe_for(wf, nsrc)
+        if (recipe.max_nsrc is None or nsrc <= recipe.max_nsrc) and not recipe.check_nsrc(nsrc):
+            break
+    else:
+        return None
+    # the bare capture string where it reads the writer's packets (it accepts more header
+    # values to mutate), else the string the recipe reads them with
+    ff = FuzzFormat(name, capture, write, nsrc, recipe.src0, recipe, max(6, recipe.learn_steps + 2))
+    cf = formats.get(capture, "capture")
+    pkts = stream_of(ff, ff.ntime)
+    cfg, state = cf.capture_config(nsrc, ff.src0), np.zeros(spec.NSTATE, dtype=np.int64)
+    for _pass in range(2):           # twice: a learning format holds the first ones
+        ok = [cf.decode(np.frombuffer(p, np.uint8).copy(), cfg, state,
+                        np.full(spec.NDESC, -1, dtype=np.int64)) for _t, _s, p in pkts]
+    if ok[-1] != spec.VALID:
+        ff.capture = recipe.reader
+    return ff
+
+
+def stream_of(ff: FuzzFormat, ntime: int, seed: int = 0) -> list[tuple[int, int, bytes]]:
+    """Valid packets of ``ff`` for ``ntime`` time steps, in send order, as ``(time index,
+    source index, bytes)`` (written by the format's header filler, as ``asbru generate``)."""
+    wf = formats.get(ff.write, "write")
+    rows = build_clean(wf, ff.recipe, ff.nsrc, ntime, np.random.default_rng(seed))
+    return [(k // ff.nsrc, k % ff.nsrc, rows[k].tobytes()) for k in range(rows.shape[0])]
+
+
+FUZZ_FORMATS: dict[str, FuzzFormat] = {
+    ff.name: ff for ff in (_fuzz_format(n) for n in formats.list()) if ff is not None}
 
 
 def stream(name: str, ntime: int, seed: int = 0) -> list[tuple[int, int, bytes]]:
     """Valid packets of ``name`` for ``ntime`` time steps, in send order, as
     ``(time index, source index, bytes)`` (written by asbru's header fillers)."""
-    ff = FUZZ_FORMATS[name]
-    wf = formats.get(ff.write, "write")
-    p = int(wf.params.payload_size)
-    rng = np.random.default_rng(seed)
-    info = batch.headerinfo(**ff.info)
-    out: list[tuple[int, int, bytes]] = []
-    for t in range(ntime):
-        data = rng.integers(0, 256, (1, ff.nsrc, p), dtype=np.uint8)
-        seq = ff.seq0 + t * ff.seq_step
-        if ff.src_ids:
-            for s, ident in enumerate(ff.src_ids):
-                out.append((t, s, batch.encode_packets(wf, info, seq, 0, ident, 0, data[:, s:s + 1])))
-        else:
-            raw = batch.encode_packets(wf, info, seq, ff.seq_step, ff.src_first, ff.src_step, data)
-            rs = len(raw) // ff.nsrc
-            out += [(t, s, raw[s * rs:(s + 1) * rs]) for s in range(ff.nsrc)]
-    return out
+    return stream_of(FUZZ_FORMATS[name], ntime, seed)
 
 
 def templates(name: str, seed: int = 0) -> tuple[formats.Format, np.ndarray, np.ndarray, int]:

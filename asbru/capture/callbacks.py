@@ -29,9 +29,6 @@ from asbru.errors import ArgumentError, AsbruError
 
 __all__ = ["PacketCaptureCallback", "CallbackResult", "MAX_HEADER_FROM_ADDRESS"]
 
-# Bifrost's capturable formats; plugin formats get set_<name> through __getattr__.
-BUILTIN = ("simple", "chips", "snap2", "ibeam", "pbeam", "cor", "vdif", "tbn", "drx", "drx8")
-
 
 class _Out:
     """What a pointer argument looks like to a Bifrost-style callback: ``p[0] = value``."""
@@ -291,7 +288,12 @@ def _noted(func: Callable, args: tuple, who: str, nlead: int, nptr: int) -> Any:
 
 
 class PacketCaptureCallback:
-    """Holds one sequence callback per format (``set_chips(cb)``, ``set_tbn(cb)``...)."""
+    """Holds one sequence callback per format: ``set_chips(cb)``, ``set_tbn(cb)``...
+
+    There is a ``set_<NAME>`` for every registered format (built-in or plugin), found in the
+    format registry when it is asked for: what a callback receives is declared by the
+    format module itself (``CALLBACK_FAMILY``, ``CALLBACK_ARGS``, ``callback_args``), so
+    this class knows no format by name."""
 
     def __init__(self) -> None:
         self._callbacks: dict[str, Callable] = {}
@@ -310,45 +312,20 @@ class PacketCaptureCallback:
         return self._callbacks.get(name)
 
     def __getattr__(self, attr: str) -> Any:
-        # set_<format> for every format, built-in or plugin
         if attr.startswith("set_") and len(attr) > 4:
             name = attr[4:]
-            if name not in BUILTIN:
-                try:
-                    from asbru import formats
-                    formats.module(name)
-                except Exception:
-                    raise AttributeError(f"PacketCaptureCallback has no {attr!r}: "
-                                         f"no capturable format named {name!r}") from None
-            return lambda func: self._set(name, func)
+            from asbru import formats
+            try:
+                formats.module(name)
+            except Exception:
+                raise AttributeError(f"PacketCaptureCallback has no {attr!r}: "
+                                     f"no capturable format named {name!r}") from None
+            setter = lambda func: self._set(name, func)  # noqa: E731
+            setter.__name__ = setter.__qualname__ = attr
+            setter.__doc__ = f"Set (or with None, clear) the {name} sequence callback."
+            return setter
         raise AttributeError(f"'PacketCaptureCallback' object has no attribute {attr!r}")
 
-    def set_simple(self, func: Callable | None) -> None:
-        self._set("simple", func)
-
-    def set_chips(self, func: Callable | None) -> None:
-        self._set("chips", func)
-
-    def set_snap2(self, func: Callable | None) -> None:
-        self._set("snap2", func)
-
-    def set_ibeam(self, func: Callable | None) -> None:
-        self._set("ibeam", func)
-
-    def set_pbeam(self, func: Callable | None) -> None:
-        self._set("pbeam", func)
-
-    def set_cor(self, func: Callable | None) -> None:
-        self._set("cor", func)
-
-    def set_vdif(self, func: Callable | None) -> None:
-        self._set("vdif", func)
-
-    def set_tbn(self, func: Callable | None) -> None:
-        self._set("tbn", func)
-
-    def set_drx(self, func: Callable | None) -> None:
-        self._set("drx", func)
-
-    def set_drx8(self, func: Callable | None) -> None:
-        self._set("drx8", func)
+    def __dir__(self) -> list[str]:
+        from asbru import formats
+        return sorted(set(super().__dir__()) | {f"set_{n}" for n in formats.list()})

@@ -35,6 +35,7 @@ import numpy as np
 from asbru.errors import ArgumentError, PermissionNeeded
 from asbru.sockets import bpf
 from asbru.sockets import packet_ring as pr
+from asbru.sockets.options import SO_DETACH_FILTER
 
 from . import layout as L
 from .backends import sniffer as _backend
@@ -50,7 +51,6 @@ SNIFF_BLOCK_COUNT = 32
 SNIFF_RETIRE_MS = 8
 
 _CAP_NET_RAW = 13
-_SO_DETACH_FILTER = getattr(socket, "SO_DETACH_FILTER", 27)
 _NEEDS_RAW = ("UDPSniffer needs CAP_NET_RAW (run as root, or `setcap cap_net_raw+ep` on the "
               "python binary); use UDPCapture without it")
 
@@ -230,7 +230,7 @@ class UDPSniffer(UDPCapture):
         if sock is not None:
             try:
                 with socket.socket(fileno=os.dup(sock.fileno())) as dup:
-                    dup.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
+                    dup.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
             except OSError:
                 pass              # closed meanwhile: nothing to undo
         ring, self._pring = self._pring, None

@@ -62,7 +62,7 @@ class CaptureStats:
         d = self.as_dict()
         out = {k: d[k] for k in PROCLOG_KEYS}
         out.update(nduplicate=d["nduplicate"], nduplicate_bytes=d["nduplicate_bytes"],
-                   nkernel_drops=d["nkernel_drops"])
+                   nkernel_drops=d["nkernel_drops"], nreceived=d["nreceived"])
         return out
 
     def proclog_perf(self) -> dict[str, float]:

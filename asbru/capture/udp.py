@@ -13,7 +13,7 @@ from asbru.formats.spec import FormatError
 from . import layout as L
 from .args import bind_args
 from .engine import CaptureEngine, _as_nsrc, _int, _pos_int
-from .staging import STAGE_BYTES, Stager
+from .staging import Stager, default_stage_bytes
 
 _NAMES = ["ring", "nsrc", "src0", "max_payload_size", "buffer_ntime", "slot_ntime",
           "sequence_callback", "core"]
@@ -93,16 +93,32 @@ class UDPCapture(CaptureEngine):
             max_payload = int(f.params.fixed_packet_size)  # Bifrost: forced to the frame size
         self._bufsize = max_payload
         self._nbatch = _pos_int("nbatch", a.get("nbatch", NBATCH))
-        self._stage_bytes = _int("stage_bytes", a.get("stage_bytes", STAGE_BYTES))
+        self._stage_bytes = (_int("stage_bytes", a["stage_bytes"]) if "stage_bytes" in a
+                             else default_stage_bytes())
         self._stage: Any = None
+        self._staged: Any = None
         if self._nbatch > NBATCH_MAX:
             raise ArgumentError(f"nbatch must be at most {NBATCH_MAX} (the kernel's recvmmsg "
                                 f"limit); got {self._nbatch}")
-        self._init_engine(f, a["ring"], nsrc, src0, _pos_int("buffer_ntime", a["buffer_ntime"]),
-                          _pos_int("slot_ntime", a["slot_ntime"]), a["sequence_callback"], a["core"],
-                          max_payload, max_jump_gulps=a.get("max_jump_gulps"),
-                          budget=a.get("budget"), hold_packets=a.get("hold_packets"),
-                          sample_rate=a.get("sample_rate"))
+        buffer_ntime = _pos_int("buffer_ntime", a["buffer_ntime"])
+        slot_ntime = _pos_int("slot_ntime", a["slot_ntime"])
+        # stage from here on, not only while the loop compiles: allocating the ring and
+        # generating the loop come first and take ~0.3 s, which a fast stream's socket buffer
+        # does not hold.  _compile_loop takes this stager (_start_staging) and hands its
+        # packets to the loop; when the loop needs no compile, that is done below
+        self._early_stager = self._new_stager()
+        try:
+            self._init_engine(f, a["ring"], nsrc, src0, buffer_ntime, slot_ntime,
+                              a["sequence_callback"], a["core"], max_payload,
+                              max_jump_gulps=a.get("max_jump_gulps"), budget=a.get("budget"),
+                              hold_packets=a.get("hold_packets"), sample_rate=a.get("sample_rate"))
+        except BaseException:
+            if self._early_stager is not None:
+                self._early_stager.stop()
+            raise
+        if self._early_stager is not None:
+            stager, self._early_stager = self._early_stager, None
+            self._adopt_staged(stager)
 
     def _setup_backend(self) -> None:
         from asbru.sockets.drops import DropCounter, enable_rxq_ovfl
@@ -128,13 +144,18 @@ class UDPCapture(CaptureEngine):
         self._io = io
 
     # -- packets that arrive while the loop compiles (asbru/capture/staging.py)
-    def _start_staging(self) -> Any:
+    def _new_stager(self) -> Any:
         if self._stage_bytes <= 0 or type(self)._backend != "udp":
             return None
         return Stager(self._fd, self._bufsize, self._stage_bytes)
 
+    def _start_staging(self) -> Any:
+        stager, self._early_stager = self._early_stager, None   # started in __init__
+        return stager
+
     def _adopt_staged(self, stager: Any) -> None:
         n = stager.stop()
+        self._staged = stager.summary()
         if n == 0:
             return
         self._stage = stager          # its rows stay alive until the loop has taken them
@@ -144,6 +165,13 @@ class UDPCapture(CaptureEngine):
         io[L.IO_STAGE_ROW] = stager.row
         io[L.IO_STAGE_N] = n
         io[L.IO_STAGE_POS] = 0
+
+    @property
+    def staged(self) -> Any:
+        """What the staging drain did while the loop compiled (a dict: ``nstaged``,
+        ``nstaged_bytes``, ``noversize``, ``full``, ...; see asbru/capture/staging.py), or
+        None when nothing was staged (the loop was ready at once, or ``stage_bytes=0``)."""
+        return self._staged
 
     def _release_stage(self) -> None:
         io = self._io

@@ -63,7 +63,7 @@ def capture_to_dada(fmt: str, bind: str, nsrc: int, src0: int, max_size: Optiona
     cb = PacketCaptureCallback()
     func = _header_callback(fmt, f.callback_arg_names)
     if func is not None:
-        cb._set(f.name, func)
+        getattr(cb, f"set_{f.name}")(func)
     cap = UDPCapture(fmt, sock, ring, nsrc, src0, size, GULP, GULP, cb)
     stop = threading.Event()
     result: dict[str, Any] = {}

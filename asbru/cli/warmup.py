@@ -77,9 +77,11 @@ def compile_one(name: str, backend: str) -> tuple[str, str, float, str]:
             return name, backend, 0.0, "no fixed record size"
         from ..capture import precompile
         precompile.compile_capture(f, backend)
-        if backend == "udp":
-            from .recv_kernel import compile_receiver
-            compile_receiver(f)
+        if backend == "udp":       # `asbru capture` runs the loop on its whole-packet view
+            from ..capture import drain_kernel
+            from .whole_packets import whole_packets
+            precompile.compile_capture(whole_packets(f), backend)
+            drain_kernel.load()      # the staging drain (asbru/capture/staging.py)
     else:
         _compile_writer(fmt)
     return name, backend, time.perf_counter() - t0, ""

@@ -226,11 +226,17 @@ def module(name: str) -> types.ModuleType:
         raise FormatError(f"unknown format name {name!r}; known: {', '.join(mods)}") from None
 
 
-def get(fmt: str, role: str = "capture") -> Format:
+def get(fmt: "str | Format", role: str = "capture") -> Format:
     """Resolve Bifrost format string ``fmt`` (``"chips_132"``, ``"tbn"``...) for ``role``.
 
     ``role`` is ``"capture"`` (UDP / sniffer), ``"disk"`` (DiskReader) or ``"write"``.
+    ``fmt`` may also be a :class:`Format` already resolved for ``role`` (e.g. a view built
+    on a format, such as ``asbru capture``'s whole-packet view): it is returned as it is.
     """
+    if isinstance(fmt, Format):
+        if fmt.role != role:
+            raise FormatError(f"format {fmt.fmt!r} was resolved for role {fmt.role!r}, not {role!r}")
+        return fmt
     if not isinstance(fmt, str):
         raise FormatError(f"format must be a string such as 'chips' or 'tbn', got {type(fmt).__name__}")
     if role not in ROLES:

@@ -7,16 +7,13 @@ guarded by the ring's lock; the handles delegate to the ring for anything that w
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from ..errors import ArgumentError, EndOfDataStop
 from .flags import FlagStore
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .ring import Ring
-    from .span import ReadSpan, WriteSpan
+from .protocols import RingSide, SpanView
 
 U64_MAX = (1 << 64) - 1
 
@@ -115,15 +112,15 @@ class _SequenceInfo:
 class WriteSequence(_SequenceInfo):
     """The sequence being written.  ``end()`` (or leaving the ``with`` block) finishes it."""
 
-    def __init__(self, ring: "Ring", seq: _Sequence) -> None:
+    def __init__(self, ring: RingSide, seq: _Sequence) -> None:
         self._ring = ring
         self._seq = seq
 
     @property
-    def ring(self) -> "Ring":
+    def ring(self) -> RingSide:
         return self._ring
 
-    def reserve(self, size: int, nonblocking: bool = False) -> "WriteSpan":
+    def reserve(self, size: int, nonblocking: bool = False) -> SpanView:
         """Reserve the next ``size`` bytes (<= the ring's contiguous span).
 
         Blocks while a guaranteed reader still needs the memory (or raises WouldBlock when
@@ -153,7 +150,7 @@ class ReadSequence(_SequenceInfo):
     how many of its bytes were lost (``ReadSpan.size_overwritten``).
     """
 
-    def __init__(self, ring: "Ring", seq: _Sequence, guarantee: bool, key: int) -> None:
+    def __init__(self, ring: RingSide, seq: _Sequence, guarantee: bool, key: int) -> None:
         self._ring = ring
         self._seq = seq
         self._guarantee = guarantee
@@ -161,14 +158,14 @@ class ReadSequence(_SequenceInfo):
         self._closed = False
 
     @property
-    def ring(self) -> "Ring":
+    def ring(self) -> RingSide:
         return self._ring
 
     @property
     def guarantee(self) -> bool:
         return self._guarantee
 
-    def acquire(self, offset: int, size: int) -> "ReadSpan":
+    def acquire(self, offset: int, size: int) -> SpanView:
         """Span of ``size`` bytes at ``offset`` from the sequence start.
 
         Blocks until those bytes are committed or the sequence ends (then the span is cut at
@@ -178,7 +175,7 @@ class ReadSequence(_SequenceInfo):
             raise ArgumentError("acquire: this ReadSequence is closed")
         return self._ring._acquire(self, offset, size)
 
-    def read(self, span_size: int, stride: Optional[int] = None, begin: int = 0) -> Iterator["ReadSpan"]:
+    def read(self, span_size: int, stride: Optional[int] = None, begin: int = 0) -> Iterator[SpanView]:
         """Spans at ``begin, begin+stride, ...`` until the sequence ends (the last may be shorter).
 
         Each span is released when the consumer asks for the next one.

@@ -8,16 +8,14 @@ together.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from ..errors import ArgumentError
 from .flags import as_flags
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .ring import Ring
-    from .sequence import ReadSequence, _Sequence
+from .protocols import RingSide
+from .sequence import ReadSequence, _Sequence
 
 _DTYPES: dict[Any, np.dtype] = {}
 
@@ -74,7 +72,7 @@ class SpanBase:
 
     __slots__ = ("_ring", "_buf", "_bufpos", "_abs", "_size", "_nringlet", "_open")
 
-    def __init__(self, ring: "Ring", buf: np.ndarray, bufpos: int, abs_offset: int, size: int,
+    def __init__(self, ring: RingSide, buf: np.ndarray, bufpos: int, abs_offset: int, size: int,
                  nringlet: int) -> None:
         self._ring = ring
         self._buf = buf
@@ -85,7 +83,7 @@ class SpanBase:
         self._open = True
 
     @property
-    def ring(self) -> "Ring":
+    def ring(self) -> RingSide:
         return self._ring
 
     @property
@@ -116,7 +114,7 @@ class WriteSpan(SpanBase):
 
     __slots__ = ("_seq", "_commit_size", "_flags", "_frame_nbyte", "_owner", "_first_frame")
 
-    def __init__(self, ring: "Ring", seq: "_Sequence", buf: np.ndarray, bufpos: int, abs_offset: int,
+    def __init__(self, ring: RingSide, seq: _Sequence, buf: np.ndarray, bufpos: int, abs_offset: int,
                  size: int) -> None:
         super().__init__(ring, buf, bufpos, abs_offset, size, seq.nringlet)
         self._seq = seq
@@ -172,7 +170,6 @@ class WriteSpan(SpanBase):
             store.check(frame_nbyte, flags.shape[1])
         self._flags, self._frame_nbyte = flags, frame_nbyte
 
-    _adopt_flags = hand_over_flags  # the old private name, until asbru/capture/engine.py switches
 
     def _adopt_flag_rows(self, first_frame: int, rows: np.ndarray, frame_nbyte: int) -> None:
         """Flag rows for frames ``first_frame, first_frame + 1, ...`` of the sequence, for a
@@ -211,7 +208,7 @@ class ReadSpan(SpanBase):
 
     __slots__ = ("_rseq", "_seq", "_offset", "_flags_done", "_flags_val")
 
-    def __init__(self, rseq: "ReadSequence", seq: "_Sequence", buf: np.ndarray, bufpos: int,
+    def __init__(self, rseq: ReadSequence, seq: _Sequence, buf: np.ndarray, bufpos: int,
                  abs_offset: int, size: int, offset: int) -> None:
         super().__init__(rseq._ring, buf, bufpos, abs_offset, size, seq.nringlet)
         self._rseq = rseq
@@ -221,7 +218,7 @@ class ReadSpan(SpanBase):
         self._flags_val: Optional[np.ndarray] = None
 
     @property
-    def sequence(self) -> "ReadSequence":
+    def sequence(self) -> ReadSequence:
         return self._rseq
 
     @property
@@ -242,6 +239,13 @@ class ReadSpan(SpanBase):
             self._flags_val = self._ring._flags_for(self._seq, self._offset, self._size)
             self._flags_done = True
         return self._flags_val
+
+    @property
+    def frame_nbyte(self) -> Optional[int]:
+        """Bytes per flag row of this span's sequence (a capture: one time slot, ``nsrc``
+        packets), or None while its writer has attached no flags."""
+        layout = self._ring._flag_layout(self._seq)
+        return None if layout is None else int(layout[0])
 
     def data_view(self, dtype: Any = np.uint8, shape: Any = -1) -> np.ndarray:
         """Read-only view of shape ``(nringlet, size // itemsize)``, reshaped to ``shape`` if given."""

@@ -78,8 +78,7 @@ SEEK_SET: int = os.SEEK_SET
 SEEK_CUR: int = os.SEEK_CUR
 SEEK_END: int = os.SEEK_END
 
-SOL_SOCKET: int = _socket.SOL_SOCKET
-SO_RXQ_OVFL: int = getattr(_socket, "SO_RXQ_OVFL", 40)
+from .options import SO_RXQ_OVFL, SOL_SOCKET  # noqa: E402,F401  (one table: options.py)
 
 # --------------------------------------------------------------------------------------
 # Symbol registration.
