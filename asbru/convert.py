@@ -12,6 +12,10 @@ values exactly):
   output type.
 * ``y = x * scale`` is computed in float32 for outputs of up to 16 bits and in float64 for
   32-bit outputs (as Bifrost does), then clipped, then rounded.
+* Arrays of ``PARALLEL_MIN_BYTES`` (8 MiB) of input and more are split into contiguous
+  pieces converted by a pool of threads (the kernels release the GIL): up to 8 threads, or
+  ``$ASBRU_CONVERT_THREADS``, or :func:`set_num_threads`.  The output is the same whatever
+  the number of threads (each value is converted on its own).
 * Packed outputs hold the FIRST value in the MOST significant bits: ci4 is one byte per
   complex value with the real part in the HIGH nibble and the imaginary part in the LOW
   nibble (the LWA wire convention of DRX, TBF, CHIPS payloads); i4 holds values 0, 1 of the
@@ -30,8 +34,11 @@ Where this differs from Bifrost:
 """
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional
 
 import numba
 import numpy as np
@@ -39,7 +46,8 @@ import numpy as np
 from asbru.dtypes import DataType, bifrost_dtype_of
 from asbru.errors import ArgumentError
 
-__all__ = ["quantize", "unpack", "QUANTIZE_OUTPUTS", "UNPACK_INPUTS", "UNPACK_OUTPUTS"]
+__all__ = ["quantize", "unpack", "QUANTIZE_OUTPUTS", "UNPACK_INPUTS", "UNPACK_OUTPUTS",
+           "set_num_threads", "get_num_threads"]
 
 QUANTIZE_INPUTS = ("f32", "cf32")
 QUANTIZE_OUTPUTS = (
@@ -68,23 +76,38 @@ def _quantize_wide(src, dst, scale, lo, hi):
         dst[i] = np.rint(y)
 
 
-@_kernel
-def _q4(x, scale):
-    y = x * scale
-    if y != y:
-        y = np.float32(0.0)
-    y = min(max(y, np.float32(-7.0)), np.float32(7.0))
-    return np.int32(np.rint(y))
+#: float32 values quantized per step of the packed-output kernels: the int8 staging block
+#: stays in L1 (two passes over 8 KiB beat one pass that cannot be vectorized)
+_PACK_BLOCK = 8192
+_LITTLE = sys.byteorder == "little"
 
 
 @_kernel
 def _quantize_4bit(src, dst, scale):
-    """Two float32 -> one byte, first in the high nibble (ci4: re high, im low)."""
+    """Two float32 -> one byte, first in the high nibble (ci4: re high, im low).
+
+    In blocks: quantize to int8 (a plain loop that LLVM vectorizes), then pack each pair,
+    read as one little-endian uint16 (first value in the low byte), into a byte."""
     n = min(src.size // 2, dst.size)
-    for i in range(n):
-        a = _q4(src[2 * i], scale)
-        b = _q4(src[2 * i + 1], scale)
-        dst[i] = np.uint8(((a & 0xF) << 4) | (b & 0xF))
+    tmp = np.empty(_PACK_BLOCK, np.int8)
+    pairs = tmp.view(np.uint16)
+    lo, hi, zero = np.float32(-7.0), np.float32(7.0), np.float32(0.0)
+    for c0 in range(0, n, _PACK_BLOCK // 2):
+        m = min(_PACK_BLOCK // 2, n - c0)
+        x = src[2 * c0: 2 * c0 + 2 * m]
+        for i in range(2 * m):
+            y = x[i] * scale
+            if y != y:
+                y = zero
+            tmp[i] = np.int8(np.rint(min(max(y, lo), hi)))
+        out = dst[c0: c0 + m]
+        if _LITTLE:
+            for i in range(m):
+                v = pairs[i]
+                out[i] = np.uint8(((v & 0xF) << 4) | ((v >> 8) & 0xF))
+        else:
+            for i in range(m):
+                out[i] = np.uint8(((tmp[2 * i] & 0xF) << 4) | (tmp[2 * i + 1] & 0xF))
 
 
 @_kernel
@@ -163,6 +186,93 @@ def _unpack_2bit(src, dst, mul, high_first):
             dst[4 * i + k] = v * mul
 
 
+# --- threads ------------------------------------------------------------------------------
+# Large conversions are split into contiguous pieces converted by a pool of threads (the
+# kernels release the GIL), as Bifrost's CPU kernels use OpenMP: one core reads and writes
+# memory at well under the machine's bandwidth.  Small arrays stay on the calling thread.
+
+#: arrays with fewer input bytes than this are converted by the calling thread
+PARALLEL_MIN_BYTES = 8 << 20
+#: input bytes per piece at least (fewer, larger pieces when the array is small)
+PIECE_MIN_BYTES = 2 << 20
+
+_nthreads: Optional[int] = None
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _default_threads() -> int:
+    env = os.environ.get("ASBRU_CONVERT_THREADS", "")
+    if env.strip():
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ArgumentError(f"ASBRU_CONVERT_THREADS: expected a positive integer, got {env!r}") from None
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        ncpu = os.cpu_count() or 1
+    return max(1, min(8, ncpu))
+
+
+def set_num_threads(n: int) -> None:
+    """Threads that ``quantize``/``unpack`` use for large arrays (1: the calling thread only).
+    Default: ``$ASBRU_CONVERT_THREADS``, else the usable CPUs, at most 8."""
+    global _nthreads
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ArgumentError(f"set_num_threads: expected a positive integer, got {n!r}")
+    _nthreads = int(n)
+
+
+def get_num_threads() -> int:
+    """Threads that ``quantize``/``unpack`` use for large arrays."""
+    global _nthreads
+    if _nthreads is None:
+        _nthreads = _default_threads()
+    return _nthreads
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    """The pool, with at least ``n`` threads.  A forked child gets a new one: it inherits
+    the parent's pool object but none of its threads (work handed to it would never run)."""
+    global _pool, _pool_size, _pool_pid
+    with _pool_lock:
+        pid = os.getpid()
+        if _pool is None or _pool_size < n or _pool_pid != pid:
+            if _pool is not None and _pool_pid == pid:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="asbru-convert")
+            _pool_size, _pool_pid = n, pid
+        return _pool
+
+
+def _split(kernel: Callable[..., Any], src: np.ndarray, dst: np.ndarray, src_per: int,
+           dst_per: int, *args: Any) -> None:
+    """``kernel(src, dst, *args)`` over ``units`` of ``src_per`` src items -> ``dst_per`` dst
+    items, in pieces on the thread pool when the array is large (a unit is never split: a
+    piece's src and dst slices hold the same whole units)."""
+    units = min(src.size // src_per, dst.size // dst_per)
+    nthreads = get_num_threads()
+    nbytes = units * src_per * src.itemsize
+    if nthreads <= 1 or nbytes < PARALLEL_MIN_BYTES:
+        kernel(src, dst, *args)
+        return
+    npiece = max(1, min(nthreads, nbytes // PIECE_MIN_BYTES))
+    step = -(-units // npiece)
+    pieces = [(k, min(k + step, units)) for k in range(0, units, step)]
+    # the last piece also takes the tail that is not a whole unit
+    jobs = [(src[a * src_per: b * src_per], dst[a * dst_per: b * dst_per]) for a, b in pieces[:-1]]
+    a = pieces[-1][0]
+    jobs.append((src[a * src_per:], dst[a * dst_per:]))
+    first, rest = jobs[0], jobs[1:]
+    futures = [_executor(nthreads).submit(kernel, s, d, *args) for s, d in rest]
+    kernel(first[0], first[1], *args)
+    for f in futures:
+        f.result()
+
+
 # --- argument checking --------------------------------------------------------------------
 
 def _operand(arr: Any, role: str, accepted: tuple[str, ...], writable: bool = False):
@@ -219,17 +329,17 @@ def quantize(src: np.ndarray, dst: np.ndarray, scale: float = 1.0) -> np.ndarray
         raise ArgumentError(f"scale: expected a number, got {scale!r}") from None
     x = sflat.view(np.float32)  # complex values are processed as interleaved reals
     if ddt.nbit == 4:
-        _quantize_4bit(x, dflat.view(np.uint8), np.float32(scale))
+        _split(_quantize_4bit, x, dflat.view(np.uint8), 2, 1, np.float32(scale))
     elif ddt.nbit == 2:
-        _quantize_2bit(x, dflat.view(np.uint8), np.float32(scale))
+        _split(_quantize_2bit, x, dflat.view(np.uint8), 4, 1, np.float32(scale))
     else:
         out = dflat.view(ddt.as_real().as_numpy_dtype())
         hi = float(2 ** (ddt.nbit - 1) - 1) if ddt.is_signed else float(2**ddt.nbit - 1)
         lo = -hi if ddt.is_signed else 0.0
         if ddt.nbit >= 32:
-            _quantize_wide(x, out, np.float64(scale), np.float64(lo), np.float64(hi))
+            _split(_quantize_wide, x, out, 1, 1, np.float64(scale), np.float64(lo), np.float64(hi))
         else:
-            _quantize_wide(x, out, np.float32(scale), np.float32(lo), np.float32(hi))
+            _split(_quantize_wide, x, out, 1, 1, np.float32(scale), np.float32(lo), np.float32(hi))
     return dst
 
 
@@ -242,11 +352,12 @@ def _unpack_4bit_to(packed: np.ndarray, out: np.ndarray, align_msb: bool, high_f
         s32 = packed[:head].view(np.uint32)
         d64 = out[: 2 * head].view(np.uint64)
         if s32.flags.aligned and d64.flags.aligned:
-            _unpack_4bit_swar(s32, d64, align_msb, high_first)
+            _split(_unpack_4bit_swar, s32, d64, 1, 1, align_msb, high_first)
         else:
             head = 0
     if head < packed.size:
-        _unpack_4bit(packed[head:], out[2 * head:], np.int32(16 if align_msb else 1), high_first)
+        _split(_unpack_4bit, packed[head:], out[2 * head:], 1, 2,
+               np.int32(16 if align_msb else 1), high_first)
 
 
 def unpack(
@@ -282,5 +393,5 @@ def unpack(
     if sdt.nbit == 4:
         _unpack_4bit_to(packed, out, bool(align_msb), high_first)
     else:
-        _unpack_2bit(packed, out, np.int32(64 if align_msb else 1), high_first)
+        _split(_unpack_2bit, packed, out, 1, 4, np.int32(64 if align_msb else 1), high_first)
     return dst

@@ -6,13 +6,19 @@ Run: ``.venv/bin/python benchmarks/bench_formats_batch.py [--npkt N]`` (a few se
 from __future__ import annotations
 
 import argparse
+import sys
 import struct
 import time
 
+from pathlib import Path
+
 import numpy as np
 
-from asbru import formats
-from asbru.formats import batch, spec
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from asbru import formats  # noqa: E402
+from asbru.formats import batch, spec  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 
 
 def _best(fn, repeat=5):
@@ -25,6 +31,7 @@ def _best(fn, repeat=5):
 
 
 def main() -> None:
+    print(describe(), flush=True)
     ap = argparse.ArgumentParser()
     ap.add_argument("--npkt", type=int, default=65536)
     args = ap.parse_args()

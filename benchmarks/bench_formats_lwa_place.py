@@ -8,12 +8,17 @@ Run: ``.venv/bin/python benchmarks/bench_formats_lwa_place.py [--npkt N]`` (a fe
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
 
-from asbru.formats import drx, drx8, spec, tbn
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from asbru.formats import drx, drx8, spec, tbn  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 
 
 @numba.njit(nogil=True)
@@ -53,6 +58,7 @@ def _best(fn, repeat=5):
 
 
 def main() -> None:
+    print(describe(), flush=True)
     ap = argparse.ArgumentParser()
     ap.add_argument("--npkt", type=int, default=20000)
     n = ap.parse_args().npkt

@@ -76,6 +76,7 @@ from asbru.packet_capture import DiskReader, PacketCaptureCallback, UDPCapture, 
 from asbru.ring import Ring  # noqa: E402
 from asbru.udp_socket import UDPSocket  # noqa: E402
 from benchmarks.baseline.build import BuildError, build, run_sender, start_receiver  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 
 NSRC = 16
 RCVBUF = 512 << 20
@@ -221,9 +222,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_receive(exe: Any, repeat: int, sniffer: bool, scale: float) -> None:
+def bench_receive(exe: Any, repeat: int, sniffer: bool, scale: float,
+                  formats: tuple[str, ...] = tuple(SIZES)) -> None:
     kinds = ["udp"] + (["sniffer"] if sniffer else [])
     for fmt, sizes in SIZES.items():
+        if fmt not in formats:
+            continue
         for label, payload in sizes.items():
             npkt = int(NPKT[label] * scale) // NSRC * NSRC
             rx = {k: Receiver(k, exe, fmt, payload) for k in kinds}
@@ -266,7 +270,7 @@ def bench_receive(exe: Any, repeat: int, sniffer: bool, scale: float) -> None:
 
 
 # --------------------------------------------------------------------------------------
-def bench_disk(mib: int, repeat: int, payload: int = 8160) -> None:
+def bench_disk(mib: int, repeat: int, payload: int = 8160, read_size: int | None = None) -> None:
     rec = 16 + payload
     ntime = (mib << 20) // (rec * NSRC)
     nrec = ntime * NSRC
@@ -301,7 +305,8 @@ def bench_disk(mib: int, repeat: int, payload: int = 8160) -> None:
         cb = PacketCaptureCallback()
         cb.set_chips(lambda seq0, chan0, nchan, nsrc: (next(passes) << 32, None))
         with open(path, "rb") as fh:
-            dr = DiskReader(f"chips_{payload // 32}", fh, ring, NSRC, 0, GULP, 1, cb)
+            extra = {} if read_size is None else {"read_size": read_size}
+            dr = DiskReader(f"chips_{payload // 32}", fh, ring, NSRC, 0, GULP, 1, cb, **extra)
 
             def ours() -> float:
                 dr.seek(0, os.SEEK_SET)
@@ -325,7 +330,8 @@ def bench_disk(mib: int, repeat: int, payload: int = 8160) -> None:
         m, b = statistics.median(mine), statistics.median(base)
         pps = m * 1e9 / rec
         target = "target >= 3 GB/s" if payload == 8160 else "no target: the engine's per-packet ceiling"
-        print(f"DiskReader chips_{payload // 32} ({nbytes >> 20} MiB, page cache): {m:.2f} GB/s, "
+        size = "" if read_size is None else f", read_size {read_size >> 10} KiB"
+        print(f"DiskReader chips_{payload // 32} ({nbytes >> 20} MiB, page cache{size}): {m:.2f} GB/s, "
               f"{_k(pps)} pkt/s (baseline readinto 1 MiB 'cat' {b:.2f} GB/s, ratio {m / b:.2f}; "
               f"{target})", flush=True)
     finally:
@@ -373,19 +379,34 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a quarter of the packets, 1 round")
     ap.add_argument("--disk-mib", type=int, default=512)
+    ap.add_argument("--formats", default=",".join(SIZES),
+                    help="receive formats to measure, comma-separated (default: all)")
+    ap.add_argument("--read-sizes", default="",
+                    help="DiskReader: also measure chips_255 with these read_size values "
+                         "(KiB, comma-separated) beside the default")
+    ap.add_argument("--only", choices=("receive", "disk", "startup"), action="append",
+                    help="measure only these parts (repeatable; default: all)")
     a = ap.parse_args()
+    print(describe(), flush=True)
+    parts = set(a.only or ("receive", "disk", "startup"))
     repeat = 1 if a.quick else max(1, a.repeat)
     scale = 0.25 if a.quick else 1.0
-    try:
-        exe = build()
-    except BuildError as exc:
-        exe = None
-        print(f"UDPCapture/UDPSniffer: not measured ({exc})")
-    if exe is not None:
-        bench_receive(exe, repeat, have_cap_net_raw(), scale)
-    bench_disk(max(16, int(a.disk_mib * scale)), repeat)
-    bench_disk(max(16, int(a.disk_mib * scale)) // 2, repeat, payload=1024)
-    bench_startup()
+    if "receive" in parts:
+        try:
+            exe = build()
+        except BuildError as exc:
+            exe = None
+            print(f"UDPCapture/UDPSniffer: not measured ({exc})")
+        if exe is not None:
+            bench_receive(exe, repeat, have_cap_net_raw(), scale,
+                          tuple(f for f in a.formats.split(",") if f))
+    if "disk" in parts:
+        bench_disk(max(16, int(a.disk_mib * scale)), repeat)
+        bench_disk(max(16, int(a.disk_mib * scale)) // 2, repeat, payload=1024)
+        for kib in (int(x) for x in a.read_sizes.split(",") if x):
+            bench_disk(max(16, int(a.disk_mib * scale)), repeat, read_size=kib << 10)
+    if "startup" in parts:
+        bench_startup()
     return 0
 
 

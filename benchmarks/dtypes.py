@@ -9,11 +9,16 @@ best of ``--repeat`` runs after a warm-up run (JIT compilation, page faults).  S
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import asbru
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import asbru  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 
 
 def best_seconds(fn, repeat: int) -> float:
@@ -38,6 +43,7 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=256, help="input size per case in MiB")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    print(describe(), flush=True)
     nbytes = args.mib << 20
     rng = np.random.default_rng(1)
 

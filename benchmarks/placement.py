@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asbru.capture.borrow import borrow  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 from asbru.formats import chips  # noqa: E402
 from asbru.formats.spec import (NCHAN, NDESC, SEQ, SRC, copy_bytes, copy_to_ring,  # noqa: E402
                                 store_fence)
@@ -100,6 +101,7 @@ def _rate(fn, npkt: int, p: int) -> float:
 
 
 def main() -> int:
+    print(describe(), flush=True)
     ring = _ring()
     rng = np.random.default_rng(0)
     for p in (8192, 1024):

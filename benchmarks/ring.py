@@ -4,7 +4,9 @@ Moves ``--gib`` GiB (default 4) through a ``--ring-mib`` MiB ring (default 64) i
 ``--span-mib`` MiB spans (default 1).  The writer fills each span with ``np.copyto`` from a
 prepared block; the reader copies each span out (``np.copyto``) into a buffer of its own.
 The baseline ("memcpy") is one thread doing the writer's copies alone into a plain array the
-size of the ring, in the same run.  The ring moves every byte twice (in and out), so a
+size of the ring (written before timing, as the ring's memory is), in the same run.  Further
+lines: the writer alone (no reader), and where each thread's time went (copies, ring calls,
+waiting), to tell the ring's own cost from that of two copies running at once.  The ring moves every byte twice (in and out), so a
 second line compares with those same two copies done by one thread without a ring.
 
     python benchmarks/ring.py [--gib 4] [--ring-mib 64] [--span-mib 1]
@@ -12,18 +14,25 @@ second line compares with those same two copies done by one thread without a rin
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
-from asbru.ring import Ring
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from asbru.ring import Ring  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 
 MiB = 1 << 20
 
 
 def memcpy_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> float:
-    dst = np.zeros(ring_bytes, dtype=np.uint8)
+    # written before timing (np.ones, not the lazily mapped np.zeros), as the ring's memory
+    # is faulted in when it is allocated: the figure is copies, not first-touch page faults
+    dst = np.ones(ring_bytes, dtype=np.uint8)
     nslot = ring_bytes // span
     n = total // span
     t0 = time.perf_counter()
@@ -35,7 +44,7 @@ def memcpy_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> fl
 
 def two_copy_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> float:
     """The ring's work (copy in, copy out) done by one thread with no ring: overhead yardstick."""
-    dst = np.zeros(ring_bytes, dtype=np.uint8)
+    dst = np.ones(ring_bytes, dtype=np.uint8)
     out = np.empty(span, dtype=np.uint8)
     nslot = ring_bytes // span
     n = total // span
@@ -47,7 +56,10 @@ def two_copy_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> 
     return total / (time.perf_counter() - t0) / 1e9
 
 
-def ring_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> tuple[float, float, int]:
+def ring_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> tuple[float, float, int, dict]:
+    """Ring throughput, writer-blocked seconds, bytes read, and where each thread's time
+    went (seconds): ``wcopy``/``wring`` (the writer's copies / its reserve+commit calls),
+    ``rcopy``/``rwait`` (the reader's copies / its waits for the next span)."""
     ring = Ring(name="bench")
     ring.resize(span, ring_bytes)
     writer = ring.begin_writing()
@@ -55,30 +67,63 @@ def ring_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> tupl
     rseq = ring.open_earliest_sequence(guarantee=True)
     out = np.empty(span, dtype=np.uint8)
     got = [0]
+    prof = {"wcopy": 0.0, "wring": 0.0, "rcopy": 0.0, "rwait": 0.0}
+    clock = time.perf_counter
 
     def read():
         n = 0
-        for s in rseq.read(span):
+        spans = iter(rseq.read(span))
+        while True:
+            t0 = clock()
+            s = next(spans, None)
+            t1 = clock()
+            if s is None:
+                break
             np.copyto(out, s.data[0])
+            prof["rwait"] += t1 - t0
+            prof["rcopy"] += clock() - t1
             n += s.size
         got[0] = n
 
     reader = threading.Thread(target=read)
-    t0 = time.perf_counter()
+    t0 = clock()
     reader.start()
     for _ in range(total // span):
-        with wseq.reserve(span) as s:
-            np.copyto(s.data[0], block)
+        a = clock()
+        s = wseq.reserve(span)
+        b = clock()
+        np.copyto(s.data[0], block)
+        c = clock()
+        s.commit(span)
+        s.close()
+        prof["wcopy"] += c - b
+        prof["wring"] += (b - a) + (clock() - c)
     wseq.end()
     writer.end_writing()
     reader.join(600)
-    dt = time.perf_counter() - t0
+    dt = clock() - t0
     if reader.is_alive() or got[0] != total:
         raise SystemExit(f"reader finished={not reader.is_alive()} got {got[0]} of {total} bytes")
     if not np.array_equal(out, block):
         raise SystemExit("last span read back differs from what was written")
     rseq.close()
-    return total / dt / 1e9, ring.writer_blocked_seconds, got[0]
+    return total / dt / 1e9, ring.writer_blocked_seconds, got[0], prof
+
+
+def writer_alone_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> float:
+    """The writer's half with no reader: what the ring's bookkeeping costs on top of memcpy."""
+    ring = Ring(name="bench_alone")
+    ring.resize(span, ring_bytes)
+    writer = ring.begin_writing()
+    wseq = writer.begin_sequence("alone")
+    t0 = time.perf_counter()
+    for _ in range(total // span):
+        with wseq.reserve(span) as s:
+            np.copyto(s.data[0], block)
+    dt = time.perf_counter() - t0
+    wseq.end()
+    writer.end_writing()
+    return total / dt / 1e9
 
 
 def main() -> None:
@@ -87,18 +132,27 @@ def main() -> None:
     p.add_argument("--ring-mib", type=int, default=64)
     p.add_argument("--span-mib", type=float, default=1.0)
     a = p.parse_args()
+    print(describe(), flush=True)
     span = int(a.span_mib * MiB)
     ring_bytes = a.ring_mib * MiB
     total = int(a.gib * (1 << 30)) // span * span
     block = np.random.default_rng(1).integers(0, 256, span, dtype=np.uint8)
     base = memcpy_gbps(total, ring_bytes, span, block)
-    ring, blocked, nbyte = ring_gbps(total, ring_bytes, span, block)
+    ring, blocked, nbyte, prof = ring_gbps(total, ring_bytes, span, block)
     both = two_copy_gbps(total, ring_bytes, span, block)
+    alone = writer_alone_gbps(total, ring_bytes, span, block)
     print(f"ring: {ring:.2f} GB/s (memcpy {base:.2f} GB/s, ratio {ring / base:.2f})"
           f"  [{nbyte / (1 << 30):.2f} GiB, ring {a.ring_mib} MiB, span {span} B, "
           f"writer blocked {blocked:.2f} s]")
     print(f"ring: same copy-in + copy-out in one thread without a ring: {both:.2f} GB/s "
           f"(ring/that = {ring / both:.2f}; > 1 means writer and reader overlapped)")
+    print(f"ring: the writer alone (no reader): {alone:.2f} GB/s (ratio to memcpy {alone / base:.2f})")
+    nspan = total // span
+    us = lambda sec: sec / nspan * 1e6  # noqa: E731
+    print(f"ring: where the time went, per {span >> 10} KiB span: writer copy {us(prof['wcopy']):.1f} us "
+          f"({total / prof['wcopy'] / 1e9:.2f} GB/s), reserve+commit {us(prof['wring']):.1f} us (of it "
+          f"blocked by the reader {us(blocked):.1f}); reader copy {us(prof['rcopy']):.1f} us "
+          f"({total / prof['rcopy'] / 1e9:.2f} GB/s), waiting for data {us(prof['rwait']):.1f} us")
 
 
 if __name__ == "__main__":

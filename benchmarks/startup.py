@@ -31,6 +31,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.machine import describe  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _COMPILE = r'''
@@ -63,15 +67,7 @@ cap.end()
 
 
 def machine() -> str:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"machine: {model}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+    return f"{describe()}, Python {platform.python_version()}"
 
 
 def _env(tmp: str) -> dict[str, str]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import sys
 import threading
@@ -40,6 +39,7 @@ from asbru.capture.testing import RingCollector, free_udp_port, run_capture  # n
 from asbru.formats import batch, spec  # noqa: E402
 from asbru.packet_capture import DiskReader, UDPCapture  # noqa: E402
 from asbru.ring import Ring  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 
 FRACTIONS = (0.0, 0.01, 0.05, 0.20, 0.50)
 TARGETS = {0.01: 0.99, 0.05: 0.95, 0.20: 0.80, 0.50: 0.50}
@@ -47,16 +47,6 @@ KINDS = ("header bits", "payload bits", "random header", "absurd field", "trunca
          "random bytes", "other time")
 
 
-def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}"
 
 
 # ----------------------------------------------------------------- clean recordings
@@ -326,7 +316,8 @@ def main() -> None:
     for n in names:
         if n not in FORMATS:
             sys.exit(f"unknown format {n!r}; known: {', '.join(FORMATS)}")
-    print(f"# {_machine()}; mode {a.mode}; {a.records} records; seeds 0..{a.seeds - 1}; "
+    print(describe(), flush=True)
+    print(f"# mode {a.mode}; {a.records} records; seeds 0..{a.seeds - 1}; "
           f"kinds: {', '.join(k for k in KINDS if not (a.no_truncate and k == 'truncated'))}")
     print("# clean records captured: worst seed / mean over seeds; baseline = the clean recording")
     head = f"{'format':8s} {'0% (baseline)':>15s}" + "".join(f"{f'{int(f * 100)}%':>15s}" for f in FRACTIONS[1:])

@@ -33,7 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asbru.packet_writer import DiskWriter, HeaderInfo, UDPTransmit  # noqa: E402
 from asbru.writers.disk import WRITEV_MIN_PAYLOAD  # noqa: E402
 from benchmarks.baseline.build import build, run_sender, start_receiver  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 
+#: DiskWriter cases: format -> payload bytes
+DISK_CASES = {"chips_255": 8160, "drx": 4096, "tbn": 1024, "chips_32": 1024, "chips_4": 128}
 SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 
 
@@ -148,11 +151,14 @@ def main() -> int:
     ap.add_argument("--npkt", type=int, default=100_000, help="packets per UDP run")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", choices=("disk", "udp"), default=None)
+    ap.add_argument("--formats", default=",".join(DISK_CASES),
+                    help="DiskWriter formats, comma-separated (default: all)")
     args = ap.parse_args()
+    print(describe(), flush=True)
     if args.only in (None, "disk"):
-        for fmt, payload in (("chips_255", 8160), ("drx", 4096), ("tbn", 1024), ("chips_32", 1024),
-                             ("chips_4", 128)):
-            bench_disk(fmt, payload, args.mib, args.repeat)
+        for fmt in args.formats.split(","):
+            if fmt:
+                bench_disk(fmt, DISK_CASES[fmt], args.mib, args.repeat)
     if args.only in (None, "udp"):
         with tempfile.TemporaryDirectory(prefix="asbru-bench-") as d:
             exe = build(d)

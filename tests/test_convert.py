@@ -3,6 +3,7 @@ and the values printed by the Bifrost data-capture tutorial."""
 from __future__ import annotations
 
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -335,3 +336,88 @@ def test_unpack_fast_path_matches_scalar_rule(align_msb, order, n, start):
         hi, lo = (hi - 16 if hi >= 8 else hi) * mul, (lo - 16 if lo >= 8 else lo) * mul
         expect.append((hi, lo) if order == "high_first" else (lo, hi))
     assert dst.tolist() == expect
+
+
+@pytest.mark.parametrize("dname", ["ci8", "ci4", "ci2", "ci16", "ci32"])
+def test_threaded_quantize_matches_one_thread(monkeypatch, dname):
+    # large arrays are split across threads: every piece boundary (and the odd tail, not a
+    # whole piece) must give exactly what one thread gives, and nothing past dst is written
+    rng = np.random.default_rng(3)
+    n = 100_002                 # not a multiple of any piece size (ci2: 2 values per byte)
+    z = cplx(rng.standard_normal(n).astype(np.float32) * 9, rng.standard_normal(n).astype(np.float32) * 9)
+    z[::997] = NAN
+    results = []
+    for threads in (1, 4):
+        convert.set_num_threads(threads)
+        monkeypatch.setattr(convert, "PARALLEL_MIN_BYTES", 0)
+        monkeypatch.setattr(convert, "PIECE_MIN_BYTES", 4096 + 12)
+        q = ndarray(shape=(n,), dtype=dname)
+        asbru.quantize(z, q, scale=1.5)
+        results.append(np.asarray(q).view(np.uint8).copy())
+    convert.set_num_threads(convert._default_threads())
+    assert np.array_equal(results[0], results[1])
+
+
+def test_threaded_unpack_values(monkeypatch):
+    rng = np.random.default_rng(5)
+    n = 50_001
+    packed = ndarray(shape=(n,), dtype="ci4")
+    np.asarray(packed).view(np.uint8)[:] = rng.integers(0, 256, n, dtype=np.uint8)
+    outs = []
+    for threads in (1, 4):
+        convert.set_num_threads(threads)
+        monkeypatch.setattr(convert, "PARALLEL_MIN_BYTES", 0)
+        monkeypatch.setattr(convert, "PIECE_MIN_BYTES", 1000)
+        out = ndarray(shape=(n,), dtype="ci8")
+        asbru.unpack(packed, out)
+        outs.append(np.asarray(out).view(np.int8).copy())
+    convert.set_num_threads(convert._default_threads())
+    assert np.array_equal(outs[0], outs[1])
+    b = np.asarray(packed).view(np.uint8)
+    hi = (b.astype(np.int8) >> 4)
+    assert np.array_equal(outs[1][0::2], hi)
+
+
+def test_set_num_threads_checks_its_argument(monkeypatch):
+    with pytest.raises(ArgumentError, match="^set_num_threads: expected a positive integer, got 0$"):
+        convert.set_num_threads(0)
+    monkeypatch.setenv("ASBRU_CONVERT_THREADS", "x")
+    with pytest.raises(ArgumentError, match="^ASBRU_CONVERT_THREADS: expected a positive integer"):
+        convert._default_threads()
+    monkeypatch.setenv("ASBRU_CONVERT_THREADS", "3")
+    assert convert._default_threads() == 3
+
+
+def test_threaded_quantize_works_in_a_forked_child(monkeypatch):
+    # a child forked after the pool started inherits the pool object but not its threads:
+    # it must make its own, not wait forever on threads that do not exist
+    import os
+    monkeypatch.setattr(convert, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(convert, "PIECE_MIN_BYTES", 4096)
+    convert.set_num_threads(3)
+    try:
+        z = np.full(40_000, 2.5 + 1.5j, np.complex64)
+        q = ndarray(shape=z.shape, dtype="ci8")
+        asbru.quantize(z, q)                       # starts the pool in this process
+        pid = os.fork()
+        if pid == 0:                               # child: convert again, report by exit code
+            try:
+                out = ndarray(shape=z.shape, dtype="ci8")
+                asbru.quantize(z, out)
+                ok = np.asarray(out).view(np.int8).reshape(-1, 2).tolist() == [[2, 2]] * z.size
+                os._exit(0 if ok else 1)
+            finally:
+                os._exit(2)
+        deadline = time.monotonic() + 20
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("quantize in a forked child did not finish")
+            time.sleep(0.02)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        convert.set_num_threads(convert._default_threads())

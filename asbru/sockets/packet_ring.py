@@ -34,7 +34,9 @@ import struct
 from typing import Optional
 
 import numpy as np
-from numba import njit, types
+from llvmlite import ir as _ir
+from numba import config as _nbconfig, njit, types
+from numba.core import cgutils as _cgutils
 from numba.extending import intrinsic
 
 from asbru.sockets.address import Address
@@ -103,6 +105,37 @@ def _fence_release(typingctx):
     return types.void(), codegen
 
 
+@intrinsic
+def _prefetch_intrinsic(typingctx, addr):
+    """llvm.prefetch (read, keep in all cache levels) of the line at address ``addr``: a
+    hint that never faults, whatever the address."""
+    sig = types.void(types.int64)
+
+    def codegen(context, builder, signature, args):
+        i8p = _ir.IntType(8).as_pointer()
+        i32 = _ir.IntType(32)
+        fnty = _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32])
+        fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.inttoptr(args[0], i8p), _ir.Constant(i32, 0),
+                          _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _prefetch_python(addr: int) -> None:
+    """NUMBA_DISABLE_JIT: a hint has nothing to do in Python."""
+
+
+_prefetch = _prefetch_python if _nbconfig.DISABLE_JIT else _prefetch_intrinsic
+
+#: walk_block asks for the frame header this many frames ahead (guessing the frames are
+#: the same size as the current one): the walk is a chain of dependent loads (each header
+#: says where the next is), one cache miss after another through a block the kernel wrote
+#: long ago; asking ahead keeps several misses in flight
+_WALK_AHEAD = 4
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _u32(b, p):
     return (np.uint32(b[p]) | (np.uint32(b[p + 1]) << np.uint32(8))
@@ -166,11 +199,14 @@ def walk_block(ring, block_size, b, off, length):
     if end > block_size or end <= 0:
         end = block_size
     cap = min(off.shape[0], length.shape[0])
+    addr = blk.ctypes.data
     n = 0
     for _k in range(npkt):
         if p < _BD_MIN or p + _F_HDR > end or n >= cap:
             break
         nxt = np.int64(_u32(blk, p + _F_NEXT))
+        if nxt > 0:
+            _prefetch(addr + min(p + _WALK_AHEAD * nxt, end - 1))
         snap = np.int64(_u32(blk, p + _F_SNAPLEN))
         wire = np.int64(_u32(blk, p + _F_LEN))
         net = np.int64(_u16(blk, p + _F_NET))
