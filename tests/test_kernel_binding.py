@@ -113,7 +113,7 @@ def test_templates_are_valid_modules_whose_kernels_are_plain_functions():
              "asbru.capture.backends.udp", "asbru.capture.backends.disk",
              "asbru.capture.backends.disk_resync", "asbru.capture.backends.sniffer",
              "asbru.formats.batch_kernels", "asbru.capture.group.follower",
-             "asbru.capture.group.handoff"]
+             "asbru.capture.group.handoff", "asbru.cli.whole_packets_view"]
     for name in names:
         mod = importlib.import_module(name)
         assert all(hasattr(mod, b) for b in mod.BINDS), name   # a valid default binding

@@ -22,12 +22,14 @@ the source it would have had is counted (:func:`rejected_sources`).  Those count
 the view's capture config, after the format's own entries (``CFG_*`` below), so the
 compiled loop needs no extra argument.
 
-The view's ``decode`` is :mod:`asbru.cli.whole_packets_template` bound to the format's
-(:mod:`asbru.formats.engine`); its logic is the compiled functions of this file.
+The view's ``decode`` (:mod:`asbru.cli.whole_packets_view`, a template) is bound to the
+format's by :func:`asbru.formats.engine.bound_module`; its logic is the compiled functions
+of this file.
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 from typing import Optional
 
@@ -84,17 +86,16 @@ def has_wide(cfg):
 
 # what the view takes over from the format module unchanged (the engine reads these)
 _SHARED = ("NAME", "HEADER", "matches", "parse", "capture_config", "CHANGE", "CALLBACK_FAMILY",
-           "CALLBACK_ARGS", "callback_args", "time_tag_of", "LEARNS", "check_sample_rate", "NOTES")
+           "CALLBACK_ARGS", "callback_args", "time_tag_of", "LEARNS", "check_sample_rate", "NOTES",
+           "SLOTS")
 
 
 def view_module(inner: types.ModuleType) -> types.ModuleType:
     """The whole-packet view of format module ``inner`` (a real module, importable by name):
-    :mod:`asbru.cli.whole_packets_template` bound to ``inner``'s decode."""
-    import sys
-
-    from . import whole_packets_template
+    the binding of :mod:`asbru.cli.whole_packets_view` to ``inner``'s decode."""
+    from . import whole_packets_view
     name = engine.importable_name(inner)
-    mod = engine.bound_module(f"whole_packets_{inner.NAME}", whole_packets_template,
+    mod = engine.bound_module(f"whole_packets_{inner.NAME}", whole_packets_view,
                               {"_decode": f"{name}:decode"},
                               depends_on=(inner, spec, sys.modules[__name__]))
     for attr in _SHARED:

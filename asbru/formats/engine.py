@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 
 _loaded: dict[str, types.ModuleType] = {}
+_PREFIX = "asbru_kernel_"   # the module name of every binding starts so
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 #: what a binding may give a template's global: ``"module:attribute"`` (imported),
@@ -79,12 +80,20 @@ def importable_name(mod: types.ModuleType) -> str:
     return name
 
 
+_fingerprints: dict[tuple[str, str], str] = {}
+
+
 def _module_fingerprint(module: types.ModuleType) -> str:
-    try:
-        src = inspect.getsource(module)
-    except (OSError, TypeError):
-        src = repr(getattr(module, "__file__", module.__name__))
-    return hashlib.sha256(src.encode()).hexdigest()
+    # once per process: a forked child that dropped privileges may no longer read the
+    # files its parent fingerprinted, and must still find the parent's bindings
+    key = (module.__name__, str(getattr(module, "__file__", "")))
+    if key not in _fingerprints:
+        try:
+            src = inspect.getsource(module)
+        except (OSError, TypeError):
+            src = repr(key)
+        _fingerprints[key] = hashlib.sha256(src.encode()).hexdigest()
+    return _fingerprints[key]
 
 
 def _binding_line(name: str, value: Binding) -> str:
@@ -124,13 +133,14 @@ def bound_module(tag: str, template: types.ModuleType, bindings: Mapping[str, Bi
         if isinstance(v, str):
             mod = sys.modules.get(v[len("inline:"):].partition(":")[0] if v.startswith("inline:")
                                   else v.partition(":")[0])
-            if mod is not None:
+            # a binding's own name already hashes everything it is made of
+            if mod is not None and not mod.__name__.startswith(_PREFIX):
                 deps.append(mod)
     h = hashlib.sha256(text.encode())
     for mod in dict.fromkeys(deps):
         h.update(_module_fingerprint(mod).encode())
     safe_tag = "".join(c if c.isalnum() else "_" for c in tag)
-    name = f"asbru_kernel_{safe_tag}_{h.hexdigest()[:16]}"
+    name = f"{_PREFIX}{safe_tag}_{h.hexdigest()[:16]}"
     if name in _loaded:
         return _loaded[name]
     directory = kernel_cache_dir()
