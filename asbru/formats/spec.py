@@ -638,6 +638,31 @@ def _store_fence_compiled(typingctx):
 store_fence = _store_fence_python if _nbconfig.DISABLE_JIT else _store_fence_compiled
 
 
+def _out_of_line_python() -> None:
+    """Python twin of ``out_of_line``: the interpreter inlines nothing."""
+
+
+@intrinsic
+def _out_of_line_compiled(typingctx):
+    """Mark the compiled function that calls this as LLVM ``noinline``.
+
+    For a format's rarely taken slow path (TBN's cadence vote).  numba links a callee's
+    LLVM module into every caller's, and LLVM inlines what it may: a large slow path
+    reached from ``decode`` was copied into each of the ~10 loop functions that call
+    ``decode`` and optimized and code-generated there again, seconds apiece.  A call
+    costs nothing on a path taken once per new time tag."""
+    sig = _nbtypes.void()
+
+    def codegen(context, builder, signature, args):
+        builder.function.attributes.add("noinline")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+out_of_line = _out_of_line_python if _nbconfig.DISABLE_JIT else _out_of_line_compiled
+
+
 @numba.njit(inline="always", nogil=True, cache=True)
 def _clipped(dst, dst_off, src, src_off, n):
     """How many of ``n`` bytes fit both arrays from these offsets (0 if none)."""

@@ -201,20 +201,24 @@ def _vote(state, need):
 @kernel
 def _learn(state, t):
     """Feed one time tag to the decimation learner (see the module docstring)."""
+    # ``need`` goes in as a plain int64, never a bare constant: numba types a constant
+    # argument as a literal and compiles one ``_vote`` per value; each copy is ~18k lines
+    # of LLVM once re-optimized in a caller's module, and every loop function that calls
+    # ``decode`` links and code-generates them again (a cold TBN kernel: 57 s -> 26 s).
     new = _table_add(state, t)
     step = state[ST_STEP]
     if step <= 0:
         if new:
-            _vote(state, LEARN_VOTES)
+            _vote(state, np.int64(LEARN_VOTES))
         if state[ST_STEP] <= 0 and state[spec_ST_FINISH] != 0:
-            _vote(state, 1)  # the stream ended: the best estimate the table supports
+            _vote(state, np.int64(1))  # the stream ended: the best estimate the table supports
         return
     if not new:
         return
     state[ST_NEW] += 1
     if state[ST_NEW] >= VOTE_EVERY or t % step != state[ST_PHASE]:
         state[ST_NEW] = 0
-        _vote(state, RELEARN_VOTES)
+        _vote(state, np.int64(RELEARN_VOTES))
 
 
 @kernel
