@@ -86,7 +86,7 @@ ST_NEW = 5       # new time tags since the last vote (after adoption)
 ST_HAVE = 6      # 1 once ST_LAST_T is set
 TABLE = 16       # distinct recent time tags kept for the vote
 ST_TBL = 8       # table: state[ST_TBL:ST_TBL + TABLE]
-ST_SCR = ST_TBL + TABLE  # scratch for the sorted copy
+ST_SCR = ST_TBL + TABLE  # _vote's scratch: the sorted copy, then each time tag's phase
 LEARN_VOTES = 2     # agreeing differences that adopt a first step
 RELEARN_VOTES = 6   # agreeing differences that replace an adopted step or phase
 VOTE_EVERY = 4      # after adoption: new time tags between two votes
@@ -144,7 +144,13 @@ def _table_add(state, t):
 def _vote(state, need):
     """Adopt the step the table's differences agree on (see the module docstring): at least
     ``need`` equal differences that outnumber the ones it cannot explain.  Returns True
-    when ST_STEP/ST_PHASE changed."""
+    when ST_STEP/ST_PHASE changed.
+
+    Compile time: no ``%`` inside a counting loop.  LLVM vectorizes such a loop and
+    scalarizes each 64-bit remainder (with numba's sign fix-up) lane by lane; re-optimized
+    in each of the ~10 loop functions that link ``decode``, the n*n phase count alone grew
+    this function to ~18k lines of LLVM and a cold TBN kernel to ~57 s.  So the phases are
+    taken once into the scratch, and the bad-difference count stops at its verdict."""
     n = state[ST_TN]
     if n < 2:
         return False
@@ -174,17 +180,19 @@ def _vote(state, need):
     for j in range(1, n):
         if (state[ST_SCR + j] - state[ST_SCR + j - 1]) % best != 0:
             bad += 1
-    if bad >= best_n:
-        return False
+            if bad >= best_n:
+                return False
     # the phase most time tags share (ties: the newest time tag's)
     newest = state[ST_LAST_T]
     phase = newest % best
     phase_n = 0
+    for i in range(n):  # the sorted copy is done with: the scratch takes each tag's phase
+        state[ST_SCR + i] = state[ST_TBL + i] % best
     for i in range(n):
-        p = state[ST_TBL + i] % best
+        p = state[ST_SCR + i]
         k = 0
         for j in range(n):
-            if state[ST_TBL + j] % best == p:
+            if state[ST_SCR + j] == p:
                 k += 1
         if k > phase_n or (k == phase_n and p == newest % best):
             phase = p
@@ -202,9 +210,8 @@ def _vote(state, need):
 def _learn(state, t):
     """Feed one time tag to the decimation learner (see the module docstring)."""
     # ``need`` goes in as a plain int64, never a bare constant: numba types a constant
-    # argument as a literal and compiles one ``_vote`` per value; each copy is ~18k lines
-    # of LLVM once re-optimized in a caller's module, and every loop function that calls
-    # ``decode`` links and code-generates them again (a cold TBN kernel: 57 s -> 26 s).
+    # argument as a literal and compiles one ``_vote`` per value, and every loop function
+    # that calls ``decode`` links, re-optimizes and code-generates each copy again.
     new = _table_add(state, t)
     step = state[ST_STEP]
     if step <= 0:
