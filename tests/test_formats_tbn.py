@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from numba.core import config as numba_config
 
 from asbru import formats
 from asbru.formats import batch, spec, tbn
@@ -284,3 +285,33 @@ def test_disk_reader_end_to_end():
     assert calls == [(1000, 1000 * STEP, DECIM, 832697741, 4)]
     assert len(seqs) == 1 and seqs[0][0] == 1000 * STEP
     assert np.array_equal(seqs[0][1], expected_slots(v.input).reshape(-1))
+
+
+_LEARNER_SIZE = r"""
+from numba import types as nbt
+from asbru.formats import tbn
+a64 = nbt.Array(nbt.int64, 1, "C")
+tbn._learn.compile((a64, nbt.int64))
+print(tbn._learn.overloads[(a64, nbt.int64)].library.get_llvm_str().count("\n"),
+      len(tbn._vote.signatures))
+"""
+
+
+@pytest.mark.skipif(bool(numba_config.DISABLE_JIT), reason="NUMBA_DISABLE_JIT=1: nothing is compiled")
+def test_learner_compiles_small(tmp_path):
+    """The cadence learner is linked into every loop function that calls ``decode`` and
+    re-optimized there: it must stay small.  A ``%`` inside a counting loop made LLVM
+    vectorize it and scalarize each remainder lane by lane (~57k lines; a cold TBN kernel
+    took ~57 s against ~12 s for the others), and literal ``need`` arguments made three
+    copies of ``_vote``.  Compiled in a child with empty caches (a cached library keeps
+    no LLVM IR to measure)."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               ASBRU_CACHE_DIR=str(tmp_path / "kernels"))
+    out = subprocess.run([sys.executable, "-c", _LEARNER_SIZE], env=env, capture_output=True,
+                         text=True, timeout=300, check=True).stdout.split()
+    lines, nvote = int(out[0]), int(out[1])
+    assert lines < 6000, f"tbn._learn compiles to {lines} lines of LLVM"
+    assert nvote == 1, f"{nvote} specializations of tbn._vote"
