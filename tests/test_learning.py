@@ -201,6 +201,34 @@ def test_vdif_threads_40_to_43_with_src0_0(tmp_path):
     assert cap.stats["nvalid"] == 48 and cap.stats["ninvalid"] == 0
 
 
+@pytest.mark.parametrize("gulp", [1, 2, 3])
+def test_vdif_learnt_over_many_short_gulps_starts_at_the_first_frame(tmp_path, gulp):
+    """Before: the frames held while the rate was learnt spanned more gulps than the window,
+    no seq had a quarter of them within a gulp, and the sequence began at their median: with
+    gulps of 2 frames, 10 of the first 24 frames of a clean stream were counted late."""
+    fps = 16
+    frames = [(s, f) for s in (7, 8, 9) for f in range(fps)]
+    pk = vdif_frames([(s, f, t) for s, f in frames for t in range(2)], fps=fps)
+    path = tmp_path / "rec.dat"
+    path.write_bytes(b"".join(pk))
+    ring = Ring(name=f"learn_{tmp_path.name}")
+    with open(path, "rb") as fh, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cap = DiskReader("vdif_96", fh, ring, 2, 0, gulp, gulp, None)
+        col = RingCollector(ring, gulp * 2 * 64)   # a gulp per read: the ring is a few gulps
+        run_capture(cap)
+        cap.end()
+        seqs = col.join(30)
+    told = [str(w.message) for w in caught if issubclass(w.category, CaptureWarning)]
+    st = cap.stats
+    # before: gulp 1 -> 26 late, 11 sequences; gulp 2 -> 20 late, 3 sequences; gulp 3 -> 16 late
+    assert (st["nvalid"], st["nlate"], st["ninvalid"], st["nsequences"]) == (2 * len(frames), 0, 0, 1)
+    assert cap.sequence_history[0]["time_tag"] == 7 * fps * SPF and not told
+    ring = np.concatenate([x.data for x in seqs]).reshape(-1, 2, 64)[:len(frames)]
+    assert all((ring[k, t] == ((s * 7 + f * 3 + t) & 0xFF)).all()
+               for k, (s, f) in enumerate(frames) for t in range(2))
+
+
 def test_vdif_one_stray_frame_while_learning(tmp_path):
     """Before: a frame of the next second a quarter into the learning second gave a 4x
     wrong rate.  Now it is one invalid frame at most."""

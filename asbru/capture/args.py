@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from asbru.errors import ArgumentError
 
 
@@ -53,3 +55,25 @@ def bind_args(cls_name: str, names: list[str], aliases: dict[str, str], args: tu
         raise ArgumentError(f"{cls_name}: a capture writes host memory: give it a 'cuda_host' ring and "
                             f"stream that into the 'cuda' ring with asbru.ring.copy")
     return out
+
+
+def as_nsrc(nsrc: Any) -> int:
+    """``nsrc`` as an int; a sequence means the product of its items (Bifrost)."""
+    if isinstance(nsrc, (list, tuple, np.ndarray)):
+        total = 1
+        for x in nsrc:
+            total *= positive_int("nsrc", x)
+        return total
+    return positive_int("nsrc", nsrc)
+
+
+def positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ArgumentError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ArgumentError(f"{name} must be an integer; got {value!r}")
+    return int(value)

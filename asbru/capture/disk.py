@@ -14,7 +14,8 @@ from asbru.formats.spec import FormatError
 
 from . import layout as L
 from .args import bind_args
-from .engine import CaptureEngine, _as_nsrc, _int, _pos_int
+from .args import as_int, as_nsrc, positive_int
+from .engine import CaptureEngine
 from .status import Status
 from .udp import socket_fd
 
@@ -73,13 +74,13 @@ class DiskReader(CaptureEngine):
             start = fh.tell() if hasattr(fh, "tell") else os.lseek(self._fd, 0, os.SEEK_CUR)
             os.lseek(self._fd, int(start), os.SEEK_SET)
         self._record_size = int(rs)
-        read_size = _pos_int("read_size", a.get("read_size", READ_SIZE))
+        read_size = positive_int("read_size", a.get("read_size", READ_SIZE))
         if read_size > READ_SIZE_MAX:
             raise ArgumentError(f"read_size must be at most {READ_SIZE_MAX} bytes; got {read_size}")
         self._nrec = max(1, read_size // self._record_size)
-        self._init_engine(f, a["ring"], _as_nsrc(a["nsrc"]), _int("src0", a["src0"]),
-                          _pos_int("buffer_nframe", a["buffer_nframe"]),
-                          _pos_int("slot_nframe", a["slot_nframe"]), a["sequence_callback"],
+        self._init_engine(f, a["ring"], as_nsrc(a["nsrc"]), as_int("src0", a["src0"]),
+                          positive_int("buffer_nframe", a["buffer_nframe"]),
+                          positive_int("slot_nframe", a["slot_nframe"]), a["sequence_callback"],
                           a["core"], self._record_size, max_jump_gulps=a.get("max_jump_gulps"),
                           budget=a.get("budget"), hold_packets=a.get("hold_packets"),
                           sample_rate=a.get("sample_rate"))
@@ -136,7 +137,7 @@ class DiskReader(CaptureEngine):
         self._need_seekable("seek")
         if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END):
             raise ArgumentError(f"whence must be os.SEEK_SET, SEEK_CUR or SEEK_END (0, 1, 2); got {whence!r}")
-        offset = _int("offset", offset)
+        offset = as_int("offset", offset)
         if whence == os.SEEK_CUR:
             offset, whence = self.tell() + offset, os.SEEK_SET
         self._rst[:] = 0  # records read ahead belong to the old position

@@ -27,6 +27,7 @@ from asbru.formats import Format, spec
 from asbru.formats.spec import NDESC, PAYLOAD_SIZE
 
 from . import layout as L
+from .args import as_int, positive_int
 from .loop import capture_module
 from .loop.state import LoopState
 from .callbacks import PacketCaptureCallback, call_sequence_callback, describe
@@ -43,20 +44,8 @@ _THROTTLED = (Status.CONTINUED, Status.STARTED, Status.CHANGED)
 _HOLD_BYTES_MAX = 64 << 20
 
 
-def _as_nsrc(nsrc: Any) -> int:
-    """``nsrc`` as an int; a sequence means the product of its items (Bifrost)."""
-    if isinstance(nsrc, (list, tuple, np.ndarray)):
-        total = 1
-        for x in nsrc:
-            total *= _pos_int("nsrc", x)
-        return total
-    return _pos_int("nsrc", nsrc)
 
 
-def _pos_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ArgumentError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
 
 
 def _sample_rate(fmt: Format, value: Any) -> Optional[int]:
@@ -86,10 +75,6 @@ def _sample_rate(fmt: Format, value: Any) -> Optional[int]:
     return rate
 
 
-def _int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ArgumentError(f"{name} must be an integer; got {value!r}")
-    return int(value)
 
 
 # Limits checked before anything is allocated (beyond them an argument is a mistake, and
@@ -131,7 +116,7 @@ def _limit(name: str, value: Any, default: int, hi: int) -> int:
     """An engine option: None -> ``default``; else a positive integer up to ``hi``."""
     if value is None:
         return default
-    return _bounded(name, _pos_int(name, value), 1, hi, "a positive count")
+    return _bounded(name, positive_int(name, value), 1, hi, "a positive count")
 
 
 class _Gulp:
@@ -187,7 +172,7 @@ class CaptureEngine:
                 raise ArgumentError("sequence_callback must be a PacketCaptureCallback or None; got "
                                     f"{type(sequence_callback).__name__}")
         self._callback = sequence_callback
-        self.core = -1 if core is None else _int("core", core)
+        self.core = -1 if core is None else as_int("core", core)
         self._max_packet = max_packet
         self._ended = False
         self._in_callback = False

@@ -12,15 +12,13 @@ these stand-ins -- both produce the same signatures, so the cache entries are sh
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import time
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from asbru.formats import Format, engine, spec
+from asbru.formats import Format, spec
+# the compile announcement and cache check live with the kernel builder (writers use them too)
+from asbru.formats.engine import announce, is_cached  # noqa: F401  (re-exported)
 
 from . import layout as L
 
@@ -92,37 +90,3 @@ def compiled_here(dispatcher: Any) -> bool:
     return bool(getattr(dispatcher, "overloads", None))
 
 
-def is_cached(dispatcher: Any) -> bool:
-    """True when ``dispatcher`` (a numba function) is compiled in this process or has an
-    entry in numba's on-disk cache (loading it then takes ~0.1 s, not a compile)."""
-    if getattr(dispatcher, "overloads", None):
-        return True
-    cache = getattr(dispatcher, "_cache", None)
-    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
-    if index is None:     # NUMBA_DISABLE_JIT, or a cache-less dispatcher: nothing to say
-        return True
-    return os.path.exists(index)
-
-
-_LABELS = {"udp": "capture", "sniffer": "sniffer capture", "disk": "disk reader",
-           "write": "writer", "cli": "`asbru capture`"}
-
-
-@contextlib.contextmanager
-def announce(kmod: Any, fmt: str, backend: str,
-             entry: str = "run") -> Iterator[None]:
-    """Say on stderr that a kernel is being compiled, and how long it took -- only when it
-    is not in the cache (a warm start says nothing).  ``ASBRU_QUIET=1`` silences it."""
-    fn = getattr(kmod, entry, None)
-    if fn is None or is_cached(fn) or os.environ.get("ASBRU_QUIET"):
-        yield
-        return
-    label = _LABELS.get(backend, backend)
-    sys.stderr.write(f"asbru: compiling the {fmt} {label} kernel (first use on this machine; "
-                     f"`asbru warmup` compiles ahead) ...\n")
-    sys.stderr.flush()
-    t0 = time.monotonic()
-    yield
-    sys.stderr.write(f"asbru: compiled the {fmt} {label} kernel in {time.monotonic() - t0:.1f} s "
-                     f"(cached in {engine.kernel_cache_dir()})\n")
-    sys.stderr.flush()

@@ -101,7 +101,7 @@ def _compile_in_child() -> None:
 def _load_kernel() -> float:
     """Load the drain loop (or compile it: first use on this machine, said on stderr)."""
     import sys
-    from .precompile import is_cached
+    from asbru.formats.engine import is_cached
     cold = not is_cached(K.drain)
     quiet = not cold or bool(os.environ.get("ASBRU_QUIET"))
     if not quiet:

@@ -12,7 +12,8 @@ from asbru.formats.spec import FormatError
 
 from . import layout as L
 from .args import bind_args
-from .engine import CaptureEngine, _as_nsrc, _int, _pos_int
+from .args import as_int, as_nsrc, positive_int
+from .engine import CaptureEngine
 from .staging import Stager, default_stage_bytes
 
 _NAMES = ["ring", "nsrc", "src0", "max_payload_size", "buffer_ntime", "slot_ntime",
@@ -95,9 +96,9 @@ class UDPCapture(CaptureEngine):
         self._fd = socket_fd(sock, self._what)
         if self._backend == "udp":
             _warn_if_port_shared(self._fd, type(self).__name__)
-        nsrc = _as_nsrc(a["nsrc"])
-        src0 = _int("src0", a["src0"])
-        max_payload = _pos_int("max_payload_size", a["max_payload_size"])
+        nsrc = as_nsrc(a["nsrc"])
+        src0 = as_int("src0", a["src0"])
+        max_payload = positive_int("max_payload_size", a["max_payload_size"])
         if max_payload > MAX_PAYLOAD_SIZE:
             raise ArgumentError(f"max_payload_size must be at most {MAX_PAYLOAD_SIZE} (the largest "
                                 f"UDP datagram); got {max_payload}")
@@ -108,16 +109,16 @@ class UDPCapture(CaptureEngine):
         if f.params.fixed_packet_size:
             max_payload = int(f.params.fixed_packet_size)  # Bifrost: forced to the frame size
         self._bufsize = max_payload
-        self._nbatch = _pos_int("nbatch", a.get("nbatch", NBATCH))
-        self._stage_bytes = (_int("stage_bytes", a["stage_bytes"]) if "stage_bytes" in a
+        self._nbatch = positive_int("nbatch", a.get("nbatch", NBATCH))
+        self._stage_bytes = (as_int("stage_bytes", a["stage_bytes"]) if "stage_bytes" in a
                              else default_stage_bytes())
         self._stage: Any = None
         self._staged: Any = None
         if self._nbatch > NBATCH_MAX:
             raise ArgumentError(f"nbatch must be at most {NBATCH_MAX} (the kernel's recvmmsg "
                                 f"limit); got {self._nbatch}")
-        buffer_ntime = _pos_int("buffer_ntime", a["buffer_ntime"])
-        slot_ntime = _pos_int("slot_ntime", a["slot_ntime"])
+        buffer_ntime = positive_int("buffer_ntime", a["buffer_ntime"])
+        slot_ntime = positive_int("slot_ntime", a["slot_ntime"])
         # stage from here on, not only while the loop compiles: allocating the ring and
         # generating the loop come first and take ~0.3 s, which a fast stream's socket buffer
         # does not hold.  _compile_loop takes this stager (_start_staging) and hands its

@@ -25,6 +25,7 @@ template's file name, so a debugger or coverage steps through the template's rea
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -32,9 +33,10 @@ import inspect
 import os
 import sys
 import tempfile
+import time
 import types
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, Union
 
 _loaded: dict[str, types.ModuleType] = {}
 _PREFIX = "asbru_kernel_"   # the module name of every binding starts so
@@ -203,3 +205,39 @@ def bind(g: dict[str, Any], template_name: str, jit: Optional[bool] = None) -> N
         copy.__module__ = g["__name__"]
         copy.__kwdefaults__ = fn.__kwdefaults__
         g[k] = njit(copy) if njit is not None else copy
+
+
+def is_cached(dispatcher: Any) -> bool:
+    """True when ``dispatcher`` (a numba function) is compiled in this process or has an
+    entry in numba's on-disk cache (loading it then takes ~0.1 s, not a compile)."""
+    if getattr(dispatcher, "overloads", None):
+        return True
+    cache = getattr(dispatcher, "_cache", None)
+    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+    if index is None:     # NUMBA_DISABLE_JIT, or a cache-less dispatcher: nothing to say
+        return True
+    return os.path.exists(index)
+
+
+_LABELS = {"udp": "capture", "sniffer": "sniffer capture", "disk": "disk reader",
+           "write": "writer", "cli": "`asbru capture`"}
+
+
+@contextlib.contextmanager
+def announce(kmod: Any, fmt: str, backend: str,
+             entry: str = "run") -> Iterator[None]:
+    """Say on stderr that a kernel is being compiled, and how long it took -- only when it
+    is not in the cache (a warm start says nothing).  ``ASBRU_QUIET=1`` silences it."""
+    fn = getattr(kmod, entry, None)
+    if fn is None or is_cached(fn) or os.environ.get("ASBRU_QUIET"):
+        yield
+        return
+    label = _LABELS.get(backend, backend)
+    sys.stderr.write(f"asbru: compiling the {fmt} {label} kernel (first use on this machine; "
+                     f"`asbru warmup` compiles ahead) ...\n")
+    sys.stderr.flush()
+    t0 = time.monotonic()
+    yield
+    sys.stderr.write(f"asbru: compiled the {fmt} {label} kernel in {time.monotonic() - t0:.1f} s "
+                     f"(cached in {kernel_cache_dir()})\n")
+    sys.stderr.flush()

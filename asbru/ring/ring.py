@@ -49,7 +49,7 @@ _WHENCE = ("earliest", "latest")
 _POLL = 0.25
 
 
-def _is_int(x: Any) -> bool:
+def is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
@@ -57,19 +57,19 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(int(n) - 1, 0).bit_length()
 
 
-def _resize_request(contiguous_bytes: Any, total_bytes: Any, nringlet: Any,
+def resize_request(contiguous_bytes: Any, total_bytes: Any, nringlet: Any,
                     buffer_factor: Any) -> tuple[int, int, int]:
     """Check :meth:`Ring.resize`'s arguments -> (contiguous span rounded up to whole pages,
     total bytes asked for, nringlet)."""
-    if not _is_int(contiguous_bytes) or contiguous_bytes < 0:
+    if not is_int(contiguous_bytes) or contiguous_bytes < 0:
         raise ArgumentError(f"contiguous_bytes must be a non-negative integer; got {contiguous_bytes!r}")
-    if not _is_int(buffer_factor) or buffer_factor < 1:
+    if not is_int(buffer_factor) or buffer_factor < 1:
         raise ArgumentError(f"buffer_factor must be an integer >= 1; got {buffer_factor!r}")
     if total_bytes is None:
         total_bytes = int(contiguous_bytes) * int(buffer_factor)
-    elif not _is_int(total_bytes) or total_bytes < 0:
+    elif not is_int(total_bytes) or total_bytes < 0:
         raise ArgumentError(f"total_bytes must be a non-negative integer or None; got {total_bytes!r}")
-    if not _is_int(nringlet) or nringlet < 1:
+    if not is_int(nringlet) or nringlet < 1:
         raise ArgumentError(f"nringlet must be an integer >= 1; got {nringlet!r}")
     return -(-int(contiguous_bytes) // PAGE) * PAGE, int(total_bytes), int(nringlet)
 
@@ -119,7 +119,7 @@ class Ring:
         elif not isinstance(name, str):
             raise ArgumentError(f"name must be a str or None; got {type(name).__name__}")
         self._name = _NAME_BAD.sub("_", name)
-        if core is not None and not (_is_int(core) and core >= -1):
+        if core is not None and not (is_int(core) and core >= -1):
             raise ArgumentError(f"core must be None or an integer >= -1; got {core!r}")
         self._core = None if core is None else int(core)
 
@@ -266,7 +266,7 @@ class Ring:
                 del self._by_time[s.time_tag]
 
     def _check_span_size(self, what: str, size: Any) -> int:
-        if not (type(size) is int or _is_int(size)) or size < 0 or size > self._ghost:
+        if not (type(size) is int or is_int(size)) or size < 0 or size > self._ghost:
             raise ArgumentError(f"{what} must be an integer in [0, contiguous span {self._ghost}] "
                                 f"(Ring.resize sets the contiguous span); got {size!r}")
         return int(size)
@@ -296,7 +296,7 @@ class Ring:
         Capacity = ``total_bytes`` (default ``contiguous_bytes * buffer_factor``) rounded up to a
         power of two >= 4096; the contiguous span is rounded up to a multiple of 4096.
         """
-        ghost, total_bytes, nringlet = _resize_request(contiguous_bytes, total_bytes, nringlet,
+        ghost, total_bytes, nringlet = resize_request(contiguous_bytes, total_bytes, nringlet,
                                                        buffer_factor)
         with self._lock:
             while self._resizing:
@@ -379,7 +379,7 @@ class Ring:
             raise ArgumentError(f"name must be a str; got {type(name).__name__}")
         tt = check_time_tag(time_tag)
         hdr = header_bytes(header)
-        if not _is_int(nringlet) or nringlet < 1:
+        if not is_int(nringlet) or nringlet < 1:
             raise ArgumentError(f"nringlet must be an integer >= 1; got {nringlet!r}")
         with self._lock:
             if self._writing_ended:
@@ -421,7 +421,7 @@ class Ring:
             self._end_locked(seq)
 
     def _reserve(self, seq: _Sequence, size: Any, nonblocking: bool) -> WriteSpan:
-        if not (type(size) is int or _is_int(size)) or size < 0 or size > self._ghost:
+        if not (type(size) is int or is_int(size)) or size < 0 or size > self._ghost:
             raise ArgumentError(f"reserve: size must be an integer in [0, contiguous span {self._ghost}] "
                                 f"(Ring.resize sets the contiguous span); got {size!r}")
         size = int(size)
@@ -640,7 +640,7 @@ class Ring:
 
     def open_sequence_at(self, time_tag: int, guarantee: bool = True) -> ReadSequence:
         """The sequence with the largest time tag <= ``time_tag``."""
-        if not _is_int(time_tag) or time_tag < 0:
+        if not is_int(time_tag) or time_tag < 0:
             raise ArgumentError(f"time_tag must be a non-negative integer; got {time_tag!r}")
         return self._open("at", guarantee, int(time_tag))
 
@@ -693,7 +693,7 @@ class Ring:
         """``hold``: leave the guarantee where it is (a reader with several spans in flight,
         such as ``asbru.ring.copy``, moves it itself with ``_move_pin``)."""
         size = self._check_span_size("size", size)
-        if not (type(offset) is int or _is_int(offset)) or offset < 0:
+        if not (type(offset) is int or is_int(offset)) or offset < 0:
             raise ArgumentError(f"offset must be a non-negative integer; got {offset!r}")
         offset = int(offset)
         with self._lock:

@@ -48,7 +48,7 @@ import numpy as np
 
 from ..errors import ArgumentError, AsbruError, EndOfDataStop
 from . import ipc
-from .ring import PAGE, Ring, _is_int, _resize_request
+from .ring import PAGE, Ring, is_int, resize_request
 from .sequence import ReadSequence, WriteSequence, check_time_tag, header_bytes
 from .span import ReadSpan
 
@@ -230,7 +230,7 @@ class SharedRing(Ring):
         self._space = "shm"
         self._device = False
         self._name = check_name(name)
-        if core is not None and not (_is_int(core) and core >= -1):
+        if core is not None and not (is_int(core) and core >= -1):
             raise ArgumentError(f"core must be None or an integer >= -1; got {core!r}")
         self._core = None if core is None else int(core)
         self._path = path_of(self._name)
@@ -538,7 +538,7 @@ class SharedRing(Ring):
                buffer_factor: int = 4) -> None:
         """As :meth:`Ring.resize`; a shared ring is sized once, before data is written (later
         calls that fit are no-ops, others raise ArgumentError)."""
-        ghost, total_bytes, nringlet = _resize_request(contiguous_bytes, total_bytes, nringlet,
+        ghost, total_bytes, nringlet = resize_request(contiguous_bytes, total_bytes, nringlet,
                                                        buffer_factor)
         with self._lock:
             self._sync_layout()
@@ -610,7 +610,7 @@ class SharedRing(Ring):
         if len(hdr) > HEADER_MAX:
             raise ArgumentError(f"begin_sequence: a shared ring holds headers of up to {HEADER_MAX} bytes; "
                                 f"got {len(hdr)}")
-        if not _is_int(nringlet) or nringlet < 1:
+        if not is_int(nringlet) or nringlet < 1:
             raise ArgumentError(f"nringlet must be an integer >= 1; got {nringlet!r}")
         with self._lock:
             c = self._ctl
@@ -778,7 +778,7 @@ class SharedRing(Ring):
 
     def _acquire(self, rseq: ReadSequence, offset: Any, size: Any, hold: bool = False) -> ReadSpan:
         size = self._check_span_size("size", size)
-        if not (type(offset) is int or _is_int(offset)) or offset < 0:
+        if not (type(offset) is int or is_int(offset)) or offset < 0:
             raise ArgumentError(f"offset must be a non-negative integer; got {offset!r}")
         offset = int(offset)
         with self._lock:

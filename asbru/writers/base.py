@@ -128,7 +128,7 @@ class PacketWriter:
             return
         import sys
 
-        from asbru.capture.precompile import announce
+        from asbru.formats.engine import announce
         with announce(sys.modules[self._fill.__module__], self._format.name, "write",
                       entry="fill_headers"):
             self._fill(np.zeros((0, self._hsize), dtype=np.uint8), np.zeros(NINFO, dtype=np.int64),

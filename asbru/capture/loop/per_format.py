@@ -72,7 +72,7 @@ def _keep(d, ref, cand, chg, win, new_wins):
 @bound_kernel
 def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
     # the sequence starts at the smallest seq of the held VALID packets that has a quarter of
-    # them (2 at least) within a gulp above it: strays from long ago cannot move seq0
+    # them (2 at least, at most half a window's worth) within the window above it: strays from long ago cannot move seq0
     # (they are counted late when the hold is placed)
     n = 0
     for i in range(hst[H_N]):
@@ -94,8 +94,12 @@ def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
     if m == 0:
         return np.int64(0)
     s = np.sort(seqs[:m])
-    need = min(m, max(2, m // 4))
-    span = win[W_N]
+    # "within a gulp" is measured over the open window (two gulps), and a quarter of a long
+    # hold need not fit there: at most half of what the window can hold is asked for, else a
+    # hold spanning many gulps (a rate learnt over a second of short gulps) would start at its
+    # median and count the packets before it late
+    span = 2 * win[W_N]
+    need = min(m, max(2, min(m // 4, (span * win[W_NSRC]) // 2)))
     e = 0
     for k in range(m):
         if e < k:
