@@ -133,37 +133,51 @@ def _drain(cap: Any, want: int, limit_s: float = 30.0) -> tuple[int, float]:
     without the GIL), so the final receive timeout is not counted."""
     cnt = cap.stats_obj.cnt
     start = int(cnt[L.C_NVALID])
-    done = threading.Event()
-    last = [0, 0.0]
-
-    def watch() -> None:
-        while not done.is_set():
-            c = int(cnt[L.C_NVALID]) - start
-            if c != last[0]:
-                last[0], last[1] = c, time.perf_counter()
-                if c >= want:
-                    return
-            time.sleep(0.0002)
-
-    w = threading.Thread(target=watch, daemon=True)
+    watch = LastPlacement(cnt, start, want)
     t0 = time.perf_counter()
-    w.start()
     deadline = t0 + limit_s
     ended = False
-    try:
+    with watch:
         while int(cnt[L.C_NVALID]) - start < want and time.perf_counter() < deadline:
             if int(cap.recv()) in (1, 4, 5, 6):
                 ended = True       # the stream ended before every packet arrived (drops)
                 break
-    finally:
-        done.set()
-        w.join()
     while not ended and int(cap.recv()) not in (1, 4, 5, 6):
         pass                       # let the capture see the end of the stream, untimed
     got = int(cnt[L.C_NVALID]) - start
-    if got == 0 or last[1] == 0.0:
+    if got == 0 or watch.at == 0.0:
         raise RuntimeError(f"{type(cap).__name__}: no packet was placed")
-    return got, last[1] - t0
+    return got, watch.at - t0
+
+
+class LastPlacement:
+    """A thread that samples a capture's live counters (the compiled loop updates them
+    without the GIL) and keeps the time the placed count last grew, so a drain's final
+    receive timeout is not counted.  Use as a context manager around the timed recv()s."""
+
+    def __init__(self, cnt: Any, start: int, want: int) -> None:
+        self._cnt, self._start, self._want = cnt, start, want
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self.count = 0
+        self.at = 0.0          # perf_counter() of the last placement seen
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            c = int(self._cnt[L.C_NVALID]) - self._start
+            if c != self.count:
+                self.count, self.at = c, time.perf_counter()
+                if c >= self._want:
+                    return
+            time.sleep(0.0002)
+
+    def __enter__(self) -> "LastPlacement":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 class Receiver:

@@ -25,13 +25,13 @@ import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.capture import LastPlacement  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 
 NSRC = 16
@@ -93,43 +93,29 @@ def child(a: argparse.Namespace) -> int:
         return 1
     want = a.npkt
     start = int(cnt[L.C_NVALID])
-    last = [0, 0.0]
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            c = int(cnt[L.C_NVALID]) - start
-            if c != last[0]:
-                last[0], last[1] = c, time.perf_counter()
-                if c >= want:
-                    return
-            time.sleep(0.0002)
-
     st = cap.stats_obj
     loop_s = 0.0
     ngulp = 0
     r0 = resource.getrusage(resource.RUSAGE_SELF)
-    w = threading.Thread(target=watch, daemon=True)
+    watch = LastPlacement(cnt, start, want)
     t0 = time.perf_counter()
-    w.start()
     deadline = t0 + 30
-    while int(cnt[L.C_NVALID]) - start < want and time.perf_counter() < deadline:
-        s = int(cap.recv())
-        loop_s += st.process_seconds
-        ngulp += 1
-        if s in (1, 4, 5, 6):
-            break
-    t1 = time.perf_counter()
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    done.set()
-    w.join()
+    with watch:
+        while int(cnt[L.C_NVALID]) - start < want and time.perf_counter() < deadline:
+            s = int(cap.recv())
+            loop_s += st.process_seconds
+            ngulp += 1
+            if s in (1, 4, 5, 6):
+                break
+        t1 = time.perf_counter()
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
     while int(cap.recv()) not in (1, 4, 5, 6):
         pass
     got = int(cnt[L.C_NVALID]) - start
     # the drain ends at the last placement; the last recv() then waits out its timeout
     # (inside the loop, no CPU), which is taken off the loop's time
-    wall = max(last[1] - t0, 1e-9)
-    idle = t1 - last[1]
+    wall = max(watch.at - t0, 1e-9)
+    idle = t1 - watch.at
     out = {"port": port, "core": a.core, "got": got, "pps": got / wall,
            "wall": wall, "loop": (loop_s - idle) / wall, "ngulp": ngulp,
            "gulp_us": (t1 - t0 - loop_s) / max(ngulp, 1) * 1e6,
