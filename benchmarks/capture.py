@@ -63,7 +63,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -133,7 +133,7 @@ def _drain(cap: Any, want: int, limit_s: float = 30.0) -> tuple[int, float]:
     without the GIL), so the final receive timeout is not counted."""
     cnt = cap.stats_obj.cnt
     start = int(cnt[L.C_NVALID])
-    watch = LastPlacement(cnt, start, want)
+    watch = LastPlacement(lambda: int(cnt[L.C_NVALID]) - start, want)
     t0 = time.perf_counter()
     deadline = t0 + limit_s
     ended = False
@@ -151,12 +151,13 @@ def _drain(cap: Any, want: int, limit_s: float = 30.0) -> tuple[int, float]:
 
 
 class LastPlacement:
-    """A thread that samples a capture's live counters (the compiled loop updates them
-    without the GIL) and keeps the time the placed count last grew, so a drain's final
-    receive timeout is not counted.  Use as a context manager around the timed recv()s."""
+    """A thread that samples a capture's live placed count (``placed()``: the compiled loop
+    updates the counters without the GIL) and keeps the time it last grew, so a drain's final
+    receive timeout is not counted.  Use as a context manager around the timed recv()s;
+    it stops sampling once ``want`` packets were placed."""
 
-    def __init__(self, cnt: Any, start: int, want: int) -> None:
-        self._cnt, self._start, self._want = cnt, start, want
+    def __init__(self, placed: Callable[[], int], want: int) -> None:
+        self._placed, self._want = placed, want
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self.count = 0
@@ -164,7 +165,7 @@ class LastPlacement:
 
     def _watch(self) -> None:
         while not self._done.is_set():
-            c = int(self._cnt[L.C_NVALID]) - self._start
+            c = self._placed()
             if c != self.count:
                 self.count, self.at = c, time.perf_counter()
                 if c >= self._want:

@@ -43,6 +43,7 @@ from asbru.packet_capture import UDPCapture  # noqa: E402
 from asbru.ring import Ring  # noqa: E402
 from asbru.udp_socket import UDPSocket  # noqa: E402
 from benchmarks.baseline.build import BuildError, build, run_sender, start_receiver  # noqa: E402
+from benchmarks.capture import LastPlacement  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 
 NSRC = 16
@@ -151,33 +152,16 @@ class Capture:
         time.sleep(0.05)
         want = per * self.n
         start = self._placed()
-        last = [0.0]
-        done = threading.Event()
-
-        def watch() -> None:
-            seen = 0
-            while not done.is_set():
-                c = self._placed() - start
-                if c != seen:
-                    seen, last[0] = c, time.perf_counter()
-                    if c >= want:
-                        return
-                time.sleep(0.0002)
-
-        w = threading.Thread(target=watch, daemon=True)
+        watch = LastPlacement(lambda: self._placed() - start, want)
         cpu0 = self._thread_cpu()
         t0 = time.perf_counter()
-        w.start()
-        try:
+        with watch:
             while self._placed() - start < want:
                 if int(self.cap.recv()) in (1, 4, 5, 6):
                     break                  # the stream ended early (drops)
-        finally:
-            done.set()
-            w.join()
         while int(self.cap.recv()) not in (1, 4, 5, 6):
             pass                           # the end of the stream, untimed
-        wall = last[0] - t0
+        wall = watch.at - t0
         cpu1 = self._thread_cpu()
         got = self._placed() - start
         if self.n > 1:

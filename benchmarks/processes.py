@@ -97,7 +97,7 @@ def child(a: argparse.Namespace) -> int:
     loop_s = 0.0
     ngulp = 0
     r0 = resource.getrusage(resource.RUSAGE_SELF)
-    watch = LastPlacement(cnt, start, want)
+    watch = LastPlacement(lambda: int(cnt[L.C_NVALID]) - start, want)
     t0 = time.perf_counter()
     deadline = t0 + 30
     with watch:
