@@ -272,7 +272,7 @@ class GroupUDPCapture(UDPCapture):
         self._published = np.full(S.WINDOW_WORDS, -7, dtype=np.int64)
         self._seqid = 0
         self._ts = np.zeros(2, dtype=np.int64)
-        self._fmod = follower.bind(self._fmt)
+        self._fmod = follower.bind()
         self._fargs = []
         for i, fd in enumerate(fds):
             rv = RecvVec(self._nbatch, bufsize, control=False)
