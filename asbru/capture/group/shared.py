@@ -62,9 +62,14 @@ F_NHAND = 8      # datagrams handed to the leader
 F_SEQID = 9      # the G_SEQID its F_LAST belongs to
 F_SEEN = 10      # largest seq it has seen at or beyond the window (how far its stream is)
 F_WAIT_NS = 11   # nanoseconds it waited for the leader (a paused or moving window)
+F_POS = 12       # followers of one ordered stream (a file): the stamp of the next packet it
+                 # has not finished; every packet before it is placed or handed over.  The
+                 # leader takes a hand-off only when every follower is past its stamp
+                 # (POS_ANY: no order across followers, as for sockets)
 F_STRIDE = 16
 
 LAST_NONE = -(1 << 62)
+POS_ANY = (1 << 63) - 1
 
 
 def ctl_size(nfollowers: int) -> int:
