@@ -220,3 +220,19 @@ def bench_disk(ns: list[int], repeat: int, scale: float) -> None:
                       f" ({ours[n] * (16 + payload) / 1e9:.2f} GB/s)", flush=True)
         finally:
             path.unlink(missing_ok=True)
+
+
+def main() -> int:
+    """Both, as ``benchmarks/multicore.py --what sniffer`` and ``--what disk`` run them."""
+    import sys
+    from benchmarks import multicore
+    from benchmarks.machine import describe
+    print(describe(), flush=True)
+    for what in ("sniffer", "disk"):
+        sys.argv = [sys.argv[0], "--what", what] + sys.argv[1:]
+        multicore.main()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,7 +18,7 @@ from asbru.errors import ArgumentError
 from asbru.packet_capture import DiskReader
 from asbru.ring import Ring
 
-from test_disk_streams import FMT, NSRC, P, chips_records
+from helpers.chips_records import FMT, NSRC, P, chips_records
 
 NTIME = 1500
 GULP = 40            # time slots per gulp

@@ -23,7 +23,7 @@ from asbru.errors import ArgumentError
 from asbru.ring import Ring
 from asbru.udp_socket import UDPSocket
 
-from test_multicore import NCHAN, NSRC, NTIME, SEQ0, chips
+from helpers.chips_stream import NCHAN, NSRC, NTIME, SEQ0, chips
 
 pytestmark = pytest.mark.skipif(not have_cap_net_raw(), reason="CAP_NET_RAW is not available")
 
