@@ -254,6 +254,23 @@ class GroupCapture:
                                 np.full(self._d.size, -1, dtype=np.int64), self._chg,
                                 self.stats_obj.fcnt[i], self.stats_obj.fpsrc[i], loc, keep))
 
+    @staticmethod
+    def compile_follower(fmod: Any, fmt: Any, nfio: int, a: np.ndarray, b: np.ndarray) -> None:
+        """Compile (or load) ``fmod.follow`` for receive arrays like ``a``, ``b`` before
+        anything is received: called with stand-ins and a stopped control block, it returns
+        at once (the types are the capture's own, so the cache entry is shared)."""
+        from asbru.formats import spec
+        ctl = np.zeros(S.ctl_size(1), dtype=np.int64)
+        ctl[S.G_STOP] = 1
+        q = np.zeros((1, 1, 8), dtype=np.uint8)
+        i64 = np.int64
+        fmod.follow(ctl, 0, np.zeros(nfio, dtype=i64), a, b, q[0], np.zeros((1, 1), dtype=i64)[0],
+                    np.zeros((1, 1), dtype=i64)[0], np.zeros((1, 3, 1, 1), dtype=np.uint8)[0],
+                    fmt.capture_config(1, 0), np.zeros(spec.NSTATE, dtype=i64),
+                    np.full(spec.NDESC, -1, dtype=i64), np.asarray(fmt.change, dtype=i64),
+                    np.zeros((1, L.NCNT), dtype=i64)[0], np.zeros((1, L.NPS, 1), dtype=i64)[0],
+                    np.full(S.WINDOW_WORDS + 1, -1, dtype=i64))
+
     def _start_followers(self) -> None:
         # compile (or load) the follower now: a stopped control block makes it return at once
         probe_ctl = self._ctl.copy()

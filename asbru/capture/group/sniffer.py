@@ -39,9 +39,22 @@ class GroupUDPSniffer(GroupCapture, UDPSniffer):
         self._group_start()
 
     def _compile_before_ring(self, fmt: Any) -> None:
-        # the follower and the leader's loop are compiled once the rings are up (the rings
-        # hold what arrives meanwhile; anything they cannot hold is counted as a kernel drop)
-        return None
+        # as the single-thread sniffer does: the kernel copies datagrams into the rings from
+        # the moment they open, and a cold compile takes seconds -- compile the leader's
+        # loop and the follower first
+        from asbru import formats
+        from asbru.capture import precompile
+        from asbru.capture.loop import capture_module
+        from asbru.formats.spec import FormatError
+        try:
+            f = formats.get(fmt, "capture")
+        except (FormatError, TypeError, ValueError):
+            return                     # UDPCapture.__init__ reports it, in its own words
+        kmod = capture_module(f, "group")
+        with precompile.announce(kmod, f.name, "sniffer"):
+            precompile.compile_capture(f, "group")
+            self.compile_follower(follower_sniff.bind(f), f, follower_sniff.NFIO_SNIFF,
+                                  np.zeros(1, dtype=np.uint8), np.zeros((2, 1), dtype=np.int64))
 
     def _open_packet_ring(self, sock: Any, bsize: int, bcount: int, retire: int) -> pr.PacketRing:
         ring0 = super()._open_packet_ring(sock, bsize, bcount, retire)
