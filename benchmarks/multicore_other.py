@@ -21,20 +21,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from asbru.address import Address
 from asbru.capture import layout as L
 from asbru.capture.sniffer import UDPSniffer, have_cap_net_raw
-from asbru.packet_capture import DiskReader, PacketCaptureCallback
+from asbru.packet_capture import DiskReader
 from asbru.ring import Ring
 from asbru.udp_socket import UDPSocket
-from benchmarks.baseline.build import run_sender
-from benchmarks.capture import LastPlacement
+from benchmarks import multicore
+from benchmarks.capture import LastPlacement, chips_recording
 
 NSRC = 16
 FPS = 256
-SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")
 
 
 def _k(x: float) -> str:
@@ -67,8 +64,10 @@ class Sniffer:
         probe.close()
         self.sock.sniff(Address("127.0.0.1", self.port))
         self.sock.timeout = 0.5
-        # each ring holds a whole round of its share (the round is pre-filled)
-        nblock = max(8, (per * (payload + 128)) // (n * (1 << 22)) + 8)
+        # each ring holds a whole round, twice over (the round is pre-filled, and the
+        # by-source steering may give one socket every sender; the kernel hands a block
+        # over part-filled after sniff_retire_ms)
+        nblock = 2 * (per * (payload + 128)) // (1 << 22) + 8
         extra = {"threads": n} if n > 1 else {}
         self.cap = UDPSniffer("vdif", self.sock, Ring(name=f"bench_mcsniff_{n}_{payload}_{os.getpid()}"),
                               NSRC, 0, 9000, gulp, 1, None, sniff_block_size=1 << 22,
@@ -80,22 +79,8 @@ class Sniffer:
         if self.n > 1:
             from asbru.capture.group import shared
             self.cap._group_quiesce(shared.ST_PAUSE)           # hold the receive threads
-        share = NSRC // self.n
-        errors: list = []
-
-        def one(j: int) -> None:
-            try:
-                run_sender(self.exe.tx, self.port, per // self.n, self.payload, nsrc=share,
-                           src0=j * share, seq0=self.seq, hdr="vdif", fps=FPS)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-        ts = [threading.Thread(target=one, args=(j,)) for j in range(self.n)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        if errors:
-            raise errors[0]
+        # n C senders, one source port each, all to the one sniffed port
+        multicore._senders(self.exe, [self.port] * self.n, per // self.n, self.payload, self.seq)
         self.seq += per // NSRC + 1000
         time.sleep(0.05)
         want = (per // self.n) * self.n
@@ -144,22 +129,6 @@ def bench_sniffer(exe: Any, ns: list[int], repeat: int, scale: float,
 
 
 # -- disk ----------------------------------------------------------------------------------
-def _recording(mib: int, payload: int) -> tuple[Path, int]:
-    rec = 16 + payload
-    ntime = (mib << 20) // (rec * NSRC)
-    recs = np.empty((ntime, NSRC, rec), dtype=np.uint8)
-    recs[:, :, 16:] = np.random.default_rng(0).integers(0, 256, size=payload, dtype=np.uint8)
-    recs[:, :, :16] = 0
-    recs[:, :, 0] = np.arange(1, NSRC + 1, dtype=np.uint8)
-    recs[:, :, 2] = payload // 32
-    recs[:, :, 3] = 1
-    recs[:, :, 5] = NSRC
-    recs[:, :, 8:16] = np.arange(1, ntime + 1, dtype=">u8").view(np.uint8).reshape(ntime, 1, 8)
-    path = SHM / f"asbru-bench-multicore-{os.getpid()}.dat"
-    path.write_bytes(recs.tobytes())
-    return path, ntime * NSRC
-
-
 def _cats(path: Path, n: int) -> float:
     """N threads, each reading its 1/N of the file with readinto(1 MiB): seconds."""
     size = path.stat().st_size
@@ -205,7 +174,7 @@ def _read(path: Path, n: int, nrec: int, payload: int, gulp: int) -> float:
 def bench_disk(ns: list[int], repeat: int, scale: float) -> None:
     for label, payload, mib, gulp in (("8 KiB", 8160, 512, 256), ("1 KiB", 1024, 256, 1024)):
         mib = max(16, int(mib * scale))
-        path, nrec = _recording(mib, payload)
+        path, nrec = chips_recording(mib, payload, "multicore")
         try:
             print(f"DiskReader chips_{payload // 32} ({label} records, {mib} MiB in the page "
                   f"cache, {gulp} time slots per gulp):", flush=True)
@@ -225,7 +194,6 @@ def bench_disk(ns: list[int], repeat: int, scale: float) -> None:
 def main() -> int:
     """Both, as ``benchmarks/multicore.py --what sniffer`` and ``--what disk`` run them."""
     import sys
-    from benchmarks import multicore
     from benchmarks.machine import describe
     print(describe(), flush=True)
     for what in ("sniffer", "disk"):

@@ -39,7 +39,6 @@ class GroupDiskReader(GroupCapture, DiskReader):
         if not self._seekable:
             raise ArgumentError("threads: DiskReader reads a pipe, FIFO or socket in one thread "
                                 "only (several threads read a regular file at offsets)")
-        rs = self._record_size
         self._start = os.lseek(self._fd, 0, os.SEEK_CUR)
         nf = self._nthreads
         # chunks of at most half a gulp over the threads: together they stay within the

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from asbru.capture.borrow import borrow as _borrow
-from asbru.capture.group.bindings import SHARED as BINDS
+from asbru.capture.group.bindings import SHARED as BINDS  # noqa: F401  (the bound names)
 from asbru.capture.group.follower import (  # defaults; bound per format
     _adopt, _batch_done, _consume, _finish, _queue_busy, _wait_idle, _wait_paused)  # noqa: F401
 from asbru.capture.group.follower import FIO_EVFD, FIO_FD, FIO_NMSG, FIO_ONE_ADDR, GATHER_BATCH, NFIO

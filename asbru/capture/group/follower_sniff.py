@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from asbru.capture.borrow import borrow as _borrow
-from asbru.capture.group.bindings import SHARED as BINDS
+from asbru.capture.group.bindings import SHARED as BINDS  # noqa: F401  (the bound names)
 from asbru.capture.group.follower import (  # defaults; bound per format
     _adopt, _batch_done, _consume, _finish, _queue_busy, _wait_idle, _wait_paused)
-from asbru.capture.group.follower import FIO_FD, FIO_NMSG, GATHER_BATCH, NFIO
+from asbru.capture.group.follower import FIO_NMSG, GATHER_BATCH, NFIO
 from asbru.capture.group.shared import (F_BASE, F_NRECV, F_STRIDE, G_EPOCH, G_STATE, G_STOP,
                                         LAST_NONE, ST_OPEN, ST_PAUSE, now_ns)
 from asbru.capture.layout import C_NINVALID, C_NINVALID_BYTES, C_NRECEIVED
