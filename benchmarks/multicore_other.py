@@ -67,7 +67,7 @@ class Sniffer:
         # each ring holds a whole round, twice over (the round is pre-filled, and the
         # by-source steering may give one socket every sender; the kernel hands a block
         # over part-filled after sniff_retire_ms)
-        nblock = 2 * (per * (payload + 128)) // (1 << 22) + 8
+        nblock = 2 * per * max(2048, payload + 256) // (1 << 22) + 8
         extra = {"threads": n} if n > 1 else {}
         self.cap = UDPSniffer("vdif", self.sock, Ring(name=f"bench_mcsniff_{n}_{payload}_{os.getpid()}"),
                               NSRC, 0, 9000, gulp, 1, None, sniff_block_size=1 << 22,

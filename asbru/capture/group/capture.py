@@ -1,10 +1,13 @@
-"""``UDPCapture(..., threads=N)`` / ``UDPCapture(..., socks=[...])``: one capture, N receive
-threads, one ring (docs/multicore.md).
+"""One capture, N receive threads, one ring (docs/multicore.md): the leader's side
+(:class:`GroupCapture`, whatever the threads receive from) and ``UDPCapture(...,
+threads=N)`` / ``UDPCapture(..., socks=[...])`` (:class:`GroupUDPCapture`); the sniffer's
+and the disk reader's are in :mod:`.sniffer` and :mod:`.disk`.
 
 The thread that calls ``recv()`` is the *leader*: it runs the single-thread capture engine
-unchanged, fed by the followers' hand-off queues (:mod:`.handoff`).  Each socket has a
-*follower* thread (:mod:`.follower`) that places the packets of the open window itself.
-This class adds the leader's side of the protocol to the engine:
+unchanged, fed by the followers' hand-off queues (:mod:`.handoff`).  Each source (socket,
+packet socket, share of a file) has a *follower* thread (:mod:`.follower` and its kin)
+that places the packets of the open window itself.  GroupCapture adds the leader's side of
+the protocol to the engine:
 
 * before each compiled run it publishes the window (``OPEN`` while a sequence is active,
   ``GATHER`` otherwise) -- a publication that only adds a gulp needs no wait;

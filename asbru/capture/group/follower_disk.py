@@ -28,9 +28,9 @@ from asbru.capture.group.bindings import SHARED as BINDS  # noqa: F401  (the bou
 from asbru.capture.group.follower import (  # defaults; bound per format
     _adopt, _batch_done, _consume, _finish, _queue_busy, _wait_idle, _wait_paused)  # noqa: F401
 from asbru.capture.group.follower import FIO_EVFD, FIO_FD, FIO_NMSG, FIO_ONE_ADDR, GATHER_BATCH, NFIO
-from asbru.capture.group.shared import (F_BASE, F_ERRNO, F_NRECV, F_POS, F_STRIDE, G_EPOCH,
-                                        G_LWAIT, G_STATE, G_STOP, LAST_NONE, POS_ANY, ST_OPEN,
-                                        ST_PAUSE, fence)
+from asbru.capture.group.shared import (F_BASE, F_ERRNO, F_NRECV, F_POS, F_QHEAD, F_QTAIL,
+                                        F_STRIDE, G_EPOCH, G_LWAIT, G_NF, G_STATE, G_STOP, G_WANT,
+                                        LAST_NONE, POS_ANY, ST_OPEN, ST_PAUSE, fence)
 from asbru.capture.layout import C_ERRNO, C_NRECEIVED
 from asbru.formats.engine import bound_kernel
 from asbru.sockets import syscalls as sc
@@ -73,6 +73,18 @@ def _read_chunk(fio, rbuf, rlen, c, cnt):
         n += 1
     cnt[C_NRECEIVED] += n
     return n
+
+
+@bound_kernel
+def _handoffs_queued(ctl):
+    """Does any follower's queue hold a packet (that the leader, asleep, may be keeping
+    back until we have passed it)?"""
+    fence()
+    for f in range(ctl[G_NF]):
+        r = F_BASE + f * F_STRIDE
+        if ctl[r + F_QHEAD] > ctl[r + F_QTAIL]:
+            return True
+    return False
 
 
 @bound_kernel
@@ -152,8 +164,8 @@ def follow(ctl, me, fio, rbuf, rlen, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg,
         # every record before the next one is done: a hand-off waiting for that may go
         ctl[row + F_POS] = first + i if i < n else c * chunk
         _batch_done(ctl, row, last)
-        if ctl[G_LWAIT] != 0:
-            sc.write_e(fio[FIO_EVFD], fio[FIO_ONE_ADDR], 8)
+        if ctl[G_LWAIT] != 0 and ctl[row + F_POS] >= ctl[G_WANT] and _handoffs_queued(ctl):
+            sc.write_e(fio[FIO_EVFD], fio[FIO_ONE_ADDR], 8)   # (one may wait for us)
     ctl[row + F_POS] = POS_ANY       # nothing more from this follower
     fence()
     _finish(ctl, row, fio, last)

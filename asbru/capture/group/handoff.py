@@ -22,7 +22,8 @@ import numpy as np
 from asbru.capture.layout import (C_ERRNO, F_EOF, F_ERROR, F_INTR, F_TIMEOUT, IO_POLL_MS,
                                   IO_POLLFD, IO_POLLFD_ADDR, NIO)
 from asbru.capture.group.shared import (F_BASE, F_DONE, F_ERRNO, F_NRECV, F_POS, F_QHEAD,
-                                        F_QTAIL, F_STRIDE, G_LWAIT, G_NF, fence, now_ns, u8_at)
+                                        F_QTAIL, F_STRIDE, G_LWAIT, G_NF, G_WANT, fence, now_ns,
+                                        u8_at)
 from asbru.capture.borrow import borrow as _borrow
 from asbru.formats.engine import bound_kernel
 from asbru.sockets import syscalls as sc
@@ -80,7 +81,10 @@ def _take(io, ctl, rbuf, rlen):
                 if best < 0 or st < bstamp:
                     best = f
                     bstamp = st
-        if best < 0 or not _in_order(ctl, nf, bstamp):
+        if best < 0:
+            break
+        if not _in_order(ctl, nf, bstamp):
+            ctl[G_WANT] = bstamp     # a follower that passes it wakes the leader
             break
         r = F_BASE + best * F_STRIDE
         tail = ctl[r + F_QTAIL]

@@ -32,6 +32,8 @@ G_EPOCH = 0      # odd while the leader rewrites the window; +2 per published wi
 G_STOP = 1       # 1: followers finish the packets they hold and leave (2: and drop hand-offs)
 G_LWAIT = 2      # 1: the leader sleeps on the event descriptor: a hand-off must wake it
 G_NF = 3         # followers
+G_WANT = 4       # the stamp of the hand-off the leader keeps back until every follower of an
+                 # ordered stream is past it (see F_POS): the one whose passing should wake it
 # the window: the words a publication replaces (G_STATE .. G_END)
 G_STATE = 8
 G_S = 9          # first seq of the window (the oldest open gulp)
