@@ -136,3 +136,37 @@ def test_sniffer_group_arguments():
         cap.end()
     finally:
         sock.close()
+
+
+def test_bifrost_sniff_socket_with_threads():
+    """Bifrost's usage, ``sock.sniff(addr)`` then the sniffer, with ``threads=2``: the
+    sniffing socket is the group's first member; every datagram counted once, in the
+    ring once."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    sock = UDPSocket()
+    sock.sniff(Address("127.0.0.1", port))
+    sock.timeout = 0.3
+    ring = Ring(name=f"mcsniff_bf_{time.monotonic_ns() & 0xffffff:x}")
+    cap = UDPSniffer("chips", sock, ring, NSRC, 0, 9000, NTIME, 1, None, threads=2)
+    col = RingCollector(ring, NTIME * NSRC * 32 * NCHAN)
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(NSRC)]
+    try:
+        for t in range(2 * NTIME):
+            for s, tx in enumerate(senders):
+                tx.sendto(chips(s, SEQ0 + t), ("127.0.0.1", port))
+        st: list = []
+        while not st or st[-1] not in TERMINAL:
+            st.append(int(cap.recv()))
+        cap.end()
+        seqs = col.join(30)
+    finally:
+        for tx in senders:
+            tx.close()
+        sock.close()
+    d = cap.stats
+    assert d["nreceived"] == d["nvalid"] == 2 * NTIME * NSRC and d["nmissing_bytes"] == 0
+    assert sum(r["nreceived"] for r in d["per_thread"]) == d["nreceived"]
+    assert seqs[0].data.size == 2 * NTIME * NSRC * 32 * NCHAN
