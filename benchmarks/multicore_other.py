@@ -2,10 +2,10 @@
 
 * **sniffer**: one ``UDPSniffer(..., threads=N)`` (VDIF, 16 sources) on one address; N C
   senders (``sendmmsg_tx``, one source port each, so that the fanout group's by-source
-  program spreads them) fill the packet sockets' rings while the receive threads are held,
-  then the capture drains them (timed from the first recv() to the last placement).
-  Baseline in the same run: N C ``recvmmsg`` receivers, each pre-filled by its own sender
-  (multicore.py's ``c_round``).
+  program spreads them; each sends the same number of packets at every N) fill the packet
+  sockets' rings while the receive threads are held, then the capture drains them (timed
+  from the first recv() to the last placement).  Baseline in the same run: N C
+  ``recvmmsg`` receivers, each pre-filled by its own sender (multicore.py's ``c_round``).
 * **disk**: one ``DiskReader(..., threads=N)`` reading a chips recording in /dev/shm (page
   cache); baseline: N Python threads each reading 1/N of the file with ``readinto`` of
   1 MiB (the GIL is released while the kernel copies), i.e. N ``cat``s at once.
@@ -64,26 +64,26 @@ class Sniffer:
         probe.close()
         self.sock.sniff(Address("127.0.0.1", self.port))
         self.sock.timeout = 0.5
-        # each ring holds a whole round, twice over (the round is pre-filled, and the
-        # by-source steering may give one socket every sender; the kernel hands a block
-        # over part-filled after sniff_retire_ms)
-        nblock = 2 * per * max(2048, payload + 256) // (1 << 22) + 8
+        # each ring holds a whole round (pre-filled; the by-source steering may give one
+        # socket every sender; the kernel hands a block over part-filled after
+        # sniff_retire_ms: a margin)
+        nblock = n * per * max(4096, 2 * payload) // (1 << 22) + 16
         extra = {"threads": n} if n > 1 else {}
         self.cap = UDPSniffer("vdif", self.sock, Ring(name=f"bench_mcsniff_{n}_{payload}_{os.getpid()}"),
                               NSRC, 0, 9000, gulp, 1, None, sniff_block_size=1 << 22,
                               sniff_block_count=nblock, sniff_retire_ms=4, **extra)
         self.seq = FPS - 1
-        self.round(min(per, max(6 * gulp * NSRC, 4096)))      # compile, fault the ring in
+        self.round(min(per, max(6 * gulp * NSRC // n, 4096)))   # compile, fault the ring in
 
     def round(self, per: int) -> float:
         if self.n > 1:
             from asbru.capture.group import shared
             self.cap._group_quiesce(shared.ST_PAUSE)           # hold the receive threads
         # n C senders, one source port each, all to the one sniffed port
-        multicore._senders(self.exe, [self.port] * self.n, per // self.n, self.payload, self.seq)
-        self.seq += per // NSRC + 1000
+        multicore._senders(self.exe, [self.port] * self.n, per, self.payload, self.seq)
+        self.seq += per // (NSRC // self.n) + 1000
         time.sleep(0.05)
-        want = (per // self.n) * self.n
+        want = per * self.n
         start = placed(self.cap)
         watch = LastPlacement(lambda: placed(self.cap) - start, want)
         t0 = time.perf_counter()
@@ -110,8 +110,8 @@ def bench_sniffer(exe: Any, ns: list[int], repeat: int, scale: float,
         print("UDPSniffer: not measured (needs CAP_NET_RAW)")
         return
     for label, payload in sizes.items():
-        per = int(per_socket[label] * scale) // 2
-        print(f"UDPSniffer vdif {label} payload, {NSRC} sources, {per} packets per round, "
+        per = int(per_socket[label] * scale)
+        print(f"UDPSniffer vdif {label} payload, {NSRC} sources, {per} packets per sender, "
               f"{gulps[label]} time slots per gulp:", flush=True)
         ours: dict[int, float] = {}
         theirs: dict[int, float] = {}
@@ -120,7 +120,7 @@ def bench_sniffer(exe: Any, ns: list[int], repeat: int, scale: float,
             mine, base = [], []
             try:
                 for _ in range(repeat):
-                    base.append(c_round(exe, n, per // n, payload))
+                    base.append(c_round(exe, n, per, payload))
                     mine.append(cap.round(per))
             finally:
                 cap.close()
