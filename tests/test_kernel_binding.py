@@ -71,10 +71,9 @@ def test_without_the_jit_a_bound_kernel_runs_the_template_lines(tmp_path):
 
 
 def test_a_binding_must_give_exactly_what_the_template_binds():
-    from asbru.capture.loop import per_format
-    from asbru.formats import engine
+    from asbru.formats import engine, entry_points
     with pytest.raises(ValueError, match="missing"):
-        engine.bound_module("incomplete", per_format, {"_decode": "asbru.formats.chips:decode"})
+        engine.bound_module("incomplete", entry_points, {"_decode": "asbru.formats.chips:decode"})
 
 
 def _py_files():
@@ -109,7 +108,7 @@ def test_no_module_builds_compiled_code_from_source_text():
 def test_templates_are_valid_modules_whose_kernels_are_plain_functions():
     import importlib
     import types
-    names = ["asbru.capture.loop.run", "asbru.capture.loop.per_format",
+    names = ["asbru.capture.loop.run", "asbru.formats.entry_points",
              "asbru.capture.backends.udp", "asbru.capture.backends.disk",
              "asbru.capture.backends.disk_resync", "asbru.capture.backends.sniffer",
              "asbru.formats.batch_kernels", "asbru.capture.group.follower",
@@ -135,3 +134,40 @@ def test_the_loop_reads_every_field_of_its_state_by_name_and_nothing_else():
              and isinstance(n.func, ast.Name) and n.func.id == "LoopState"]
     assert len(calls) == 1 and not calls[0].args
     assert {k.arg for k in calls[0].keywords} == set(LoopState._fields)
+
+
+_LOOPS = r'''
+import json, sys
+from asbru import formats
+from asbru.capture import precompile
+from asbru.capture.loop import capture_module
+out = {}
+for fmt in sys.argv[1].split(","):
+    f = formats.get(fmt, "capture")
+    precompile.compile_capture(f, "udp")
+    run = capture_module(f, "udp").run
+    out[fmt] = {"hits": sum(run.stats.cache_hits.values()), "misses": sum(run.stats.cache_misses.values()),
+                "file": run.py_func.__code__.co_filename}
+print(json.dumps(out))
+'''
+
+
+def test_the_capture_loop_is_compiled_once_for_every_format(tmp_path):
+    """Issue 14 (compile time): a second format's capture loop is the first one's, loaded
+    from the cache -- only the format's small entry points are compiled for it (before,
+    each format bound and compiled the whole loop again: 10-17 s per format)."""
+    e = dict(os.environ, ASBRU_CACHE_DIR=str(tmp_path / "kernels"), NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+             ASBRU_QUIET="1", PYTHONPATH=str(ROOT))
+    e.pop("NUMBA_DISABLE_JIT", None)
+
+    def loops(order: str) -> dict:
+        p = subprocess.run([sys.executable, "-c", _LOOPS, order], env=e, capture_output=True, text=True,
+                           timeout=600, cwd=ROOT)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    first = loops("chips_4")
+    assert first["chips_4"]["misses"] == 1 and first["chips_4"]["hits"] == 0
+    second = loops("tbn,vdif")
+    assert second["tbn"]["misses"] == 0 and second["tbn"]["hits"] == 1
+    assert second["tbn"]["file"] == first["chips_4"]["file"] == second["vdif"]["file"]

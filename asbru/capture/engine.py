@@ -198,7 +198,8 @@ class CaptureEngine:
 
         # compiled loop state
         self._kmod = capture_module(fmt, self._backend)
-        self._cfg = fmt.capture_config(nsrc, src0)
+        # the format's decode/place are found by the loop through their addresses in cfg
+        self._cfg = self._kmod.install(fmt.capture_config(nsrc, src0))
         self._cfg[spec.CFG_SAMPLE_RATE] = self.sample_rate or 0
         self._fstate = np.zeros(spec.NSTATE, dtype=np.int64)
         self._d = np.full(NDESC, -1, dtype=np.int64)
@@ -681,7 +682,7 @@ class CaptureEngine:
             if nslots == self.buffer_ntime and int(self._win[L.W_PLACED0]) == full:
                 st.cnt[L.C_NGOOD_BYTES] += full * p      # every packet came: nothing to zero
             else:
-                self._kmod.zero_fill(g.data, mask, nslots, self._seqdesc.copy(), self._zero,
+                self._kmod.zero_fill(self._cfg, g.data, mask, nslots, self._seqdesc.copy(), self._zero,
                                      self.nsrc, p, g.start, st.cnt, st.psrc)
             g.span.hand_over_flags(mask, sb)
         g.span.commit(nslots * sb)

@@ -66,10 +66,11 @@ def call_with_zero_budget(kmod: Any, io: np.ndarray, rbuf: np.ndarray, rlen: np.
     mask = np.zeros((1, 1), dtype=np.uint8)
     cnt = np.zeros(L.NCNT, dtype=i64)
     psrc = np.zeros((L.NPS, nsrc), dtype=i64)
+    cfg = kmod.install(np.zeros(spec.NCFG, dtype=i64))
     s = LoopState(io=io, rbuf=rbuf, rlen=rlen, meta=meta, aux=aux, auxlens=auxlens,
                   rst=np.zeros(L.NRST, dtype=i64),
                   hold=np.zeros((2, rbuf.shape[1]), dtype=np.uint8), hlen=np.zeros(2, dtype=i64),
-                  hst=np.zeros(L.NHST, dtype=i64), cfg=np.zeros(spec.NCFG, dtype=i64),
+                  hst=np.zeros(L.NHST, dtype=i64), cfg=cfg,
                   fstate=np.zeros(spec.NSTATE, dtype=i64), d=np.full(nd, -1, dtype=i64),
                   cur=np.full(nd, -1, dtype=i64), ref=np.full(nd, -1, dtype=i64),
                   chg=np.zeros(0, dtype=i64), gA=gulp, gB=gulp, mA=mask, mB=mask, win=win,
@@ -78,7 +79,7 @@ def call_with_zero_budget(kmod: Any, io: np.ndarray, rbuf: np.ndarray, rlen: np.
     r = kmod.run(s)
     if r != L.RS_BUDGET:
         raise RuntimeError(f"capture kernel warm-up: run() returned {r}, expected RS_BUDGET")
-    kmod.zero_fill(gulp, mask, 0, np.full(nd, -1, dtype=i64), np.zeros(1, dtype=np.uint8),
+    kmod.zero_fill(cfg, gulp, mask, 0, np.full(nd, -1, dtype=i64), np.zeros(1, dtype=np.uint8),
                    1, 1, 0, cnt, psrc)
 
 

@@ -101,6 +101,8 @@ def view_module(inner: types.ModuleType) -> types.ModuleType:
     for attr in _SHARED:
         if hasattr(inner, attr):
             setattr(mod, attr, getattr(inner, attr))
+    from ..formats.dispatch import uses_state
+    mod.USES_STATE = uses_state(inner)   # the view's decode keeps the inner decode's state
     return mod
 
 

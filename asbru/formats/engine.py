@@ -55,6 +55,17 @@ def bound_kernel(fn: _F) -> _F:
     return fn
 
 
+def bound_cfunc(signature: Any) -> Callable[[_F], _F]:
+    """Mark a template function as a C-callable kernel of ``signature`` (a numba signature):
+    :func:`bind` compiles a copy of it per binding with ``numba.cfunc`` (its ``.address`` is
+    a C function pointer).  Under ``NUMBA_DISABLE_JIT=1`` the copy stays plain Python."""
+    def mark(fn: _F) -> _F:
+        fn.__asbru_kernel__ = True  # type: ignore[attr-defined]
+        fn.__asbru_cfunc__ = signature  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
 def kernel_cache_dir() -> Path:
     """``$ASBRU_CACHE_DIR``, else ``~/.cache/asbru/kernels``, else a temp directory."""
     env = os.environ.get("ASBRU_CACHE_DIR")
@@ -162,7 +173,7 @@ def bound_module(tag: str, template: types.ModuleType, bindings: Mapping[str, Bi
     return module
 
 
-def _jit_disabled() -> bool:
+def jit_disabled() -> bool:
     from numba.core import config
     return bool(config.DISABLE_JIT)
 
@@ -171,7 +182,7 @@ def inlined(fn: Any) -> Any:
     """``fn`` (a numba function) recompiled with ``inline="always"``: numba copies its IR
     into each caller (under ``NUMBA_DISABLE_JIT=1``: ``fn`` itself)."""
     py = getattr(fn, "py_func", None)
-    if py is None or _jit_disabled():
+    if py is None or jit_disabled():
         return fn
     import numba
     return numba.njit(nogil=True, cache=True, inline="always")(py)
@@ -183,7 +194,7 @@ def bind(g: dict[str, Any], template_name: str, jit: Optional[bool] = None) -> N
     ``g``, compiled (``numba.njit(nogil=True, cache=True)``) unless the JIT is disabled."""
     template = importlib.import_module(template_name)
     if jit is None:
-        jit = not _jit_disabled()
+        jit = not jit_disabled()
     kernels = {k: v for k, v in vars(template).items()
                if isinstance(v, types.FunctionType) and getattr(v, "__asbru_kernel__", False)
                and v.__module__ == template.__name__}
@@ -204,7 +215,14 @@ def bind(g: dict[str, Any], template_name: str, jit: Optional[bool] = None) -> N
         copy.__doc__ = fn.__doc__
         copy.__module__ = g["__name__"]
         copy.__kwdefaults__ = fn.__kwdefaults__
-        g[k] = njit(copy) if njit is not None else copy
+        sig = getattr(fn, "__asbru_cfunc__", None)
+        if not jit:
+            g[k] = copy
+        elif sig is not None:
+            import numba
+            g[k] = numba.cfunc(sig, nogil=True, cache=True)(copy)
+        else:
+            g[k] = njit(copy)
 
 
 def is_cached(dispatcher: Any) -> bool:

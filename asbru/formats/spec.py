@@ -100,10 +100,17 @@ SPARE_SLOTS = (X0, X1, X2, X3, X4)
 # capture config (cfg) common leading entries
 CFG_NSRC = 0
 CFG_SRC0 = 1
-NCFG = 16  # capture_config arrays are this long (format-specific entries from index 2)
+NCFG = 20  # capture_config arrays are this long (format-specific entries from index 2 to 14)
 # the user's ``sample_rate=`` (samples per second; 0 = not given), set by the capture engine
 # for a format that learns its rate from the stream (``LEARNS`` declared)
-CFG_SAMPLE_RATE = NCFG - 1
+CFG_SAMPLE_RATE = 15
+# where the engine writes the addresses of the format's compiled decode / place / place_row
+# (0: none), through which the format-independent loops call them (asbru/formats/indirect.py)
+CFG_FN_DECODE = 16
+CFG_FN_PLACE = 17
+CFG_FN_PLACE_ROW = 18
+# 1 when the format's decode keeps state between packets (``state``), written by the engine
+CFG_USES_STATE = 19
 
 NSTATE = 64  # decode state scratch length
 # decode state entry the engine sets to 1 while it decodes the held packets one last time

@@ -18,8 +18,10 @@ backend owns), ``rbuf`` (uint8 ``[nbatch, slot]``: its rows size the hold buffer
 ``rlen`` (int64 ``[nbatch]``) and ``meta``/``aux``/``auxlens`` (any arrays, the backend's
 own) are set up by the Python class of the backend (``_setup_backend`` of a
 :class:`~asbru.capture.engine.CaptureEngine` subclass, whose ``_backend`` names the entry of
-:data:`BACKENDS`).  A byte-stream backend may add a per-format template providing
-``resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win)`` (see ``disk_resync``).
+:data:`BACKENDS`).  A byte-stream backend may add a template providing
+``resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win)`` (see ``disk_resync``), bound
+once with it.  Nothing of a backend depends on the format: the format's functions are
+reached through the capture config (:mod:`asbru.formats.indirect`).
 
 Register a new backend with :func:`register`; ``asbru.capture.precompile.backend_arrays``
 lists the stand-in arrays it is compiled with ahead of use.
@@ -35,7 +37,7 @@ from typing import Optional
 @dataclasses.dataclass(frozen=True)
 class Backend:
     """A receive backend: ``module`` (template with ``fetch``/``packet``), ``resync`` (a
-    template bound per format that provides ``resync``, or None: datagrams need none) and
+    template that provides ``resync``, or None: datagrams need none) and
     ``depends_on`` (modules whose compiled functions its kernels call: a change of one
     invalidates the cached kernels)."""
 

@@ -1,9 +1,10 @@
-"""The ``disk`` backend's per-format part (template, bound once per format): ``resync``.
+"""The ``disk`` backend's ``resync`` (template, bound once with the backend).
 
 A byte stream (a file, a pipe) can lose the record alignment (a short or long record):
 after a record that does not decode, :func:`resync` looks for the nearest place where
-records decode again.  It decodes, so it is bound per format (``_decode``; the imports
-below bind CHIPS, a valid default) and called by the loop as ``_resync``.
+records decode again.  It decodes through the format's entry points in the capture config
+(:mod:`asbru.formats.indirect`), so one compile serves every format; the loop calls it as
+``_resync``.
 """
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from asbru.capture.layout import (C_NINVALID, C_NINVALID_BYTES, C_NRECEIVED, C_N
                                   C_NSKIPPED_BYTES, DISK_BACK_ROWS, IO_BACK, IO_CARRY_LEN,
                                   IO_CARRY_OFF, IO_EOF, IO_FILL, IO_NEED, IO_SCAN_END, R_COUNT,
                                   W_N)
-from asbru.formats.chips import decode as _decode
 from asbru.formats.engine import bound_kernel
+from asbru.formats.indirect import decode as _decode
 from asbru.formats.spec import INVALID, NDESC as _NDESC, SEQ, VALID
 
-BINDS = ("_decode",)
+BINDS = ()
 
 @bound_kernel
 def _rows_flat(rbuf):

@@ -510,7 +510,7 @@ class GroupUDPCapture(GroupCapture, UDPCapture):
         return len(self._fds)
 
     def _follower_kernel(self) -> Any:
-        return follower.bind(self._fmt)
+        return follower.bind()
 
     def _follower_io(self, i: int) -> tuple[np.ndarray, Any, Any, Any]:
         from asbru.sockets.msgvec import RecvVec

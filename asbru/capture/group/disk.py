@@ -52,7 +52,7 @@ class GroupDiskReader(GroupCapture, DiskReader):
         return [i * self._chunk for i in range(self._nthreads)]
 
     def _follower_kernel(self) -> Any:
-        return follower_disk.bind(self._fmt)
+        return follower_disk.bind()
 
     def _follower_io(self, i: int) -> tuple[np.ndarray, Any, Any, Any]:
         fio = self._follower_base_io(self._fd, follower_disk.NFIO_DISK)

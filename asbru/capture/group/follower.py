@@ -9,23 +9,20 @@ sequence open, a new or changed sequence, a packet beyond the window or far behi
 that does not decode -- goes to the leader through this follower's hand-off queue, and the
 leader treats it exactly as a single-thread capture would.
 
-This file is a template module (asbru/formats/engine.py): :func:`bind` binds it to one
-format's ``decode``/``place``, the way the single-thread loop is bound, so numba compiles and
-caches one follower per format.
+This file is a template module (asbru/formats/engine.py), bound once (:func:`bind`): the
+format's ``decode``/``place`` are reached through their addresses in the capture config
+(:mod:`asbru.formats.indirect`), so one compiled follower serves every format.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from asbru.formats.simple import decode as _decode, place as _place  # defaults; bound per format
 from asbru.capture.borrow import borrow as _borrow
 from asbru.formats.engine import bound_kernel
+from asbru.formats.indirect import decode as _decode, place as _place
 from asbru.sockets.msgvec import OFF_MSG_FLAGS as MSG_OFF_FLAGS, OFF_MSG_LEN as MSG_OFF_LEN
 
-#: bound per format by :func:`bind`: its decode and place (inlined), and whether its decode
-#: keeps state (then a packet whose decode changes the state goes to the leader)
-BINDS = ("_decode", "_place", "USES_STATE")
-USES_STATE = True
+BINDS = ()
 
 from asbru.capture.layout import (C_NDUP, C_NDUP_BYTES, C_NINVALID, C_NINVALID_BYTES, C_NLATE,
                                   C_NLATE_BYTES, C_NRECEIVED, C_NVALID, C_NVALID_BYTES, C_ERRNO,
@@ -37,7 +34,7 @@ from asbru.capture.group.shared import (F_ACK, F_BASE, F_DONE, F_ERRNO, F_IDLE, 
                                         G_P, G_S, G_SEQID, G_SLOTA, G_SLOTB, G_STATE, G_STOP,
                                         LAST_NONE, ST_OPEN, ST_PAUSE, fence, read_window, u8_at,
                                         yield_cpu)
-from asbru.formats.spec import NSTATE, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, VALID
+from asbru.formats.spec import CFG_USES_STATE, NSTATE, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, VALID
 from asbru.sockets import syscalls as sc
 
 # what the follower's own io array holds
@@ -324,7 +321,7 @@ def _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc):
         d[chg[j]] = -1
     if _decode(pkt, cfg, fs, d) != VALID:
         return hand           # invalid, or the format must learn: the leader decides
-    if USES_STATE:
+    if cfg[CFG_USES_STATE] != 0:
         # the decode state must be the leader's: a packet that changes it (learning) is
         # decoded again by the leader, with the leader's state
         changed = False
@@ -373,31 +370,21 @@ def _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc):
     sb = nsrc * p
     base = loc[_W + G_GA] if g == 0 else loc[_W + G_GB]
     slot = u8_at(base + t * sb, sb)
-    _place(pkt[po:po + p], d, slot, nsrc)
+    _place(cfg, pkt[po:po + p], d, slot, nsrc)
     cnt[C_NVALID] += 1
     cnt[C_NVALID_BYTES] += ps
     psrc[PS_VALID, src] += 1
     return d[SEQ]
 
 
-def bind(fmt) -> object:
-    """This template bound to ``fmt`` (a :class:`asbru.formats.Format`): compiled and
-    cached once per format."""
-    import inspect
+def bind() -> object:
+    """This template bound (compiled and cached once, for every format)."""
     import sys
 
     from asbru.capture import layout
     from asbru.capture.group import shared
-    from asbru.formats import engine, spec
+    from asbru.formats import engine, indirect, spec
     from asbru.sockets import msgvec, syscalls
 
-    m = engine.importable_name(fmt.module)
-    try:
-        uses_state = "state[" in inspect.getsource(fmt.module)
-    except (OSError, TypeError):
-        uses_state = True
-    return engine.bound_module(
-        f"capture_follower_{fmt.name}", sys.modules[__name__],
-        {"_decode": f"inline:{m}:decode", "_place": f"inline:{m}:place",
-         "USES_STATE": uses_state},
-        depends_on=(fmt.module, spec, layout, shared, syscalls, msgvec))
+    return engine.bound_module("capture_follower", sys.modules[__name__], {},
+                               depends_on=(spec, indirect, layout, shared, syscalls, msgvec))

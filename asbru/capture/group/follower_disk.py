@@ -16,8 +16,9 @@ finished the records before it (asbru/capture/group/handoff.py): it sees the rec
 decides about in the file's order, after those before them were placed -- the order a
 single-thread DiskReader sees.
 
-Template bound per format (:func:`bind`): its collaborators are the format's follower
-functions (:data:`asbru.capture.group.bindings.SHARED`).
+Template bound once (:func:`bind`): its collaborators are the follower's functions
+(:data:`asbru.capture.group.bindings.SHARED`), which reach the format's decode/place through
+the capture config.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from asbru.capture.borrow import borrow as _borrow
 from asbru.capture.group.bindings import SHARED as BINDS  # noqa: F401  (the bound names)
-from asbru.capture.group.follower import (  # defaults; bound per format
+from asbru.capture.group.follower import (  # defaults; bound (bindings.py)
     _adopt, _batch_done, _consume, _finish, _queue_busy, _wait_idle, _wait_paused)  # noqa: F401
 from asbru.capture.group.follower import FIO_EVFD, FIO_FD, FIO_NMSG, FIO_ONE_ADDR, GATHER_BATCH, NFIO
 from asbru.capture.group.shared import (F_BASE, F_ERRNO, F_NRECV, F_POS, F_QHEAD, F_QTAIL,
@@ -172,12 +173,12 @@ def follow(ctl, me, fio, rbuf, rlen, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg,
     return total
 
 
-def bind(fmt) -> object:
-    """This template bound to ``fmt``'s follower functions (compiled once per format)."""
+def bind() -> object:
+    """This template bound to the follower's functions (compiled once, for every format)."""
     import sys
 
     from asbru.capture import layout
     from asbru.capture.group import bindings, shared
     from asbru.sockets import pread, syscalls
-    return bindings.bind_to_follower("capture_follower_disk", sys.modules[__name__], fmt,
+    return bindings.bind_to_follower("capture_follower_disk", sys.modules[__name__],
                                      depends_on=(layout, shared, syscalls, pread))

@@ -8,8 +8,9 @@ of ``FIO_NMSG`` (placed straight from the ring, or handed to the leader: ``_cons
 and the block is given back once every packet of it is consumed.  While no window is open
 only ``GATHER_BATCH`` packets are handed over at a time, as the socket follower does.
 
-Template bound per format (:func:`bind`): its collaborators are the format's follower
-functions (:data:`asbru.capture.group.bindings.SHARED`).
+Template bound once (:func:`bind`): its collaborators are the follower's functions
+(:data:`asbru.capture.group.bindings.SHARED`), which reach the format's decode/place through
+the capture config.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from asbru.capture.borrow import borrow as _borrow
 from asbru.capture.group.bindings import SHARED as BINDS  # noqa: F401  (the bound names)
-from asbru.capture.group.follower import (  # defaults; bound per format
+from asbru.capture.group.follower import (  # defaults; bound (bindings.py)
     _adopt, _batch_done, _consume, _finish, _queue_busy, _wait_idle, _wait_paused)
 from asbru.capture.group.follower import FIO_NMSG, GATHER_BATCH, NFIO
 from asbru.capture.group.shared import (F_BASE, F_NRECV, F_STRIDE, G_EPOCH, G_STATE, G_STOP,
@@ -153,12 +154,12 @@ def follow(ctl, me, fio, ring, offlen, qbuf, qlen, qstamp, fmask, cfg, fs, d, ch
     return total
 
 
-def bind(fmt) -> object:
-    """This template bound to ``fmt``'s follower functions (compiled once per format)."""
+def bind() -> object:
+    """This template bound to the follower's functions (compiled once, for every format)."""
     import sys
 
     from asbru.capture import layout
     from asbru.capture.group import bindings, shared
     from asbru.sockets import packet_ring, syscalls
-    return bindings.bind_to_follower("capture_follower_sniff", sys.modules[__name__], fmt,
+    return bindings.bind_to_follower("capture_follower_sniff", sys.modules[__name__],
                                      depends_on=(layout, shared, syscalls, packet_ring))

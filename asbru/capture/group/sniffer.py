@@ -53,7 +53,7 @@ class GroupUDPSniffer(GroupCapture, UDPSniffer):
         kmod = capture_module(f, "group")
         with precompile.announce(kmod, f.name, "sniffer"):
             precompile.compile_capture(f, "group")
-            self.compile_follower(follower_sniff.bind(f), f, follower_sniff.NFIO_SNIFF,
+            self.compile_follower(follower_sniff.bind(), f, follower_sniff.NFIO_SNIFF,
                                   np.zeros(1, dtype=np.uint8), np.zeros((2, 1), dtype=np.int64))
 
     def _open_packet_ring(self, sock: Any, bsize: int, bcount: int, retire: int) -> pr.PacketRing:
@@ -93,7 +93,7 @@ class GroupUDPSniffer(GroupCapture, UDPSniffer):
         return len(self._rings)
 
     def _follower_kernel(self) -> Any:
-        return follower_sniff.bind(self._fmt)
+        return follower_sniff.bind()
 
     def _follower_io(self, i: int) -> tuple[np.ndarray, Any, Any, Any]:
         ring = self._rings[i]

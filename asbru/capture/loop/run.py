@@ -1,15 +1,13 @@
-"""The capture loop (template), bound once per (format, receive backend).
+"""The capture loop (template), bound once per receive backend.
 
 Ordinary Python; :func:`asbru.capture.loop.capture_module` binds it
-(:func:`asbru.formats.engine.bound_module`) to
+(:func:`asbru.formats.engine.bound_module`) to the receive backend's ``fetch``/``packet``
+(``_fetch``/``_packet``: see :mod:`asbru.capture.backends`) and, for a byte-stream backend,
+its ``resync`` (``_resync``, ``RESYNC`` True).  Nothing here depends on the format: its
+``decode``/``place``/``place_row`` are reached through the addresses in the capture config
+(:mod:`asbru.formats.indirect`), so one compile per backend serves every format.
 
-* the format's per-packet functions (``_active``, ``_finalize``, ... of the binding of
-  :mod:`asbru.capture.loop.per_format`) and its ``place``/``place_row``;
-* the receive backend's ``fetch``/``packet`` (``_fetch``/``_packet``: see
-  :mod:`asbru.capture.backends`) and, for a byte-stream backend, its per-format
-  ``resync`` (``_resync``, ``RESYNC`` True).
-
-The imports below bind CHIPS on the UDP backend (a valid default).
+The imports below bind the UDP backend (a valid default).
 
 ``run(s)`` takes one :class:`~asbru.capture.loop.state.LoopState` and returns to Python
 only for the ``RS_*`` reasons of :mod:`asbru.capture.layout`; the packet that caused a
@@ -27,23 +25,22 @@ from asbru.capture.layout import (C_NUNLEARNED, F_EOF, F_TIMEOUT, FAR_STASH, H_G
                                   RS_BUDGET, RS_DRAINED, RS_START, W_BUDGET, W_FAR_N,
                                   W_FAR_REPLAY, W_FARGO, W_MODE, W_N, W_NOFETCH, W_NSRC, W_P,
                                   W_S, W_VOTE)
-from asbru.capture.loop.per_format import _active, _decode_fresh, _finalize, _finish
+from asbru.capture.loop.sequence import _active, _decode_fresh, _finalize, _finish
 from asbru.capture.loop_parts import (_drop_hold, _fetch_reason, _invalid, _merge, _no_resync as _resync,
                                       _ready)
-from asbru.formats.chips import place as _place, place_row as _place_row
 from asbru.formats.engine import bound_kernel
+from asbru.formats.indirect import place as _place, place_row as _place_row
 from asbru.formats.spec import HOLD, INVALID, SEQ, SRC, VALID
 from asbru.formats.spec import store_fence as _store_fence
 
 #: the globals a binding gives
-BINDS = ("_decode_fresh", "_finalize", "_active", "_finish", "_place",
-         "_place_row", "_fetch", "_packet", "_resync", "RESYNC")
+BINDS = ("_fetch", "_packet", "_resync", "RESYNC")
 #: the backend reads a byte stream: after a bad record, _resync finds the alignment again
 RESYNC = False
 
 
 @bound_kernel
-def _flush(rbuf, meta, aux, rst, pend, addrs, cur, d, gA, gB, win):
+def _flush(cfg, rbuf, meta, aux, rst, pend, addrs, cur, d, gA, gB, win):
     # place the deferred packets (still in the receive buffer): a run of pend entries of one
     # time slot holding all nsrc sources goes through place_row, anything else one by one
     n = rst[R_NPEND]
@@ -84,13 +81,13 @@ def _flush(rbuf, meta, aux, rst, pend, addrs, cur, d, gA, gB, win):
             for q in range(j, e):
                 pk = _packet(rbuf, meta, aux, pend[q, 0], pend[q, 1])
                 addrs[pend[q, 5]] = pk.ctypes.data + pend[q, 2]
-            done = _place_row(addrs, d, slot, nsrc)
+            done = _place_row(cfg, addrs, d, slot, nsrc)
         if not done:
             for q in range(j, e):
                 pk = _packet(rbuf, meta, aux, pend[q, 0], pend[q, 1])
                 po = pend[q, 2]
                 d[SRC] = pend[q, 5]
-                _place(pk[po:po + p], d, slot, nsrc)
+                _place(cfg, pk[po:po + p], d, slot, nsrc)
         j = e
 
 
@@ -177,7 +174,7 @@ def run(s):
                 reason = RS_DRAINED
                 break
             if rst[R_POS] >= rst[R_COUNT]:
-                _flush(rbuf, meta, aux, rst, pend, addrs, cur, d, gA, gB, win)
+                _flush(cfg, rbuf, meta, aux, rst, pend, addrs, cur, d, gA, gB, win)
                 f = _fetch(io, rbuf, rlen, meta, aux, auxlens, cnt)
                 if f < 0:
                     reason = _fetch_reason(f)
@@ -231,7 +228,7 @@ def run(s):
                 reason = RS_DRAINED
                 break
             if rst[R_POS] >= rst[R_COUNT]:
-                _flush(rbuf, meta, aux, rst, pend, addrs, cur, d, gA, gB, win)
+                _flush(cfg, rbuf, meta, aux, rst, pend, addrs, cur, d, gA, gB, win)
                 f = _fetch(io, rbuf, rlen, meta, aux, auxlens, cnt)
                 if f < 0:
                     if f == F_TIMEOUT or f == F_EOF:
@@ -296,7 +293,7 @@ def run(s):
                 if _ready(cur, chg, hst, win) and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:
                     reason = RS_START
                     break
-    _flush(rbuf, meta, aux, rst, pend, addrs, cur, d, gA, gB, win)
+    _flush(cfg, rbuf, meta, aux, rst, pend, addrs, cur, d, gA, gB, win)
     # place()/place_row() may use streaming stores: make them visible before Python commits
     # the gulp to readers on other threads
     _store_fence()

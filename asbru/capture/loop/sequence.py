@@ -1,18 +1,17 @@
-"""The per-packet part of the capture loop (template), bound once per format.
+"""The per-packet and per-sequence part of the capture loop: compiled once for every format.
 
-Ordinary Python; :func:`asbru.capture.loop.capture_module` binds it to a format
-(:func:`asbru.formats.engine.bound_module`): the format's ``decode``/``place`` become the
-globals ``_decode``/``_place`` (and ``_decode_inl``/``_place_inl``, the same functions
-inlined by numba into ``_active``), ``DEFER`` says whether the format has a ``place_row``.
-One binding serves every receive backend.  The imports below bind CHIPS (a valid default).
+``_active`` is one packet of an open sequence: the format's ``decode``, the window logic of
+:func:`asbru.capture.loop_parts._admit`, the format's ``place`` -- folded into the loop by
+LLVM (``inline_into_callers``).  The rest runs when a sequence starts, ends or changes
+(``_finalize`` and its vote) and when a gulp is committed (``zero_fill``).
 
-``_active`` is one packet of an open sequence: decode, the window logic of
-:func:`asbru.capture.loop_parts._admit`, place -- compiled once per format and folded into
-the loop by LLVM (``inline_into_callers``).  The rest runs when a sequence starts, ends or
-changes (``_finalize`` and its vote) and when a gulp is committed (``zero_fill``).
+The format's functions are reached through the addresses in the capture config
+(:mod:`asbru.formats.indirect`), so nothing here depends on the format: one compile serves
+every format and every receive backend.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from asbru.capture.borrow import borrow as _borrow
@@ -21,28 +20,24 @@ from asbru.capture.layout import (C_NLATE, C_NLATE_BYTES, FAR_NEED, FAR_STASH, H
                                   W_FAR_SEQ, W_FARGO, W_GMIN, W_MAXJUMP, W_N, W_NEWCFG, W_NSRC,
                                   W_P, W_VOTE, C_NGOOD_BYTES, C_NMISSING_BYTES, H_NVALID)
 from asbru.capture.loop_parts import _admit, _agrees, _invalid, _merge, inline_into_callers
-from asbru.formats.chips import decode as _decode, place as _place
-from asbru.formats.engine import bound_kernel
+from asbru.formats.indirect import decode as _decode, has_place_row as _has_place_row
+from asbru.formats.indirect import place as _place
 from asbru.formats.spec import (INVALID, PAYLOAD_OFFSET, PAYLOAD_SIZE, SEQ, SRC, ST_FINISH,
                                 VALID)
 from asbru.formats.spec import store_fence as _store_fence
 
-#: the globals a binding gives
-BINDS = ("_decode", "_decode_inl", "_place", "_place_inl", "DEFER")
-_decode_inl = _decode
-_place_inl = _place
-#: the format has a place_row: packets of the receive buffer are placed later, a row at a time
-DEFER = True
+#: how every function here is compiled
+compiled = numba.njit(nogil=True, cache=True)
 
 
-@bound_kernel
+@compiled
 def _decode_fresh(pkt, cfg, fstate, d):
     for i in range(d.shape[0]):
         d[i] = -1
     return _decode(pkt, cfg, fstate, d)
 
 
-@bound_kernel
+@compiled
 def _like(d, cand, chg, win):
     # does this packet side with the new candidate? (a jump: near its position; a change:
     # its configuration)
@@ -57,7 +52,7 @@ def _like(d, cand, chg, win):
     return True
 
 
-@bound_kernel
+@compiled
 def _keep(d, ref, cand, chg, win, new_wins):
     # after a vote: 0 = the packet goes with the winner, 1 = old data of a sequence that
     # ends (late), 2 = with neither side (invalid)
@@ -69,7 +64,7 @@ def _keep(d, ref, cand, chg, win, new_wins):
     return 0 if _like(d, cand, chg, win) else 2
 
 
-@bound_kernel
+@compiled
 def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
     # the sequence starts at the smallest seq of the held VALID packets that has a quarter of
     # them (2 at least, at most half a window's worth) within the window above it: strays from long ago cannot move seq0
@@ -111,7 +106,7 @@ def _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins):
     return s[(m - 1) // 2]
 
 
-@bound_kernel
+@compiled
 def _finish(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     # the stream ended or went quiet with packets held: a learning format adopts the best
     # estimate its state supports (ST_FINISH set while the hold is decoded once more)
@@ -123,7 +118,7 @@ def _finish(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     return nv
 
 
-@bound_kernel
+@compiled
 def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     # decode every held packet again (the format may have learnt what it needed) and
     # derive seq0 (_seq_floor) and the sequence descriptor; returns #VALID used.
@@ -187,7 +182,7 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     return nv
 
 
-@bound_kernel
+@compiled
 def _drop_far(hlen, win, cnt):
     # the far-ahead packets kept so far never found agreement: lone strays, invalid
     base = hlen.shape[0] - FAR_STASH
@@ -197,7 +192,7 @@ def _drop_far(hlen, win, cnt):
     win[W_FAR_REPLAY] = 0
 
 
-@bound_kernel
+@compiled
 def _far_ahead(pkt, ln, s, hold, hlen, win, cnt):
     # a packet more than one gulp beyond the window: kept (not placed) until FAR_NEED
     # packets within one gulp of each other say the stream is there; one corrupt seq then
@@ -228,7 +223,7 @@ def _far_ahead(pkt, ln, s, hold, hlen, win, cnt):
     return 0
 
 
-@bound_kernel
+@compiled
 def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, di, rst, pend,
             hold, hlen):
     # one packet while a sequence is open: 0 = consumed, -1 = consumed and counted invalid
@@ -240,14 +235,13 @@ def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, d
     inline_into_callers()
     for j in range(chg.shape[0]):
         d[chg[j]] = -1
-    r = _decode_inl(pkt, cfg, fstate, d)
+    r = _decode(pkt, cfg, fstate, d)
     if r != VALID:
         _invalid(cnt, ln)
         return -1 if r == INVALID else 0
     # where it goes (format-independent: compiled once, asbru/capture/loop_parts.py)
-    # (how many rows of pend it may use: a run-time value, so that _admit is compiled once
-    # for every format, not once per value of the constant DEFER)
-    room = pend.shape[0] * DEFER
+    # (how many rows of pend it may use: none unless the format places a row at a time)
+    room = pend.shape[0] if _has_place_row(cfg) else 0
     a = _admit(d, ln, cur, chg, mA, mB, win, cnt, psrc, di, rst, pend, room)
     if a >= 0:
         if a == RS_FAR:  # far ahead of the window: kept until the stream agrees
@@ -260,15 +254,15 @@ def _active(pkt, ln, cfg, fstate, d, cur, chg, gA, gB, mA, mB, win, cnt, psrc, d
     sb = nsrc * p
     po = d[PAYLOAD_OFFSET]
     if q < n:
-        _place_inl(pkt[po:po + p], d, gA[q * sb:(q + 1) * sb], nsrc)
+        _place(cfg, pkt[po:po + p], d, gA[q * sb:(q + 1) * sb], nsrc)
     else:
         t = q - n
-        _place_inl(pkt[po:po + p], d, gB[t * sb:(t + 1) * sb], nsrc)
+        _place(cfg, pkt[po:po + p], d, gB[t * sb:(t + 1) * sb], nsrc)
     return 0
 
 
-@bound_kernel
-def zero_fill(gulp, mask, nslots, d, zero, nsrc, p, seq_start, cnt, psrc):
+@compiled
+def zero_fill(cfg, gulp, mask, nslots, d, zero, nsrc, p, seq_start, cnt, psrc):
     # every (time, source) without a packet becomes zeros: a whole empty time slot is
     # cleared directly, a partly received one through the format's place(); the gulp's
     # received and missing bytes (and missing per source) are counted here too
@@ -297,7 +291,7 @@ def zero_fill(gulp, mask, nslots, d, zero, nsrc, p, seq_start, cnt, psrc):
         for s in range(nsrc):
             if row[s] == 0:
                 d[SRC] = s
-                _place(zero[:p], d, slot, nsrc)
+                _place(cfg, zero[:p], d, slot, nsrc)
     cnt[C_NGOOD_BYTES] += nrecv_all * p
     cnt[C_NMISSING_BYTES] += (nslots * nsrc - nrecv_all) * p
     _store_fence()
