@@ -8,7 +8,7 @@ docs/multicore.md.
   capture's sockets (``GroupUDPCapture``); :mod:`.sniffer`, :mod:`.disk` -- the sniffer's
   packet sockets and the disk reader's file;
 * :mod:`.follower` -- a receive thread on a UDP socket, and the per-packet work of every
-  receive thread (template bound per format); :mod:`.follower_sniff`,
+  receive thread (a template, bound once for every format); :mod:`.follower_sniff`,
   :mod:`.follower_disk` -- the receive loops on a packet ring and on a file
   (:mod:`.bindings` binds them to a format's follower);
 * :mod:`.handoff` -- the leader's receive backend: the receive threads' hand-off queues;
