@@ -10,7 +10,7 @@ docs/multicore.md.
 * :mod:`.follower` -- a receive thread on a UDP socket, and the per-packet work of every
   receive thread (a template, bound once for every format); :mod:`.follower_sniff`,
   :mod:`.follower_disk` -- the receive loops on a packet ring and on a file
-  (:mod:`.bindings` binds them to a format's follower);
+  (:mod:`.bindings` binds them to the follower);
 * :mod:`.handoff` -- the leader's receive backend: the receive threads' hand-off queues;
 * :mod:`.shared` -- the control block and the low-level operations on it;
 * :mod:`.masks` -- merging mask planes at commit; :mod:`.steer` -- SO_REUSEPORT steering;
