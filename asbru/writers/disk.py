@@ -8,6 +8,7 @@ import numpy as np
 from asbru.errors import ArgumentError
 from asbru.writers import kernels as K
 from asbru.writers.base import PacketWriter
+from asbru.writers.overlap import OverlappedImage
 
 __all__ = ["DiskWriter"]
 
@@ -27,10 +28,13 @@ class DiskWriter(PacketWriter):
     ``send()`` lands before the packets (Bifrost does not flush).
 
     ``method`` (asbru extension): ``"writev"`` hands header/payload pairs to ``writev``
-    (512 packets per call, no copy of the payload); ``"image"`` copies records into a 1 MiB
-    staging buffer and writes it in one call.  ``"auto"`` (default) picks the faster one
-    measured in ``benchmarks/writers.py``: writev when payloads are at least 4 KiB (or the
-    format has no header), the staging buffer for smaller packets.
+    (512 packets per call, no copy of the payload); ``"image"`` copies records into 1 MiB
+    staging buffers and writes each in one call: in a second thread while the next one is
+    copied when a send holds at least 4 MiB and neither ``core`` nor a rate limit is set,
+    else in turn in one thread.  ``"auto"`` (default) picks the faster one measured in
+    ``benchmarks/writers.py``: writev when payloads are at least 4 KiB (or the format has
+    no header), the staging buffers for smaller packets.  ``close()`` stops the second
+    thread.
     """
 
     KIND = "disk_writer"
@@ -46,7 +50,9 @@ class DiskWriter(PacketWriter):
             p = int(self._format.params.payload_size or 0)
             method = "writev" if (self._hsize == 0 or p >= WRITEV_MIN_PAYLOAD) else "image"
         self.method = method
-        self._stage = np.zeros(max(STAGE_BYTES, rec), dtype=np.uint8) if method == "image" else None
+        # the staging slots (slot 0 is the serial loop's buffer), the pipes and the write
+        # thread of the overlapped loop; pages are only touched when used
+        self._image = OverlappedImage(max(STAGE_BYTES, rec), self.KIND) if method == "image" else None
         self._iovs = np.zeros((K.IOV_MAX, 2), dtype=np.uint64)
 
     def _transfer(self, fd: int, hdrs: np.ndarray, payload: np.ndarray, out: np.ndarray) -> None:
@@ -54,8 +60,22 @@ class DiskWriter(PacketWriter):
         if flush is not None:
             flush()
         st = self._limiter
-        if self._stage is not None and self._stage.size >= hdrs.shape[1] + payload.shape[1]:
-            K.disk_write_image(fd, hdrs, payload, self._stage, self._iovs, self._pfd,
-                               st.state, st.ts, out)
-        else:
+        rec = hdrs.shape[1] + payload.shape[1]
+        image = self._image
+        if image is None or image.stages.shape[1] < rec:
             K.disk_write_pairs(fd, hdrs, payload, self._iovs, self._pfd, st.state, st.ts, out)
+        elif self._core is None and st.rate == 0 and image.worth_it(payload.shape[0], rec):
+            # a pinned writer keeps to its one core; a paced one has time to spare
+            image.write(fd, hdrs, payload, out)
+        else:
+            K.disk_write_image(fd, hdrs, payload, image.stages[0], self._iovs, self._pfd,
+                               st.state, st.ts, out)
+
+    def close(self) -> None:
+        """Stop the internal threads (the write thread of the image method, the pinned
+        sending thread); the file stays open: it is the caller's.  A later ``send()`` starts
+        them again."""
+        if self._image is not None:
+            with self._lock:  # after a send() in progress in another thread
+                self._image.close()
+        super().close()

@@ -1,0 +1,244 @@
+"""DiskWriter's "image" method with the copy and the write overlapped in two threads.
+
+The serial image loop (:func:`asbru.writers.kernels.disk_write_image`) alternates: copy
+1 MiB of records into the staging buffer, write it, copy the next MiB, ...  Here the thread
+that called ``send()`` copies records into a ring of :data:`NSLOTS` staging slots while a
+second thread writes the slots already filled, in order, so the copy of MiB k+1 runs while
+MiB k is in ``write()``.  Both loops are compiled (numba, no GIL).
+
+The two loops talk through two pipes only, one 8-byte token per slot:
+
+* ``filled`` (copier -> writer): the number of records in the next slot; 0 = no more;
+* ``free`` (writer -> copier): the slot was written (0) or the errno that stopped writing.
+
+A pipe read/write is a system call, which orders the memory accesses around it between the
+threads (the slot's bytes are stored before the token is written and are read by the
+kernel's ``write()`` after the token was read), and it blocks without spinning.  After an
+error the writer writes nothing more but still answers every token, and the copier stops
+copying at the next token it reads; ``send()`` returns only after both loops ended, so the
+error is raised by the ``send()`` whose records failed, with the counts the serial loop
+gives (whole records written are valid, the rest invalid).
+
+If either side ends abnormally (a Python exception, which compiled code does not raise), its
+Python wrapper closes its pipe end: the other side reads end-of-file and stops, and the
+pipes are made anew for the next ``send()``.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import weakref
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from asbru.sockets import syscalls as sc
+from asbru.writers import kernels as K
+from asbru.writers import ratelimit as rl
+
+__all__ = ["OverlappedImage", "NSLOTS", "MIN_SLOTS_PER_SEND"]
+
+#: staging slots in flight between the copier and the writer
+NSLOTS = 4
+#: sends shorter than this many slots are written serially: handing the write to the
+#: other thread and joining it costs tens of microseconds, more than copying one slot
+MIN_SLOTS_PER_SEND = 4
+
+_EIO = 5
+
+
+@njit(nogil=True, cache=True)
+def _put(fd, tok):
+    """Write the 8-byte token ``tok[0]`` to the pipe ``fd``; 0 or an errno."""
+    while True:
+        r = sc.write(fd, tok.ctypes.data, 8)
+        if r == 8:
+            return 0
+        if r < 0:
+            e = sc.errno()
+            if e == sc.EINTR:
+                continue
+            return e
+        return _EIO  # writes of up to PIPE_BUF bytes are all or nothing
+
+
+@njit(nogil=True, cache=True)
+def _get(fd, tok):
+    """Read one 8-byte token into ``tok[0]``; 0, or an errno (EIO at end-of-file: the
+    other side is gone)."""
+    while True:
+        r = sc.read(fd, tok.ctypes.data, 8)
+        if r == 8:
+            return 0
+        if r < 0:
+            e = sc.errno()
+            if e == sc.EINTR:
+                continue
+            return e
+        return _EIO
+
+
+@njit(nogil=True, cache=True)
+def copy_records(hdrs, payload, stages, fill_w, free_r):
+    """The copier: records into the slots in turn, one ``filled`` token per slot.
+
+    Waits for a ``free`` token before reusing a slot, stops copying when one carries an
+    error, and before returning collects the token of every slot handed over, so both pipes
+    are empty for the next send.  Returns the records handed over, or -errno when a pipe
+    failed."""
+    npkt = payload.shape[0]
+    if hdrs.shape[0] < npkt:
+        npkt = hdrs.shape[0]
+    rec = hdrs.shape[1] + payload.shape[1]
+    nslot = stages.shape[0]
+    per = stages.shape[1] // rec
+    tok = np.zeros(1, dtype=np.int64)
+    k = 0
+    j = 0
+    outstanding = 0   # slots handed to the writer and not yet answered
+    failed = 0        # errno of a broken pipe
+    stop = False      # the writer reported an error
+    while k < npkt and not stop and failed == 0:
+        if outstanding == nslot:
+            failed = _get(free_r, tok)
+            if failed != 0:
+                break
+            outstanding -= 1
+            if tok[0] != 0:
+                stop = True
+                break
+        want = npkt - k
+        if want > per:
+            want = per
+        K.build_stage(hdrs, payload, k, want, stages[j % nslot])
+        tok[0] = want
+        failed = _put(fill_w, tok)
+        if failed != 0:
+            break
+        outstanding += 1
+        j += 1
+        k += want
+    if failed == 0:
+        tok[0] = 0
+        failed = _put(fill_w, tok)
+    while failed == 0 and outstanding > 0:
+        failed = _get(free_r, tok)
+        outstanding -= 1
+    if failed != 0:
+        return -failed
+    return k
+
+
+@njit(nogil=True, cache=True)
+def write_slots(fd, stages, rec, fill_r, free_w, pfd, state, ts, out):
+    """The writer: for every ``filled`` token, write that slot (whole, resuming short
+    writes) and answer with a ``free`` token; after an error, only answer.  Counts the whole
+    records written into ``out`` (as the serial loop does).  Returns the records written."""
+    nslot = stages.shape[0]
+    tok = np.zeros(1, dtype=np.int64)
+    iov = np.zeros((1, 2), dtype=np.uint64)
+    k = 0
+    j = 0
+    while True:
+        if _get(fill_r, tok) != 0:
+            break              # the copier is gone
+        want = tok[0]
+        if want <= 0:
+            break              # no more slots
+        if out[K.O_FATAL] == 0:
+            iov[0, 0] = np.uint64(stages[j % nslot].ctypes.data)
+            iov[0, 1] = np.uint64(want * rec)
+            k += K._count_written(K._write_all(fd, iov, 1, pfd, ts, out), rec, want, state, out)
+        tok[0] = out[K.O_FATAL]
+        if _put(free_w, tok) != 0:
+            break
+        j += 1
+    return k
+
+
+def _release(res: dict[str, Any]) -> None:
+    """Stop the writer thread and close the pipes (close(), or the owner was collected)."""
+    pool = res.pop("pool", None)
+    if pool is not None:
+        pool.shutdown(wait=True)
+    for fd in res.pop("fds", ()):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class OverlappedImage:
+    """The staging slots, pipes and writer thread of one DiskWriter (made when first used)."""
+
+    def __init__(self, stage_bytes: int, name: str) -> None:
+        self.stages = np.zeros((NSLOTS, stage_bytes), dtype=np.uint8)
+        self._name = name
+        self._res: dict[str, Any] = {}
+        self._pfd = np.zeros(2, dtype=np.int32)
+        self._ts = np.zeros(2, dtype=np.int64)
+        self._unlimited = np.zeros(rl.NSTATE, dtype=np.int64)  # sends here are never paced
+        weakref.finalize(self, _release, self._res)
+
+    def worth_it(self, npkt: int, rec: int) -> bool:
+        """Whether a send of ``npkt`` records of ``rec`` bytes is long enough to overlap."""
+        return npkt * rec >= MIN_SLOTS_PER_SEND * self.stages.shape[1]
+
+    def _pipes(self) -> tuple[int, int, int, int]:
+        if "fds" not in self._res:
+            fill_r, fill_w = os.pipe()
+            free_r, free_w = os.pipe()
+            self._res["fds"] = [fill_r, fill_w, free_r, free_w]
+        if self._res.get("pool") is None:
+            self._res["pool"] = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"asbru-{self._name}-write")
+        fill_r, fill_w, free_r, free_w = self._res["fds"]
+        return fill_r, fill_w, free_r, free_w
+
+    def _discard_pipes(self) -> None:
+        """After an abnormal end the pipes may hold stale tokens: the next send makes new ones."""
+        for fd in self._res.pop("fds", ()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _drain(self, fd: int, rec: int, fill_r: int, free_w: int, out: np.ndarray) -> int:
+        try:
+            return write_slots(fd, self.stages, rec, fill_r, free_w, self._pfd, self._unlimited,
+                               self._ts, out)
+        except BaseException:
+            os.close(free_w)  # the copier reads end-of-file instead of waiting for us
+            self._res["fds"].remove(free_w)
+            raise
+
+    def write(self, fd: int, hdrs: np.ndarray, payload: np.ndarray, out: np.ndarray) -> None:
+        """Write every record (header row k, payload row k) to ``fd``; counts into ``out``
+        as :func:`asbru.writers.kernels.disk_write_image` does."""
+        npkt = min(hdrs.shape[0], payload.shape[0])
+        rec = hdrs.shape[1] + payload.shape[1]
+        fill_r, fill_w, free_r, free_w = self._pipes()
+        job = self._res["pool"].submit(self._drain, fd, rec, fill_r, free_w, out)
+        copied = written = None
+        try:
+            copied = copy_records(hdrs, payload, self.stages, fill_w, free_r)
+        finally:
+            if copied is None or copied < 0:
+                # the copier ended abnormally: end-of-file stops the writer
+                os.close(fill_w)
+                self._res["fds"].remove(fill_w)
+            try:
+                written = job.result()
+            finally:
+                if copied is None or copied < 0 or len(self._res.get("fds", ())) < 4:
+                    self._discard_pipes()
+        if copied < 0 and out[K.O_FATAL] == 0:
+            out[K.O_FATAL] = -copied
+        unwritten = npkt - int(written)
+        out[K.O_NINVALID] += unwritten
+        out[K.O_NINVALID_BYTES] += unwritten * rec
+
+    def close(self) -> None:
+        """Stop the writer thread and close the pipes (a later write() makes them anew)."""
+        _release(self._res)
