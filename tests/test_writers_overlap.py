@@ -25,12 +25,12 @@ THREAD = "asbru-disk_writer-write"
 def overlapped_calls(monkeypatch) -> list[int]:
     """Counts the sends that went through the overlapped loops."""
     calls: list[int] = []
-    real = overlap.copy_records
+    real = overlap.finish_copy
 
     def counted(*args):
         calls.append(1)
         return real(*args)
-    monkeypatch.setattr(overlap, "copy_records", counted)
+    monkeypatch.setattr(overlap, "finish_copy", counted)
     return calls
 
 
@@ -95,6 +95,23 @@ def test_small_slots_many_turns_and_sends_below_the_threshold(
     assert len(overlapped_calls) == 2
     expected, _ = _write(tmp_path / "b", "tbn", "writev", sends)
     assert got == expected and stats.nvalid == 1035 * 3 and stats.ninvalid == 0
+
+
+@pytest.mark.parametrize("seq,seq_inc", [((1 << 64) - 300, 1), (-(1 << 63) + 40, -1),
+                                          ((1 << 62) + 7, 1 << 55)])
+def test_headers_filled_batch_by_batch_wrap_as_in_one_fill(
+        seq: int, seq_inc: int, tmp_path: Path, overlapped_calls: list[int], monkeypatch) -> None:
+    # slots of 3 time steps: the headers are filled in many batches, and the sequence
+    # numbers cross 2**64 (or -2**63) inside the send; framecount (tbn) goes on across sends
+    monkeypatch.setattr(disk, "STAGE_BYTES", 3 * 2 * 1048)
+    data = [_data("tbn", 250, 2, 12), _data("tbn", 101, 2, 13)]
+    files = []
+    for method in ("image", "writev"):
+        with open(tmp_path / method, "wb") as fh, DiskWriter("tbn", fh, method=method) as w:
+            for d in data:
+                w.send(_header(), seq, seq_inc, 3, 2, d)
+        files.append((tmp_path / method).read_bytes())
+    assert len(overlapped_calls) == 2 and files[0] == files[1]
 
 
 def test_error_in_the_write_thread_is_raised_by_its_send(overlapped_calls: list[int]) -> None:

@@ -54,22 +54,37 @@ class DiskWriter(PacketWriter):
         # thread of the overlapped loop; pages are only touched when used
         self._image = OverlappedImage(max(STAGE_BYTES, rec), self.KIND) if method == "image" else None
         self._iovs = np.zeros((K.IOV_MAX, 2), dtype=np.uint64)
+        self._fill_args: tuple | None = None   # headers the overlapped loop fills (_defer_fill)
 
     def _transfer(self, fd: int, hdrs: np.ndarray, payload: np.ndarray, out: np.ndarray) -> None:
         flush = getattr(self._target, "flush", None)
         if flush is not None:
             flush()
         st = self._limiter
-        rec = hdrs.shape[1] + payload.shape[1]
         image = self._image
-        if image is None or image.stages.shape[1] < rec:
+        if image is None or image.stages.shape[1] < hdrs.shape[1] + payload.shape[1]:
             K.disk_write_pairs(fd, hdrs, payload, self._iovs, self._pfd, st.state, st.ts, out)
-        elif self._core is None and st.rate == 0 and image.worth_it(payload.shape[0], rec):
-            # a pinned writer keeps to its one core; a paced one has time to spare
-            image.write(fd, hdrs, payload, out)
+        elif self._overlaps(hdrs, payload):
+            fill_args, self._fill_args = self._fill_args, None
+            image.write(fd, hdrs, payload, out, self._fill if fill_args else None, fill_args)
         else:
             K.disk_write_image(fd, hdrs, payload, image.stages[0], self._iovs, self._pfd,
                                st.state, st.ts, out)
+
+    def _overlaps(self, hdrs: np.ndarray, payload: np.ndarray) -> bool:
+        """Whether this send copies and writes in two threads (docs/writing.md): a pinned
+        writer keeps to its one core, a paced one has time to spare, a short send would
+        spend more on the hand-over than it gains."""
+        rec = hdrs.shape[1] + payload.shape[1]
+        image = self._image
+        return (image is not None and image.stages.shape[1] >= rec and self._core is None
+                and self._limiter.rate == 0 and image.worth_it(payload.shape[0], rec))
+
+    def _defer_fill(self, hdrs: np.ndarray, payload: np.ndarray, fill_args: tuple) -> bool:
+        # the overlapped loop fills the headers batch by batch, so that all but the first
+        # batch's are filled while earlier records are being written
+        self._fill_args = fill_args if self._overlaps(hdrs, payload) else None
+        return self._fill_args is not None
 
     def close(self) -> None:
         """Stop the internal threads (the write thread of the image method, the pinned

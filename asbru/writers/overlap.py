@@ -4,7 +4,10 @@ The serial image loop (:func:`asbru.writers.kernels.disk_write_image`) alternate
 1 MiB of records into the staging buffer, write it, copy the next MiB, ...  Here the thread
 that called ``send()`` copies records into a ring of :data:`NSLOTS` staging slots while a
 second thread writes the slots already filled, in order, so the copy of MiB k+1 runs while
-MiB k is in ``write()``.  Both loops are compiled (numba, no GIL).
+MiB k is in ``write()``.  Both loops are compiled (numba, no GIL).  The copying thread also
+fills the headers, in batches of whole time steps just before it copies them (the first
+batch one slot, so that the first write starts early), instead of all of them before the
+first copy.
 
 The two loops talk through two pipes only, one 8-byte token per slot:
 
@@ -40,12 +43,22 @@ from asbru.writers import ratelimit as rl
 __all__ = ["OverlappedImage", "NSLOTS", "MIN_SLOTS_PER_SEND"]
 
 #: staging slots in flight between the copier and the writer
-NSLOTS = 4
+NSLOTS = 3
 #: sends shorter than this many slots are written serially: handing the write to the
 #: other thread and joining it costs tens of microseconds, more than copying one slot
 MIN_SLOTS_PER_SEND = 4
 
+#: header-fill batches after the first (slots' worth of records): one Python round per batch
+BATCH_SLOTS = 4
+
 _EIO = 5
+_U64 = (1 << 64) - 1
+
+
+def _wrap(v: int) -> int:
+    """A time step's sequence number as the filler computes it in int64 (two's complement)."""
+    v &= _U64
+    return v - (1 << 64) if v >> 63 else v
 
 
 @njit(nogil=True, cache=True)
@@ -79,55 +92,75 @@ def _get(fd, tok):
         return _EIO
 
 
-@njit(nogil=True, cache=True)
-def copy_records(hdrs, payload, stages, fill_w, free_r):
-    """The copier: records into the slots in turn, one ``filled`` token per slot.
+# the copier's state between calls (int64 array of NCOPY)
+C_SLOTS, C_AT, C_OUTSTANDING, C_STOPPED, C_FAILED = range(5)
+NCOPY = 5
 
-    Waits for a ``free`` token before reusing a slot, stops copying when one carries an
-    error, and before returning collects the token of every slot handed over, so both pipes
-    are empty for the next send.  Returns the records handed over, or -errno when a pipe
-    failed."""
-    npkt = payload.shape[0]
-    if hdrs.shape[0] < npkt:
-        npkt = hdrs.shape[0]
+
+@njit(nogil=True, cache=True)
+def _hand_over(fill_w, tok, cs):
+    """Give the slot being filled (``cs[C_AT]`` records) to the writer."""
+    tok[0] = cs[C_AT]
+    e = _put(fill_w, tok)
+    if e != 0:
+        cs[C_FAILED] = e
+        return
+    cs[C_OUTSTANDING] += 1
+    cs[C_SLOTS] += 1
+    cs[C_AT] = 0
+
+
+@njit(nogil=True, cache=True)
+def copy_records(hdrs, payload, stages, fill_w, free_r, cs):
+    """The copier: every record (header row k, payload row k) into the slots in turn,
+    continuing the slot that ``cs`` says is partly filled; a full slot goes to the writer
+    with a ``filled`` token.  Waits for a ``free`` token before reusing a slot and stops
+    copying when one carries an error (``cs[C_STOPPED]``) or a pipe fails
+    (``cs[C_FAILED]``).  Returns the records copied."""
+    n = payload.shape[0]
+    if hdrs.shape[0] < n:
+        n = hdrs.shape[0]
     rec = hdrs.shape[1] + payload.shape[1]
     nslot = stages.shape[0]
     per = stages.shape[1] // rec
     tok = np.zeros(1, dtype=np.int64)
     k = 0
-    j = 0
-    outstanding = 0   # slots handed to the writer and not yet answered
-    failed = 0        # errno of a broken pipe
-    stop = False      # the writer reported an error
-    while k < npkt and not stop and failed == 0:
-        if outstanding == nslot:
-            failed = _get(free_r, tok)
-            if failed != 0:
+    while k < n and cs[C_STOPPED] == 0 and cs[C_FAILED] == 0:
+        if cs[C_AT] == 0 and cs[C_OUTSTANDING] == nslot:
+            e = _get(free_r, tok)
+            if e != 0:
+                cs[C_FAILED] = e
                 break
-            outstanding -= 1
+            cs[C_OUTSTANDING] -= 1
             if tok[0] != 0:
-                stop = True
+                cs[C_STOPPED] = 1
                 break
-        want = npkt - k
-        if want > per:
-            want = per
-        K.build_stage(hdrs, payload, k, want, stages[j % nslot])
-        tok[0] = want
-        failed = _put(fill_w, tok)
-        if failed != 0:
-            break
-        outstanding += 1
-        j += 1
+        want = n - k
+        if want > per - cs[C_AT]:
+            want = per - cs[C_AT]
+        K.build_stage(hdrs, payload, k, want, stages[cs[C_SLOTS] % nslot], cs[C_AT])
+        cs[C_AT] += want
         k += want
-    if failed == 0:
-        tok[0] = 0
-        failed = _put(fill_w, tok)
-    while failed == 0 and outstanding > 0:
-        failed = _get(free_r, tok)
-        outstanding -= 1
-    if failed != 0:
-        return -failed
+        if cs[C_AT] == per:
+            _hand_over(fill_w, tok, cs)
     return k
+
+
+@njit(nogil=True, cache=True)
+def finish_copy(fill_w, free_r, cs):
+    """Hand over the last, partly filled slot, tell the writer there is no more, and
+    collect the token of every slot handed over, so that both pipes are empty for the next
+    send.  Returns 0 or the errno of a failed pipe."""
+    tok = np.zeros(1, dtype=np.int64)
+    if cs[C_AT] > 0 and cs[C_STOPPED] == 0 and cs[C_FAILED] == 0:
+        _hand_over(fill_w, tok, cs)
+    if cs[C_FAILED] == 0:
+        tok[0] = 0
+        cs[C_FAILED] = _put(fill_w, tok)
+    while cs[C_FAILED] == 0 and cs[C_OUTSTANDING] > 0:
+        cs[C_FAILED] = _get(free_r, tok)
+        cs[C_OUTSTANDING] -= 1
+    return cs[C_FAILED]
 
 
 @njit(nogil=True, cache=True)
@@ -213,31 +246,58 @@ class OverlappedImage:
             self._res["fds"].remove(free_w)
             raise
 
-    def write(self, fd: int, hdrs: np.ndarray, payload: np.ndarray, out: np.ndarray) -> None:
+    def write(self, fd: int, hdrs: np.ndarray, payload: np.ndarray, out: np.ndarray,
+              fill: Any = None, fill_args: tuple | None = None) -> None:
         """Write every record (header row k, payload row k) to ``fd``; counts into ``out``
-        as :func:`asbru.writers.kernels.disk_write_image` does."""
+        as :func:`asbru.writers.kernels.disk_write_image` does.
+
+        With ``fill`` (the format's header filler) and ``fill_args`` (its arguments after
+        ``hdrs``: info, wcfg, seq, seq_inc, src, src_inc, ntime, nsrc, framecount), the
+        headers are filled here, batch by batch of whole time steps just before they are
+        copied: the first batch is one slot, the rest :data:`BATCH_SLOTS` slots."""
         npkt = min(hdrs.shape[0], payload.shape[0])
         rec = hdrs.shape[1] + payload.shape[1]
         fill_r, fill_w, free_r, free_w = self._pipes()
+        cs = np.zeros(NCOPY, dtype=np.int64)
         job = self._res["pool"].submit(self._drain, fd, rec, fill_r, free_w, out)
-        copied = written = None
+        failed = written = None
         try:
-            copied = copy_records(hdrs, payload, self.stages, fill_w, free_r)
+            if fill_args is None:
+                copy_records(hdrs, payload, self.stages, fill_w, free_r, cs)
+            else:
+                self._fill_and_copy(hdrs, payload, fill, fill_args, fill_w, free_r, cs)
+            failed = finish_copy(fill_w, free_r, cs)
         finally:
-            if copied is None or copied < 0:
+            if failed is None or failed != 0:
                 # the copier ended abnormally: end-of-file stops the writer
                 os.close(fill_w)
                 self._res["fds"].remove(fill_w)
             try:
                 written = job.result()
             finally:
-                if copied is None or copied < 0 or len(self._res.get("fds", ())) < 4:
+                if failed is None or failed != 0 or len(self._res.get("fds", ())) < 4:
                     self._discard_pipes()
-        if copied < 0 and out[K.O_FATAL] == 0:
-            out[K.O_FATAL] = -copied
+        if failed and out[K.O_FATAL] == 0:
+            out[K.O_FATAL] = failed
         unwritten = npkt - int(written)
         out[K.O_NINVALID] += unwritten
         out[K.O_NINVALID_BYTES] += unwritten * rec
+
+    def _fill_and_copy(self, hdrs: np.ndarray, payload: np.ndarray, fill: Any,
+                       fill_args: tuple, fill_w: int, free_r: int, cs: np.ndarray) -> None:
+        info, wcfg, seq, seq_inc, src, src_inc, ntime, nsrc, framecount = fill_args
+        step = hdrs.shape[1] + payload.shape[1]
+        step *= nsrc                                   # bytes per time step
+        rows = max(1, self.stages.shape[1] // step)    # the first batch: one slot
+        i0 = 0
+        while i0 < ntime and cs[C_STOPPED] == 0 and cs[C_FAILED] == 0:
+            i1 = min(ntime, i0 + rows)
+            k0, k1 = i0 * nsrc, i1 * nsrc
+            fill(hdrs[k0:k1], info, wcfg, _wrap(seq + i0 * seq_inc), seq_inc, src, src_inc,
+                 i1 - i0, nsrc, framecount + i0)
+            copy_records(hdrs[k0:k1], payload[k0:k1], self.stages, fill_w, free_r, cs)
+            i0 = i1
+            rows = max(1, BATCH_SLOTS * self.stages.shape[1] // step)
 
     def close(self) -> None:
         """Stop the writer thread and close the pipes (a later write() makes them anew)."""

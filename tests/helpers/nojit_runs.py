@@ -224,19 +224,19 @@ def writer_run(workdir: str) -> dict[str, Any]:
     image_path = Path(workdir) / "written_image.dat"
     stage_bytes, disk.STAGE_BYTES = disk.STAGE_BYTES, 2 * (16 + 32 * NET_NCHAN)
     calls = []
-    copy_records = overlap.copy_records
+    finish_copy = overlap.finish_copy
 
     def counted(*args: Any) -> int:
         calls.append(1)
-        return copy_records(*args)
-    overlap.copy_records = counted
+        return finish_copy(*args)
+    overlap.finish_copy = counted
     try:
         with open(image_path, "wb") as fh, \
                 DiskWriter(f"{NET_FMT}_{NET_NCHAN}", fh, method="image") as w:
             w.send(info, 7, 1, 0, 1, _net_stream())
     finally:
         disk.STAGE_BYTES = stage_bytes
-        overlap.copy_records = copy_records
+        overlap.finish_copy = finish_copy
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))
     rx.settimeout(5)
