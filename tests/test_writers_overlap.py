@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +261,31 @@ def test_a_side_that_dies_does_not_hang_send_and_the_next_send_is_whole(
     with open(tmp_path / "ref", "wb") as fh:
         DiskWriter("chips_4", fh, method="writev").send(_header(), 0, 1, 0, 1, data)
     assert (tmp_path / "x").read_bytes() == (tmp_path / "ref").read_bytes()
+
+
+def test_a_forked_child_writes_with_a_thread_of_its_own(tmp_path: Path) -> None:
+    # the parent's writer thread does not exist in a child made by fork(): the child's
+    # first large send must start its own (not wait forever for the parent's)
+    data = _data("chips_4", 16000, 2, 14)
+    with open(tmp_path / "parent", "wb") as fh, DiskWriter("chips_4", fh) as w:
+        w.send(_header(), 0, 1, 0, 1, data)
+        pid = os.fork()
+        if pid == 0:  # the child: write its own file, exit without running pytest's teardown
+            code = 1
+            try:
+                with open(tmp_path / "child", "wb") as cfh:
+                    w._target = cfh
+                    code = 0 if w.send(_header(), 0, 1, 0, 1, data) == 32000 else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 30
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if done[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child's send() did not return within 30 s")
+        status = done[1]
+        w.send(_header(), 16000, 1, 0, 1, data)      # the parent's thread and pipes still work
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (tmp_path / "child").read_bytes() == (tmp_path / "parent").read_bytes()[:32000 * 144]

@@ -190,16 +190,30 @@ def write_slots(fd, stages, rec, fill_r, free_w, pfd, state, ts, out):
     return k
 
 
-def _release(res: dict[str, Any]) -> None:
-    """Stop the writer thread and close the pipes (close(), or the owner was collected)."""
+def _release(res: dict[str, Any], wait: bool = True) -> None:
+    """Stop the writer thread and close the pipes.  ``close()`` waits for the thread to
+    end; the finalizer of a collected writer only tells it to (the collection may run in
+    any thread, the writer thread included, which cannot wait for itself)."""
     pool = res.pop("pool", None)
     if pool is not None:
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=wait)
     for fd in res.pop("fds", ()):
         try:
             os.close(fd)
         except OSError:
             pass
+
+
+def _drain(res: dict[str, Any], fd: int, stages: np.ndarray, rec: int, fill_r: int,
+           free_w: int, scratch: tuple, out: np.ndarray) -> int:
+    """The writer thread's job (a plain function: the thread holds no reference to the
+    OverlappedImage, so a writer is never collected, nor its thread stopped, from there)."""
+    try:
+        return write_slots(fd, stages, rec, fill_r, free_w, *scratch, out)
+    except BaseException:
+        os.close(free_w)  # the copier reads end-of-file instead of waiting for us
+        res["fds"].remove(free_w)
+        raise
 
 
 class OverlappedImage:
@@ -212,13 +226,19 @@ class OverlappedImage:
         self._pfd = np.zeros(2, dtype=np.int32)
         self._ts = np.zeros(2, dtype=np.int64)
         self._unlimited = np.zeros(rl.NSTATE, dtype=np.int64)  # sends here are never paced
-        weakref.finalize(self, _release, self._res)
+        weakref.finalize(self, _release, self._res, False)
 
     def worth_it(self, npkt: int, rec: int) -> bool:
         """Whether a send of ``npkt`` records of ``rec`` bytes is long enough to overlap."""
         return npkt * rec >= MIN_SLOTS_PER_SEND * self.stages.shape[1]
 
     def _pipes(self) -> tuple[int, int, int, int]:
+        if self._res.get("pid", os.getpid()) != os.getpid():
+            # a forked child: the parent's writer thread is not here (a pool that believes
+            # it has one would never run the job); the pipes are shared with the parent
+            self._res.pop("pool", None)
+            self._discard_pipes()
+        self._res["pid"] = os.getpid()
         if "fds" not in self._res:
             fill_r, fill_w = os.pipe()
             free_r, free_w = os.pipe()
@@ -237,15 +257,6 @@ class OverlappedImage:
             except OSError:
                 pass
 
-    def _drain(self, fd: int, rec: int, fill_r: int, free_w: int, out: np.ndarray) -> int:
-        try:
-            return write_slots(fd, self.stages, rec, fill_r, free_w, self._pfd, self._unlimited,
-                               self._ts, out)
-        except BaseException:
-            os.close(free_w)  # the copier reads end-of-file instead of waiting for us
-            self._res["fds"].remove(free_w)
-            raise
-
     def write(self, fd: int, hdrs: np.ndarray, payload: np.ndarray, out: np.ndarray,
               fill: Any = None, fill_args: tuple | None = None) -> None:
         """Write every record (header row k, payload row k) to ``fd``; counts into ``out``
@@ -259,7 +270,8 @@ class OverlappedImage:
         rec = hdrs.shape[1] + payload.shape[1]
         fill_r, fill_w, free_r, free_w = self._pipes()
         cs = np.zeros(NCOPY, dtype=np.int64)
-        job = self._res["pool"].submit(self._drain, fd, rec, fill_r, free_w, out)
+        job = self._res["pool"].submit(_drain, self._res, fd, self.stages, rec, fill_r, free_w,
+                                       (self._pfd, self._unlimited, self._ts), out)
         failed = written = None
         try:
             if fill_args is None:
