@@ -48,8 +48,9 @@ NSLOTS = 3
 #: other thread and joining it costs tens of microseconds, more than copying one slot
 MIN_SLOTS_PER_SEND = 4
 
-#: header-fill batches after the first (slots' worth of records): one Python round per batch
-BATCH_SLOTS = 4
+#: header-fill batches after the first (slots' worth of records): one Python round per
+#: batch, in the copying thread, which has time to spare while the writer writes
+BATCH_SLOTS = 2
 
 _EIO = 5
 _U64 = (1 << 64) - 1
@@ -226,6 +227,7 @@ class OverlappedImage:
         self._pfd = np.zeros(2, dtype=np.int32)
         self._ts = np.zeros(2, dtype=np.int64)
         self._unlimited = np.zeros(rl.NSTATE, dtype=np.int64)  # sends here are never paced
+        self._hbatch = np.zeros((0, 0), dtype=np.uint8)        # headers of one batch
         weakref.finalize(self, _release, self._res, False)
 
     def worth_it(self, npkt: int, rec: int) -> bool:
@@ -265,7 +267,8 @@ class OverlappedImage:
         With ``fill`` (the format's header filler) and ``fill_args`` (its arguments after
         ``hdrs``: info, wcfg, seq, seq_inc, src, src_inc, ntime, nsrc, framecount), the
         headers are filled here, batch by batch of whole time steps just before they are
-        copied: the first batch is one slot, the rest :data:`BATCH_SLOTS` slots."""
+        copied: the first batch is one slot, the rest :data:`BATCH_SLOTS` slots.  ``hdrs`` is
+        then left as it is."""
         npkt = min(hdrs.shape[0], payload.shape[0])
         rec = hdrs.shape[1] + payload.shape[1]
         fill_r, fill_w, free_r, free_w = self._pipes()
@@ -297,19 +300,25 @@ class OverlappedImage:
 
     def _fill_and_copy(self, hdrs: np.ndarray, payload: np.ndarray, fill: Any,
                        fill_args: tuple, fill_w: int, free_r: int, cs: np.ndarray) -> None:
+        # the headers of a batch go into a small buffer of their own, which stays in cache
+        # between the fill and the copy (``hdrs``, the send's array, is not touched); like
+        # the send's array it is zeroed once and then only ever written by the filler
         info, wcfg, seq, seq_inc, src, src_inc, ntime, nsrc, framecount = fill_args
-        step = hdrs.shape[1] + payload.shape[1]
-        step *= nsrc                                   # bytes per time step
-        rows = max(1, self.stages.shape[1] // step)    # the first batch: one slot
+        step = (hdrs.shape[1] + payload.shape[1]) * nsrc   # bytes per time step
+        most = max(1, BATCH_SLOTS * self.stages.shape[1] // step)
+        if self._hbatch.shape[0] < most * nsrc or self._hbatch.shape[1] != hdrs.shape[1]:
+            self._hbatch = np.zeros((most * nsrc, hdrs.shape[1]), dtype=np.uint8)
+        hb = self._hbatch
+        rows = max(1, self.stages.shape[1] // step)        # the first batch: one slot
         i0 = 0
         while i0 < ntime and cs[C_STOPPED] == 0 and cs[C_FAILED] == 0:
             i1 = min(ntime, i0 + rows)
-            k0, k1 = i0 * nsrc, i1 * nsrc
-            fill(hdrs[k0:k1], info, wcfg, _wrap(seq + i0 * seq_inc), seq_inc, src, src_inc,
+            n = (i1 - i0) * nsrc
+            fill(hb[:n], info, wcfg, _wrap(seq + i0 * seq_inc), seq_inc, src, src_inc,
                  i1 - i0, nsrc, framecount + i0)
-            copy_records(hdrs[k0:k1], payload[k0:k1], self.stages, fill_w, free_r, cs)
+            copy_records(hb[:n], payload[i0 * nsrc: i1 * nsrc], self.stages, fill_w, free_r, cs)
             i0 = i1
-            rows = max(1, BATCH_SLOTS * self.stages.shape[1] // step)
+            rows = most
 
     def close(self) -> None:
         """Stop the writer thread and close the pipes (a later write() makes them anew)."""
