@@ -191,8 +191,12 @@ class PacketWriter:
                 if not self._defer_fill(hdrs, payload, fill_args):
                     self._fill(hdrs, *fill_args)
             self._framecount += ntime
-            self._run(fd, hdrs, payload, out)
-            self._counts += out[:4]
+            try:
+                self._run(fd, hdrs, payload, out)
+            finally:
+                # also when interrupted (a KeyboardInterrupt between two batches of an
+                # overlapped disk write): the packets written so far are counted
+                self._counts += out[:4]
             if out[K.O_NSOFT]:
                 self.last_error = int(out[K.O_SOFT])
             self._publish(force=bool(out[K.O_FATAL]))

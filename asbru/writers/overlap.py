@@ -292,11 +292,14 @@ class OverlappedImage:
             finally:
                 if failed is None or failed != 0 or len(self._res.get("fds", ())) < 4:
                     self._discard_pipes()
-        if failed and out[K.O_FATAL] == 0:
-            out[K.O_FATAL] = failed
-        unwritten = npkt - int(written)
-        out[K.O_NINVALID] += unwritten
-        out[K.O_NINVALID_BYTES] += unwritten * rec
+                if written is not None:
+                    # every record is counted, written or not, even when the copier was
+                    # interrupted (KeyboardInterrupt) and that is being raised
+                    if failed and out[K.O_FATAL] == 0:
+                        out[K.O_FATAL] = failed
+                    unwritten = npkt - int(written)
+                    out[K.O_NINVALID] += unwritten
+                    out[K.O_NINVALID_BYTES] += unwritten * rec
 
     def _fill_and_copy(self, hdrs: np.ndarray, payload: np.ndarray, fill: Any,
                        fill_args: tuple, fill_w: int, free_r: int, cs: np.ndarray) -> None:
