@@ -217,6 +217,21 @@ def _drain(res: dict[str, Any], fd: int, stages: np.ndarray, rec: int, fill_r: i
         raise
 
 
+def _join(job: concurrent.futures.Future) -> tuple[int, KeyboardInterrupt | None]:
+    """The writer thread's result, and a KeyboardInterrupt that came while waiting for it:
+    that is held back until the thread has ended (it ends by itself: the copier has stopped,
+    and a write makes progress or gives up after 10 s), so that the pipes and slots are
+    never released under it; the caller raises it after the counts are in."""
+    interrupted = None
+    while True:
+        try:
+            return job.result(), interrupted
+        except KeyboardInterrupt as exc:
+            if job.done() and job.exception() is exc:
+                raise                  # the thread's own (compiled code raises none)
+            interrupted = exc
+
+
 class OverlappedImage:
     """The staging slots, pipes and writer thread of one DiskWriter (made when first used)."""
 
@@ -275,7 +290,7 @@ class OverlappedImage:
         cs = np.zeros(NCOPY, dtype=np.int64)
         job = self._res["pool"].submit(_drain, self._res, fd, self.stages, rec, fill_r, free_w,
                                        (self._pfd, self._unlimited, self._ts), out)
-        failed = written = None
+        failed = written = interrupted = None
         try:
             if fill_args is None:
                 copy_records(hdrs, payload, self.stages, fill_w, free_r, cs)
@@ -288,18 +303,20 @@ class OverlappedImage:
                 os.close(fill_w)
                 self._res["fds"].remove(fill_w)
             try:
-                written = job.result()
+                written, interrupted = _join(job)
             finally:
                 if failed is None or failed != 0 or len(self._res.get("fds", ())) < 4:
                     self._discard_pipes()
                 if written is not None:
-                    # every record is counted, written or not, even when the copier was
+                    # every record is counted, written or not, also when the copier was
                     # interrupted (KeyboardInterrupt) and that is being raised
                     if failed and out[K.O_FATAL] == 0:
                         out[K.O_FATAL] = failed
                     unwritten = npkt - int(written)
                     out[K.O_NINVALID] += unwritten
                     out[K.O_NINVALID_BYTES] += unwritten * rec
+        if interrupted is not None:
+            raise interrupted
 
     def _fill_and_copy(self, hdrs: np.ndarray, payload: np.ndarray, fill: Any,
                        fill_args: tuple, fill_w: int, free_r: int, cs: np.ndarray) -> None:
