@@ -93,7 +93,7 @@ FPS = 256
 NPKT = {"8 KiB": 16_000, "1 KiB": 100_000}   # fits the 512 MiB socket buffer / the sniffer ring
 # against the like-for-like C baseline (VDIF: same decode + one memcpy per packet)
 TARGET = {("UDPCapture", "8 KiB"): 1.0, ("UDPCapture", "1 KiB"): 1.0,
-          ("UDPSniffer", "8 KiB"): 2.0, ("UDPSniffer", "1 KiB"): 4.0}
+          ("UDPSniffer", "8 KiB"): 2.0, ("UDPSniffer", "1 KiB"): 3.0}
 SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 
 
@@ -285,11 +285,11 @@ def bench_receive(exe: Any, repeat: int, sniffer: bool, scale: float,
 
 
 # --------------------------------------------------------------------------------------
-def bench_disk(mib: int, repeat: int, payload: int = 8160, read_size: int | None = None) -> None:
+def chips_recording(mib: int, payload: int, tag: str) -> tuple[Path, int]:
+    """About ``mib`` MiB of chips records in SHM, laid out as DiskWriter('chips_N') writes
+    them (time-major, roach = src + 1, seq 1, 2, ...): (its path, number of records)."""
     rec = 16 + payload
     ntime = (mib << 20) // (rec * NSRC)
-    nrec = ntime * NSRC
-    # records laid out as DiskWriter('chips_255') writes them: time-major, roach = src + 1
     recs = np.empty((ntime, NSRC, rec), dtype=np.uint8)
     recs[:, :, 16:] = np.random.default_rng(0).integers(0, 256, size=payload, dtype=np.uint8)
     recs[:, :, :16] = 0
@@ -299,10 +299,15 @@ def bench_disk(mib: int, repeat: int, payload: int = 8160, read_size: int | None
     recs[:, :, 5] = NSRC
     seq = np.arange(1, ntime + 1, dtype=">u8").view(np.uint8).reshape(ntime, 1, 8)
     recs[:, :, 8:16] = seq
-    path = SHM / f"asbru-bench-capture-{os.getpid()}.dat"
+    path = SHM / f"asbru-bench-{tag}-{os.getpid()}.dat"
+    path.write_bytes(recs.tobytes())
+    return path, ntime * NSRC
+
+
+def bench_disk(mib: int, repeat: int, payload: int = 8160, read_size: int | None = None) -> None:
+    rec = 16 + payload
+    path, nrec = chips_recording(mib, payload, "capture")
     try:
-        path.write_bytes(recs.tobytes())
-        del recs
         nbytes = path.stat().st_size
         buf = bytearray(1 << 20)
 

@@ -1,6 +1,10 @@
 """One capture on N receive threads, beside N C receivers, in one run.
 
     .venv/bin/python benchmarks/multicore.py [--repeat 3] [--quick] [--threads 1,2,4,8]
+                                             [--what udp|sniffer|disk]
+
+``--what sniffer`` and ``--what disk`` measure ``UDPSniffer(..., threads=N)`` and
+``DiskReader(..., threads=N)`` instead (benchmarks/multicore_other.py says how).
 
 For N = 1, 2, 4, 8 (only those the machine has cores for): aggregate packets/s of
 
@@ -193,6 +197,8 @@ def main() -> int:
     ap.add_argument("--threads", default="1,2,4,8", help="the N to measure (default 1,2,4,8)")
     ap.add_argument("--detail", action="store_true", help="per receive thread: placed, handed "
                     "over, time waited for the leader")
+    ap.add_argument("--what", choices=("udp", "sniffer", "disk"), default="udp",
+                    help="UDPCapture (default), UDPSniffer or DiskReader on N threads")
     a = ap.parse_args()
     print(describe(), flush=True)
     repeat = 1 if a.quick else max(1, a.repeat)
@@ -203,10 +209,18 @@ def main() -> int:
     if len(ns) < len(wanted):
         print(f"(N = {', '.join(map(str, ns))} only: this machine has {cores} cores, and a "
               f"receive thread per core is what is measured)")
+    if a.what == "disk":
+        from benchmarks import multicore_other
+        multicore_other.bench_disk(ns, repeat, scale)
+        return 0
     try:
         exe = build()
     except BuildError as exc:
         print(f"not measured: {exc}")
+        return 0
+    if a.what == "sniffer":
+        from benchmarks import multicore_other
+        multicore_other.bench_sniffer(exe, ns, repeat, scale, c_round, SIZES, PER_SOCKET, GULP)
         return 0
     for label, payload in SIZES.items():
         per = int(PER_SOCKET[label] * scale)

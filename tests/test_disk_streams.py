@@ -20,22 +20,7 @@ from asbru.formats import batch
 from asbru.packet_capture import DiskReader
 from asbru.ring import Ring
 
-NCHAN = 4
-P = 32 * NCHAN
-RS = 16 + P
-FMT = f"chips_{NCHAN}"
-NSRC = 2
-NTIME = 400          # 800 records
-
-
-def chips_records(ntime=NTIME, nsrc=NSRC, seed=0):
-    """(payloads[ntime, nsrc, P], [record bytes] in time-major order)."""
-    data = np.random.default_rng(seed).integers(0, 256, (ntime, nsrc, P), dtype=np.uint8)
-    raw = batch.encode_packets(formats.get(FMT, "write"),
-                               batch.headerinfo(nsrc=nsrc, nchan=NCHAN, chan0=100), 1001, 1, 0, 1,
-                               data)
-    return data, [raw[k * RS:(k + 1) * RS] for k in range(ntime * nsrc)]
-
+from helpers.chips_records import FMT, NCHAN, NSRC, NTIME, P, RS, chips_records  # noqa: F401
 
 def snap2_records(ntime=200, nsrc=4, seed=1):
     wf = formats.get("snap2_4x8", "write")

@@ -236,3 +236,36 @@ def test_unguaranteed_reader_really_is_overrun():
         lost += ow
     assert lost == total - CAPACITY and intact == CAPACITY
     assert ring.writer_blocked_seconds == 0.0
+
+
+def test_a_span_read_across_the_end_while_the_writer_reuses_the_start_is_intact_where_it_says():
+    """Found by test_writer_and_three_readers (hypothesis): an unguaranteed reader's span
+    that crosses the end of the buffer is read through the ghost; when the writer had already
+    reserved the first bytes of the buffer for its next pass, the ghost was not filled at
+    all, and the bytes still intact (above the tail) were handed over as zeros while
+    size_overwritten called them intact."""
+    ring = Ring(name="ghost_reuse")
+    ring.resize(CONTIG, CAPACITY)
+    writer = ring.begin_writing()
+    wseq = writer.begin_sequence(name="g", time_tag=1, header="g")
+    rseq = ring.open_earliest_sequence(guarantee=False)
+    for off in range(0, 3 * CAPACITY, CONTIG):      # three passes; no span crosses the end
+        span = wseq.reserve(CONTIG)
+        span.data[0][:] = pattern(off, CONTIG, 0)
+        span.commit(CONTIG)
+        span.close()
+    nxt = wseq.reserve(100)                          # the next pass: buffer bytes [0, 100)
+    start = 2 * CAPACITY - 500                       # a span over the end of the second pass
+    rspan = rseq.acquire(start, 1000)
+    try:
+        got = rspan.data[0].copy()
+        ow = rspan.size_overwritten
+    finally:
+        rspan.release()
+    assert ow == 600                                 # below the tail (2 * CAPACITY + 100)
+    assert np.array_equal(got[ow:], pattern(start + ow, 1000 - ow, 0))
+    nxt.commit(0)
+    nxt.close()
+    wseq.end()
+    writer.end_writing()
+    rseq.close()

@@ -77,3 +77,21 @@ def as_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ArgumentError(f"{name} must be an integer; got {value!r}")
     return int(value)
+
+
+def wants_threads(kwargs: dict) -> bool:
+    """Do the keywords ask for several receive threads (``threads=N > 1``, ``socks=[...]``)?"""
+    return kwargs.get("socks") is not None or kwargs.get("threads") not in (None, 1)
+
+
+def drop_single_thread_keywords(kwargs: dict) -> None:
+    """``threads=1`` (or none) is the single-thread capture itself: remove the keywords of
+    the multi-thread one (``cores`` pins receive threads, which it has none of)."""
+    if wants_threads(kwargs):
+        return
+    kwargs.pop("threads", None)
+    kwargs.pop("socks", None)
+    if kwargs.get("cores") is not None:
+        raise ArgumentError("cores: pins receive threads; give threads=N (a single-thread "
+                            "capture runs in the thread calling recv())")
+    kwargs.pop("cores", None)

@@ -13,7 +13,7 @@ from asbru.errors import ArgumentError
 from asbru.formats.spec import FormatError
 
 from . import layout as L
-from .args import bind_args
+from .args import bind_args, drop_single_thread_keywords, wants_threads
 from .args import as_int, as_nsrc, positive_int
 from .engine import CaptureEngine
 from .status import Status
@@ -53,7 +53,15 @@ class DiskReader(CaptureEngine):
     _backend = "disk"
     _kind = "disk_reader"
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "DiskReader":
+        # threads=N (N > 1): several threads read the file (asbru/capture/group/disk.py)
+        if wants_threads(kwargs):
+            from .group.capture import group_class
+            cls = group_class(cls)
+        return super().__new__(cls)
+
     def __init__(self, fmt: str, fh: Any, *args: Any, **kwargs: Any) -> None:
+        drop_single_thread_keywords(kwargs)      # threads=1: this very reader
         a = bind_args(type(self).__name__, _NAMES, _ALIASES, args, kwargs,
                       {"ring": None, "sequence_callback": None, "core": None}, _EXTRA)
         try:

@@ -26,11 +26,17 @@ from . import layout as L
 def backend_arrays(backend: str, slot: int = 64, nbatch: int = 2) -> tuple[Any, ...]:
     """Stand-ins of ``(io, rbuf, rlen, meta, aux, auxlens)`` with the dtypes and
     layouts the ``backend``'s ``_setup_backend`` gives them (see udp.py, disk.py, sniffer.py)."""
-    if backend == "udp":
+    if backend in ("udp", "group"):
+        # group: the leader of a multi-thread capture (asbru/capture/group/capture.py) has
+        # the udp backend's receive arrays and a longer io
         from asbru.sockets.msgvec import RecvVec
         rv = RecvVec(nbatch, slot, control=False)
         keep = rv
-        io = np.zeros(L.NIO, dtype=np.int64)
+        if backend == "group":
+            from .group.handoff import NIO_GROUP
+            io = np.zeros(NIO_GROUP, dtype=np.int64)
+        else:
+            io = np.zeros(L.NIO, dtype=np.int64)
         return (io, rv.buffers, np.zeros(nbatch, dtype=np.int64), rv.hdrs, rv.control,
                 rv.controllens, keep)
     if backend == "disk":
@@ -43,7 +49,7 @@ def backend_arrays(backend: str, slot: int = 64, nbatch: int = 2) -> tuple[Any, 
         return (np.zeros(L.NIO + 8, dtype=np.int64), np.zeros((1, slot), dtype=np.uint8),
                 np.zeros(nbatch, dtype=np.int64), np.zeros(nbatch, dtype=np.int64),
                 np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.uint64), None)
-    raise ValueError(f"unknown capture backend {backend!r}; known: udp, disk, sniffer")
+    raise ValueError(f"unknown capture backend {backend!r}; known: udp, disk, sniffer, group")
 
 
 def call_with_zero_budget(kmod: Any, io: np.ndarray, rbuf: np.ndarray, rlen: np.ndarray,

@@ -11,7 +11,7 @@ from asbru.errors import ArgumentError
 from asbru.formats.spec import FormatError
 
 from . import layout as L
-from .args import bind_args
+from .args import bind_args, drop_single_thread_keywords, wants_threads
 from .args import as_int, as_nsrc, positive_int
 from .engine import CaptureEngine
 from .staging import Stager, default_stage_bytes
@@ -72,20 +72,13 @@ class UDPCapture(CaptureEngine):
     def __new__(cls, *args: Any, **kwargs: Any) -> "UDPCapture":
         # threads=N (N > 1) or socks=[...]: one capture received by several threads
         # (asbru/capture/group, docs/multicore.md); otherwise the single-thread capture
-        if cls._backend == "udp" and (kwargs.get("socks") is not None or
-                                      kwargs.get("threads") not in (None, 1)):
+        if cls._backend in ("udp", "sniffer") and wants_threads(kwargs):
             from .group.capture import group_class
             cls = group_class(cls)
         return super().__new__(cls)
 
     def __init__(self, fmt: str, sock: Any, *args: Any, **kwargs: Any) -> None:
-        if kwargs.get("threads", None) in (None, 1) and kwargs.get("socks") is None:
-            kwargs.pop("threads", None)      # threads=1: this very capture
-            kwargs.pop("socks", None)
-            if kwargs.get("cores") is not None:
-                raise ArgumentError("cores: pins receive threads; give threads=N or socks=[...] "
-                                    "(a single-thread capture runs in the thread calling recv())")
-            kwargs.pop("cores", None)
+        drop_single_thread_keywords(kwargs)      # threads=1: this very capture
         a = bind_args(type(self).__name__, _NAMES, _ALIASES, args, kwargs,
                       {"ring": None, "sequence_callback": None, "core": None}, _EXTRA)
         try:

@@ -130,11 +130,15 @@ def warmup(
     with progress:
         task = progress.add_task("", total=total)
         with cf.ProcessPoolExecutor(max_workers=nproc) as pool:
-            futures = [pool.submit(_compile_format, n, backends) for n in todo]
-            for fut in cf.as_completed(futures):
-                done = fut.result()
-                results.extend(done)
-                progress.update(task, advance=len(done), description=done[0][0])
+            # first the loops every format shares, one backend per process (they are most of
+            # the time: two processes starting on two formats would both compile them), then
+            # each format's own small kernels
+            for phase in ([pool.submit(_compile_format, todo[0], (b,)) for b in backends],
+                          [pool.submit(_compile_format, n, backends) for n in todo[1:]]):
+                for fut in cf.as_completed(phase):
+                    done = fut.result()
+                    results.extend(done)
+                    progress.update(task, advance=len(done), description=done[0][0])
     seconds = time.perf_counter() - t0
     order = {n: i for i, n in enumerate(todo)}
     results.sort(key=lambda r: (order[r[0]], BACKENDS.index(r[1])))

@@ -474,8 +474,17 @@ class Ring:
         if self._ghost_base == base and self._ghost_valid >= need:
             return
         if self._reserve_head > base + cap:
-            # the writer has reserved (and may be writing) the ghost for the next pass: these
-            # bytes were overwritten, which the reader learns from size_overwritten
+            # the writer has reserved the start of the buffer for its next pass (a span of it
+            # that crosses the end writes the ghost's first bytes): what it reserved is lost
+            # to the reader (below the tail: size_overwritten says so), the rest is still at
+            # the start of the buffer and must be in the ghost too -- the reader is told it
+            # is intact.  The ghost is left marked as not holding this pass.
+            lo = self._reserve_head - base - cap
+            if lo < need:
+                self._buf[:, cap + lo:cap + need] = self._buf[:, lo:need]
+                if self._device:
+                    from .gpu import sync_current_stream
+                    sync_current_stream()
             return
         lo = self._ghost_valid if self._ghost_base == base else 0
         self._buf[:, cap + lo:cap + need] = self._buf[:, lo:need]

@@ -1,10 +1,13 @@
-"""``UDPCapture(..., threads=N)`` / ``UDPCapture(..., socks=[...])``: one capture, N receive
-threads, one ring (docs/multicore.md).
+"""One capture, N receive threads, one ring (docs/multicore.md): the leader's side
+(:class:`GroupCapture`, whatever the threads receive from) and ``UDPCapture(...,
+threads=N)`` / ``UDPCapture(..., socks=[...])`` (:class:`GroupUDPCapture`); the sniffer's
+and the disk reader's are in :mod:`.sniffer` and :mod:`.disk`.
 
 The thread that calls ``recv()`` is the *leader*: it runs the single-thread capture engine
-unchanged, fed by the followers' hand-off queues (:mod:`.handoff`).  Each socket has a
-*follower* thread (:mod:`.follower`) that places the packets of the open window itself.
-This class adds the leader's side of the protocol to the engine:
+unchanged, fed by the followers' hand-off queues (:mod:`.handoff`).  Each source (socket,
+packet socket, share of a file) has a *follower* thread (:mod:`.follower` and its kin)
+that places the packets of the open window itself.  GroupCapture adds the leader's side of
+the protocol to the engine:
 
 * before each compiled run it publishes the window (``OPEN`` while a sequence is active,
   ``GATHER`` otherwise) -- a publication that only adds a gulp needs no wait;
@@ -118,47 +121,37 @@ def _sock_timeout_ms(sock: Any, fd: int, probe: Optional[socket.socket]) -> int:
     return -1 if ms == 0 else int(ms)
 
 
-class GroupUDPCapture(UDPCapture):
-    """A UDPCapture whose receiving is spread over several threads (see the module doc).
+class GroupCapture:
+    """The leader's side of a capture received by several threads (see the module doc),
+    whatever the threads receive from: mixed in before a capture engine class.
 
-    ``UDPCapture(..., threads=N)`` makes one; a subclass of UDPCapture gets the same
-    through :func:`group_class`."""
+    A subclass says where its followers receive from: :meth:`_open_sources` (open what the
+    threads read, return how many), :meth:`_follower_kernel` (the bound follower module
+    whose ``follow`` they run), :meth:`_follower_io` (a follower's own io words and receive
+    arrays), :meth:`_leader_poll_ms` (the leader's receive timeout) and, for an ordered
+    stream, :meth:`_first_positions`.  ``threads=N``, ``cores=[...]`` are common."""
 
     _backend = "group"
+    #: how long a commit waits for a thread whose stream has not left the gulp yet
+    _watermark_s = WATERMARK_S
 
-    def __init__(self, fmt: str, sock: Any, *args: Any, threads: Any = None, socks: Any = None,
-                 cores: Any = None, **kwargs: Any) -> None:
-        self._group_plan(sock, threads, socks)
-        self._cores = self._check_cores(cores)
-        self._ended = True           # until the engine is up: end()/__del__ do nothing
-        self._threads: list[threading.Thread] = []
-        super().__init__(fmt, sock, *args, **kwargs)
-        self._logs.update("bind", {"ncore": len(self._fds), "core0": self.core})
-        self._start_followers()
-
-    # -- construction ------------------------------------------------------------------
-    def _group_plan(self, sock: Any, threads: Any, socks: Any) -> None:
-        extra = [] if socks is None else list(socks)
-        if socks is not None and not isinstance(socks, (list, tuple)):
-            raise ArgumentError(f"socks must be a list of bound sockets (one receive thread "
-                                f"each); got {type(socks).__name__}")
-        for i, s in enumerate(extra):
-            socket_fd(s, f"socks[{i}]")
-        n = None
+    def _group_init(self, threads: Any, cores: Any) -> None:
+        """Before the engine's ``__init__``: the thread count and their cores."""
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or \
                     not 1 <= threads <= THREADS_MAX:
                 raise ArgumentError(f"threads must be an integer in 1..{THREADS_MAX} (receive "
                                     f"threads); got {threads!r}")
-            n = int(threads)
-        if extra and n is not None and n != len(extra) + 1:
-            raise ArgumentError(f"threads={n} but {len(extra) + 1} sockets (sock and socks): give "
-                                f"one thread per socket (leave threads out), or threads without "
-                                f"socks to spread one port over threads")
-        self._user_socks = [sock] + extra
-        self._nthreads = n if n is not None else len(extra) + 1
-        self._own_socks: list[socket.socket] = []
-        self.steering = "one socket per address" if extra else "SO_REUSEPORT by source"
+            self._nthreads = int(threads)
+        self._cores = self._check_cores(cores)
+        self._ended = True           # until the engine is up: end()/__del__ do nothing
+        self._threads: list[threading.Thread] = []
+        self._own: list[Any] = []    # what the capture opened (closed when it stops)
+
+    def _group_start(self) -> None:
+        """After the engine's ``__init__``: the followers run."""
+        self._logs.update("bind", {"ncore": len(self._fds), "core0": self.core})
+        self._start_followers()
 
     def _check_cores(self, cores: Any) -> Optional[list[int]]:
         """``cores=[c0, c1, ...]``: pin receive thread i to CPU ci (one per thread)."""
@@ -175,80 +168,62 @@ class GroupUDPCapture(UDPCapture):
                                 f"thread) from this process's CPUs {sorted(have)}; got {cores!r}")
         return out
 
-    def _open_group_sockets(self) -> None:
-        """threads=N on one socket: N-1 more sockets in its SO_REUSEPORT group, steered by
-        source."""
-        fd0 = self._fd
-        probe = socket.socket(fileno=os.dup(fd0))
-        try:
-            if probe.type != socket.SOCK_DGRAM or probe.family not in (socket.AF_INET, socket.AF_INET6):
-                raise ArgumentError("threads: sock must be a bound UDP socket")
-            name = probe.getsockname()
-            reuse = probe.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
-            rcvbuf = probe.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-            family = probe.family
-        finally:
-            probe.close()
-        addr = name[0]
-        import ipaddress
-        if ipaddress.ip_address(addr.split("%")[0]).is_multicast:
-            raise ArgumentError("threads: a multicast group delivers a copy to every socket: "
-                                "give one socket per group with socks=[...] instead")
-        if not reuse:
-            raise ArgumentError("threads: sock must be bound with SO_REUSEPORT (UDPSocket.bind's "
-                                "default, reuse_port=True) so that more sockets can share its port")
-        from asbru.sockets.options import SO_RCVBUFFORCE
-        for _ in range(self._nthreads - 1):
-            s = socket.socket(family, socket.SOCK_DGRAM)
-            self._own_socks.append(s)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
-                    break
-                except OSError:
-                    continue
-            try:
-                s.bind(name)
-            except OSError as exc:
-                self._close_own()
-                raise AsbruError(f"threads: cannot add a socket to {addr} port {name[1]}: "
-                                 f"{exc.strerror}") from None
-        try:
-            steer.attach(self._own_socks[0], steer.by_source(self._nthreads))
-        except OSError:
-            self.steering = "SO_REUSEPORT (the kernel's flow hash)"
+    # -- what a subclass provides ----------------------------------------------------------
+    def _open_sources(self) -> int:
+        raise NotImplementedError
+
+    def _follower_kernel(self) -> Any:
+        raise NotImplementedError
+
+    def _follower_io(self, i: int) -> tuple[np.ndarray, Any, Any, Any]:
+        """Follower ``i``'s io words and its two receive arrays, and what must stay alive."""
+        raise NotImplementedError
+
+    def _leader_poll_ms(self) -> int:
+        raise NotImplementedError
+
+    def _first_positions(self) -> Optional[list[int]]:
+        """An ordered stream: each follower's first stamp (None: no order, see F_POS)."""
+        return None
 
     def _close_own(self) -> None:
-        for s in self._own_socks:
+        for s in self._own:
             s.close()
-        self._own_socks = []
+        self._own = []
 
+    def _follower_base_io(self, fd: int, nfio: int) -> np.ndarray:
+        """A follower's io words (``nfio`` of them) with the common ones set."""
+        fio = np.zeros(nfio, dtype=np.int64)
+        fio[follower.FIO_FD] = fd
+        fio[follower.FIO_NMSG] = getattr(self, "_nbatch", 64)
+        fio[follower.FIO_EVFD] = self._evfd
+        fio[follower.FIO_POLLFD_ADDR] = fio.ctypes.data + 8 * follower.FIO_POLLFD
+        fio[follower.FIO_ONE] = 1
+        fio[follower.FIO_ONE_ADDR] = fio.ctypes.data + 8 * follower.FIO_ONE
+        fio[follower.FIO_IDLE_MS] = IDLE_MS
+        return fio
+
+    # -- set-up ------------------------------------------------------------------------------
     def _setup_backend(self) -> None:
-        from asbru.sockets.drops import DropCounter
         from asbru.sockets.msgvec import RecvVec
-        if len(self._user_socks) == 1 and self._nthreads > 1:
-            self._open_group_sockets()
-        socks = self._user_socks + self._own_socks
-        fds = [socket_fd(s, "sock") for s in self._user_socks] + [s.fileno() for s in self._own_socks]
-        nf = len(fds)
-        self._socks_all = socks
-        self._fds = fds
-        self._probe = socket.socket(fileno=os.dup(self._fd))
-        self._drops_all = [DropCounter(fd) for fd in fds]
+        nf = self._open_sources()
         ctl = np.zeros(S.ctl_size(nf), dtype=np.int64)
         ctl[S.G_NF] = nf
+        first = self._first_positions()
+        for i in range(nf):
+            ctl[S.F_BASE + i * S.F_STRIDE + S.F_POS] = S.POS_ANY if first is None else first[i]
         self._ctl = ctl
-        nsrc, n, bufsize = self.nsrc, self.buffer_ntime, self._bufsize
+        nsrc, n, bufsize = self.nsrc, self.buffer_ntime, self._max_packet
+        nbatch = getattr(self, "_nbatch", 64)
         # the leader's engine counts in stats_obj.cnt; the totals add the followers'
         self.stats_obj = GroupStats(nsrc, nf, ctl)
-        self._rv = RecvVec(self._nbatch, bufsize, control=False)
+        self._rv = RecvVec(nbatch, bufsize, control=False)
         self._rbuf = self._rv.buffers
-        self._rlen = np.zeros(self._nbatch, dtype=np.int64)
+        self._rlen = np.zeros(nbatch, dtype=np.int64)
         self._meta = self._rv.hdrs
         self._aux = self._rv.control
         self._auxlens = self._rv.controllens
-        rows = max(4 * self._nbatch, min(4096, QUEUE_BYTES // bufsize))
+        rows = max(4 * nbatch, min(4096, QUEUE_BYTES // bufsize))
         self._qbuf = np.zeros((nf, rows, bufsize), dtype=np.uint8)
         self._qlen = np.zeros((nf, rows), dtype=np.int64)
         self._qstamp = np.zeros((nf, rows), dtype=np.int64)
@@ -264,7 +239,7 @@ class GroupUDPCapture(UDPCapture):
         io[handoff.IO_QROWS] = rows
         io[handoff.IO_EVFD] = self._evfd
         self._io = io
-        # followers: own receive vectors, mask planes (3 per follower: two open gulps and
+        # followers: own receive arrays, mask planes (3 per follower: two open gulps and
         # one being cleared), copies of the window and the decode state
         self._fmask = np.zeros((nf, 3, n, nsrc), dtype=np.uint8)
         self._planes: dict[int, int] = {}
@@ -272,24 +247,32 @@ class GroupUDPCapture(UDPCapture):
         self._published = np.full(S.WINDOW_WORDS, -7, dtype=np.int64)
         self._seqid = 0
         self._ts = np.zeros(2, dtype=np.int64)
-        self._fmod = follower.bind()
+        self._fmod = self._follower_kernel()
         self._fargs = []
-        for i, fd in enumerate(fds):
-            rv = RecvVec(self._nbatch, bufsize, control=False)
-            fio = np.zeros(follower.NFIO, dtype=np.int64)
-            fio[follower.FIO_FD] = fd
-            fio[follower.FIO_ADDR] = rv.addr
-            fio[follower.FIO_NMSG] = self._nbatch
-            fio[follower.FIO_EVFD] = self._evfd
-            fio[follower.FIO_POLLFD_ADDR] = fio.ctypes.data + 8 * follower.FIO_POLLFD
-            fio[follower.FIO_ONE] = 1
-            fio[follower.FIO_ONE_ADDR] = fio.ctypes.data + 8 * follower.FIO_ONE
-            fio[follower.FIO_IDLE_MS] = IDLE_MS
+        for i in range(nf):
+            fio, a, b, keep = self._follower_io(i)
             loc = np.full(S.WINDOW_WORDS + 1, -1, dtype=np.int64)
-            self._fargs.append((ctl, i, fio, rv.buffers, rv.hdrs, self._qbuf[i], self._qlen[i],
+            self._fargs.append((ctl, i, fio, a, b, self._qbuf[i], self._qlen[i],
                                 self._qstamp[i], self._fmask[i], self._cfg, np.zeros(S.NSTATE, dtype=np.int64),
                                 np.full(self._d.size, -1, dtype=np.int64), self._chg,
-                                self.stats_obj.fcnt[i], self.stats_obj.fpsrc[i], loc, rv))
+                                self.stats_obj.fcnt[i], self.stats_obj.fpsrc[i], loc, keep))
+
+    @staticmethod
+    def compile_follower(fmod: Any, fmt: Any, nfio: int, a: np.ndarray, b: np.ndarray) -> None:
+        """Compile (or load) ``fmod.follow`` for receive arrays like ``a``, ``b`` before
+        anything is received: called with stand-ins and a stopped control block, it returns
+        at once (the types are the capture's own, so the cache entry is shared)."""
+        from asbru.formats import spec
+        ctl = np.zeros(S.ctl_size(1), dtype=np.int64)
+        ctl[S.G_STOP] = 1
+        q = np.zeros((1, 1, 8), dtype=np.uint8)
+        i64 = np.int64
+        fmod.follow(ctl, 0, np.zeros(nfio, dtype=i64), a, b, q[0], np.zeros((1, 1), dtype=i64)[0],
+                    np.zeros((1, 1), dtype=i64)[0], np.zeros((1, 3, 1, 1), dtype=np.uint8)[0],
+                    fmt.capture_config(1, 0), np.zeros(spec.NSTATE, dtype=i64),
+                    np.full(spec.NDESC, -1, dtype=i64), np.asarray(fmt.change, dtype=i64),
+                    np.zeros((1, L.NCNT), dtype=i64)[0], np.zeros((1, L.NPS, 1), dtype=i64)[0],
+                    np.full(S.WINDOW_WORDS + 1, -1, dtype=i64))
 
     def _start_followers(self) -> None:
         # compile (or load) the follower now: a stopped control block makes it return at once
@@ -305,7 +288,7 @@ class GroupUDPCapture(UDPCapture):
                                  name=f"asbru-follower-{a[1]}", daemon=True)
             self._threads.append(t)
         self._stopper = weakref.finalize(self, _stop, self._ctl, list(self._threads),
-                                         self._own_socks, self._evfd, self._probe)
+                                         self._own, self._evfd)
         for t in self._threads:
             t.start()
 
@@ -377,7 +360,7 @@ class GroupUDPCapture(UDPCapture):
             # the first gulp is about to be committed: first let every receive thread's
             # stream leave it (one thread may lag the others by a batch or a time slice)
             S.wait_watermark(self._ctl, len(self._fds), int(self._win[L.W_S] + self._win[L.W_N]),
-                             int(WATERMARK_S * 1e9), self._ts)
+                             int(self._watermark_s * 1e9), self._ts)
             self._group_quiesce(S.ST_PAUSE)
         super()._advance()
 
@@ -404,9 +387,9 @@ class GroupUDPCapture(UDPCapture):
     # -- public ----------------------------------------------------------------------------
     def recv(self) -> int:
         if not self._ended:
-            self._io[L.IO_POLL_MS] = _sock_timeout_ms(self._sock, self._fd, self._probe)
+            self._io[L.IO_POLL_MS] = self._leader_poll_ms()
         try:
-            return super().recv()
+            return super().recv()  # type: ignore[misc]
         finally:
             if not self._ended:
                 self._group_open()
@@ -437,15 +420,114 @@ class GroupUDPCapture(UDPCapture):
                 return False
         return True
 
+    def _start_staging(self) -> Any:
+        return None
+
+
+class GroupUDPCapture(GroupCapture, UDPCapture):
+    """A UDPCapture whose receiving is spread over several threads: ``threads=N`` sockets of
+    one SO_REUSEPORT group steered by source, or ``socks=[...]`` (one thread per socket).
+
+    ``UDPCapture(..., threads=N)`` makes one; a subclass of UDPCapture gets the same
+    through :func:`group_class`."""
+
+    def __init__(self, fmt: str, sock: Any, *args: Any, threads: Any = None, socks: Any = None,
+                 cores: Any = None, **kwargs: Any) -> None:
+        self._group_plan(sock, threads, socks)
+        self._group_init(threads, cores)
+        super().__init__(fmt, sock, *args, **kwargs)
+        self._group_start()
+
+    def _group_plan(self, sock: Any, threads: Any, socks: Any) -> None:
+        extra = [] if socks is None else list(socks)
+        if socks is not None and not isinstance(socks, (list, tuple)):
+            raise ArgumentError(f"socks must be a list of bound sockets (one receive thread "
+                                f"each); got {type(socks).__name__}")
+        for i, s in enumerate(extra):
+            socket_fd(s, f"socks[{i}]")
+        if extra and isinstance(threads, (int, np.integer)) and not isinstance(threads, bool) \
+                and threads != len(extra) + 1:
+            raise ArgumentError(f"threads={threads} but {len(extra) + 1} sockets (sock and socks): "
+                                f"give one thread per socket (leave threads out), or threads "
+                                f"without socks to spread one port over threads")
+        self._user_socks = [sock] + extra
+        self._nthreads = len(extra) + 1
+        self.steering = "one socket per address" if extra else "SO_REUSEPORT by source"
+
+    def _open_group_sockets(self) -> None:
+        """threads=N on one socket: N-1 more sockets in its SO_REUSEPORT group, steered by
+        source."""
+        fd0 = self._fd
+        probe = socket.socket(fileno=os.dup(fd0))
+        try:
+            if probe.type != socket.SOCK_DGRAM or probe.family not in (socket.AF_INET, socket.AF_INET6):
+                raise ArgumentError("threads: sock must be a bound UDP socket")
+            name = probe.getsockname()
+            reuse = probe.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+            rcvbuf = probe.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            family = probe.family
+        finally:
+            probe.close()
+        addr = name[0]
+        import ipaddress
+        if ipaddress.ip_address(addr.split("%")[0]).is_multicast:
+            raise ArgumentError("threads: a multicast group delivers a copy to every socket: "
+                                "give one socket per group with socks=[...] instead")
+        if not reuse:
+            raise ArgumentError("threads: sock must be bound with SO_REUSEPORT (UDPSocket.bind's "
+                                "default, reuse_port=True) so that more sockets can share its port")
+        from asbru.sockets.options import SO_RCVBUFFORCE
+        for _ in range(self._nthreads - 1):
+            s = socket.socket(family, socket.SOCK_DGRAM)
+            self._own.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
+                    break
+                except OSError:
+                    continue
+            try:
+                s.bind(name)
+            except OSError as exc:
+                self._close_own()
+                raise AsbruError(f"threads: cannot add a socket to {addr} port {name[1]}: "
+                                 f"{exc.strerror}") from None
+        try:
+            steer.attach(self._own[0], steer.by_source(self._nthreads))
+        except OSError:
+            self.steering = "SO_REUSEPORT (the kernel's flow hash)"
+
+    def _open_sources(self) -> int:
+        from asbru.sockets.drops import DropCounter
+        if len(self._user_socks) == 1 and self._nthreads > 1:
+            self._open_group_sockets()
+        self._fds = ([socket_fd(s, "sock") for s in self._user_socks] +
+                     [s.fileno() for s in self._own])
+        self._probe = socket.socket(fileno=os.dup(self._fd))
+        self._own.append(self._probe)
+        self._drops_all = [DropCounter(fd) for fd in self._fds]
+        return len(self._fds)
+
+    def _follower_kernel(self) -> Any:
+        return follower.bind()
+
+    def _follower_io(self, i: int) -> tuple[np.ndarray, Any, Any, Any]:
+        from asbru.sockets.msgvec import RecvVec
+        rv = RecvVec(self._nbatch, self._bufsize, control=False)
+        fio = self._follower_base_io(self._fds[i], follower.NFIO)
+        fio[follower.FIO_ADDR] = rv.addr
+        return fio, rv.buffers, rv.hdrs, rv
+
+    def _leader_poll_ms(self) -> int:
+        return _sock_timeout_ms(self._sock, self._fd, self._probe)
+
     def _update_kernel_drops(self) -> None:
         total = 0
         for dc in getattr(self, "_drops_all", []):
             if dc.available:
                 total += dc.total()
         self.stats_obj.cnt[L.C_NKDROPS] = total
-
-    def _start_staging(self) -> Any:
-        return None
 
 
 def _follow(follow: Any, core: Optional[int], *args: Any) -> None:
@@ -455,7 +537,7 @@ def _follow(follow: Any, core: Optional[int], *args: Any) -> None:
     follow(*args)
 
 
-def _stop(ctl: np.ndarray, threads: list, own: list, evfd: int, probe: socket.socket) -> None:
+def _stop(ctl: np.ndarray, threads: list, own: list, evfd: int) -> None:
     """Stop the followers (end(), or the capture was dropped without end()) and close what
     the capture opened."""
     if ctl[S.G_STOP] == 0:
@@ -469,18 +551,37 @@ def _stop(ctl: np.ndarray, threads: list, own: list, evfd: int, probe: socket.so
         os.close(evfd)
     except OSError:
         pass
-    probe.close()
 
 
 _GROUP_CLASSES: dict[type, type] = {UDPCapture: GroupUDPCapture}
 
 
+def _group_base(cls: type) -> type:
+    """The multi-thread class for ``cls``'s kind of capture."""
+    from asbru.capture.disk import DiskReader
+    from asbru.capture.sniffer import UDPSniffer
+    if issubclass(cls, UDPSniffer):
+        from .sniffer import GroupUDPSniffer
+        return GroupUDPSniffer
+    if issubclass(cls, DiskReader):
+        from .disk import GroupDiskReader
+        return GroupDiskReader
+    if issubclass(cls, UDPCapture):
+        return GroupUDPCapture
+    raise ArgumentError(f"threads: {cls.__name__} cannot spread its receiving over threads")
+
+
 def group_class(cls: type) -> type:
-    """``cls`` (UDPCapture or a subclass of it receiving UDP) spread over threads: a class
-    with the group's methods before ``cls``'s."""
-    if issubclass(cls, GroupUDPCapture):
+    """``cls`` (UDPCapture, UDPSniffer, DiskReader or a subclass of one) spread over
+    threads: its multi-thread class, or for a subclass a class with the group's methods
+    before ``cls``'s."""
+    if issubclass(cls, GroupCapture):
         return cls
     if cls not in _GROUP_CLASSES:
-        _GROUP_CLASSES[cls] = type(f"Group{cls.__name__}", (GroupUDPCapture, cls),
-                                   {"__module__": cls.__module__})
+        base = _group_base(cls)
+        if cls in base.__bases__:
+            _GROUP_CLASSES[cls] = base
+        else:
+            _GROUP_CLASSES[cls] = type(f"Group{cls.__name__}", (base, cls),
+                                       {"__module__": cls.__module__})
     return _GROUP_CLASSES[cls]

@@ -125,6 +125,113 @@ def _shut_down(fio):
 
 
 @bound_kernel
+def _wait_paused(ctl, row, loc, ts):
+    """``PAUSE``: receive nothing until the leader publishes the next window (or stops)."""
+    t0 = now_ns(ts)
+    while ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
+        yield_cpu()
+    ctl[row + F_WAIT_NS] += now_ns(ts) - t0
+
+
+@bound_kernel
+def _queue_busy(ctl, row, waits):
+    """No window open: everything goes to the leader, a few packets at a time, and only
+    once it has taken the last ones, so that what each source holds stays there and the
+    leader sees the sources' packets interleaved as they arrived (a thread that read its
+    whole backlog at once would be far ahead of the rest).  Returns 0 when this follower
+    may receive, else how long it has waited (the caller looks at the window again)."""
+    if ctl[row + F_QHEAD] > ctl[row + F_QTAIL]:
+        waits += 1
+        if waits < 2000:
+            yield_cpu()
+        else:
+            sc.poll_e(0, 0, 1)
+        return waits
+    return 0
+
+
+@bound_kernel
+def _wait_idle(ctl, row, loc, fio, events):
+    """Nothing to receive: wait for ``events`` on ``fio[FIO_FD]`` (at most
+    ``fio[FIO_IDLE_MS]``), marked idle, so that the leader need not wait for us."""
+    fence()
+    ctl[row + F_IDLE] = 1
+    fence()
+    if ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
+        fio[FIO_POLLFD] = (fio[FIO_FD] & 0xFFFFFFFF) | (events << 32)
+        sc.poll_e(fio[FIO_POLLFD_ADDR], 1, fio[FIO_IDLE_MS])
+    ctl[row + F_IDLE] = 0
+    fence()
+
+
+@bound_kernel
+def _batch_done(ctl, row, last):
+    """After a batch: the placements (streaming stores too) visible before the leader
+    reads how far this follower's stream has come."""
+    fence()
+    ctl[row + F_LAST] = last
+    if last > ctl[row + F_SEEN]:
+        ctl[row + F_SEEN] = last
+
+
+@bound_kernel
+def _finish(ctl, row, fio, last):
+    """Leave: the largest seq placed, then ``F_DONE`` (and wake a sleeping leader)."""
+    ctl[row + F_LAST] = last
+    fence()
+    ctl[row + F_DONE] = 1
+    fence()
+    if ctl[G_LWAIT] != 0:
+        sc.write_e(fio[FIO_EVFD], fio[FIO_ONE_ADDR], 8)
+
+
+@bound_kernel
+def _consume(ctl, row, fio, pkt, ln, stamp, state, last, triggered, qbuf, qlen, qstamp,
+             fmask, cfg, fs, d, chg, cnt, psrc, loc, ts):
+    """One received packet (any receive loop: this one, the sniffer's, the disk's): placed
+    (or found late or duplicate) while the window is open, else handed to the leader.
+    Returns the window state now, the largest seq placed, and the epoch in which this
+    follower handed over a packet of the gulp beyond the window."""
+    s = LAST_NONE
+    while state == ST_OPEN:
+        s = _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc)
+        if s > NEXT_GULP:
+            if s > last:
+                last = s
+            break
+        if s == NEXT_GULP and triggered == loc[0]:
+            # the window is moving (our first such packet told the leader): wait
+            # for it rather than hand the leader the packets of the next gulp
+            ctl[row + F_LAST] = last
+            if d[SEQ] > ctl[row + F_SEEN]:
+                ctl[row + F_SEEN] = d[SEQ]
+            fence()
+            t0 = now_ns(ts)
+            while ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
+                yield_cpu()
+            while ctl[G_STOP] == 0:
+                if ctl[G_EPOCH] != loc[0]:
+                    last = _adopt(ctl, row, loc, fs, last)
+                if loc[_W + G_STATE] != ST_PAUSE:
+                    break
+                yield_cpu()
+            ctl[row + F_WAIT_NS] += now_ns(ts) - t0
+            state = loc[_W + G_STATE]
+            if ctl[G_STOP] != 0:
+                break
+            continue
+        if s == NEXT_GULP:
+            triggered = loc[0]
+            if d[SEQ] > ctl[row + F_SEEN]:
+                ctl[row + F_SEEN] = d[SEQ]
+        break
+    if state == ST_OPEN and s > NEXT_GULP:
+        return state, last, triggered
+    last = _hand(ctl, row, fio, pkt, ln, qbuf, qlen, qstamp, stamp, loc, fs, last)
+    return loc[_W + G_STATE], last, triggered
+
+
+@bound_kernel
 def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg, cnt, psrc, loc):
     """Receive and place until ``ctl[G_STOP]``; returns the number of datagrams received."""
     # the caller (the thread's Python frame) holds every array for the whole call: work on
@@ -152,7 +259,6 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg,
     triggered = np.int64(-1)     # the epoch in which we handed over a next-gulp packet
     ts = np.zeros(2, dtype=np.int64)
     waits = 0
-    s = LAST_NONE
     while True:
         if ctl[G_EPOCH] != loc[0]:
             last = _adopt(ctl, row, loc, fs, last)
@@ -160,23 +266,12 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg,
             break
         state = loc[_W + G_STATE]
         if state == ST_PAUSE:
-            t0 = now_ns(ts)
-            while ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
-                yield_cpu()
-            ctl[row + F_WAIT_NS] += now_ns(ts) - t0
+            _wait_paused(ctl, row, loc, ts)
             continue
         nmsg = fio[FIO_NMSG]
         if state != ST_OPEN:
-            # everything goes to the leader: a few packets at a time, and only once it has
-            # taken the last ones, so that what each socket holds stays in the kernel's
-            # buffer and the leader sees the sockets' packets interleaved as they arrived
-            # (a thread that read its whole backlog at once would be far ahead of the rest)
-            if ctl[row + F_QHEAD] > ctl[row + F_QTAIL]:
-                waits += 1
-                if waits < 2000:
-                    yield_cpu()
-                else:
-                    sc.poll_e(0, 0, 1)
+            waits = _queue_busy(ctl, row, waits)
+            if waits > 0:
                 continue
             if nmsg > GATHER_BATCH:
                 nmsg = GATHER_BATCH
@@ -185,15 +280,7 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg,
         if r < 0:
             e = -r
             if e == sc.EAGAIN or e == sc.EWOULDBLOCK:
-                # nothing queued: wait, marked idle (the leader need not wait for us then)
-                fence()
-                ctl[row + F_IDLE] = 1
-                fence()
-                if ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
-                    fio[FIO_POLLFD] = (fd & 0xFFFFFFFF) | ((sc.POLLIN | POLLRDHUP) << 32)
-                    sc.poll_e(fio[FIO_POLLFD_ADDR], 1, fio[FIO_IDLE_MS])
-                ctl[row + F_IDLE] = 0
-                fence()
+                _wait_idle(ctl, row, loc, fio, sc.POLLIN | POLLRDHUP)
                 continue
             if e == sc.EINTR:
                 continue
@@ -215,53 +302,11 @@ def follow(ctl, me, fio, rbuf, hdrs, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg,
                 cnt[C_NINVALID] += 1          # larger than max_payload_size
                 cnt[C_NINVALID_BYTES] += ln
                 continue
-            pkt = rbuf[i, :ln]
-            while state == ST_OPEN:
-                s = _fast(pkt, ln, loc, cfg, fs, d, chg, fmask, cnt, psrc)
-                if s > NEXT_GULP:
-                    if s > last:
-                        last = s
-                    break
-                if s == NEXT_GULP and triggered == loc[0]:
-                    # the window is moving (our first such packet told the leader): wait
-                    # for it rather than hand the leader the packets of the next gulp
-                    ctl[row + F_LAST] = last
-                    if d[SEQ] > ctl[row + F_SEEN]:
-                        ctl[row + F_SEEN] = d[SEQ]
-                    fence()
-                    t0 = now_ns(ts)
-                    while ctl[G_EPOCH] == loc[0] and ctl[G_STOP] == 0:
-                        yield_cpu()
-                    while ctl[G_STOP] == 0:
-                        if ctl[G_EPOCH] != loc[0]:
-                            last = _adopt(ctl, row, loc, fs, last)
-                        if loc[_W + G_STATE] != ST_PAUSE:
-                            break
-                        yield_cpu()
-                    ctl[row + F_WAIT_NS] += now_ns(ts) - t0
-                    state = loc[_W + G_STATE]
-                    if ctl[G_STOP] != 0:
-                        break
-                    continue
-                if s == NEXT_GULP:
-                    triggered = loc[0]
-                    if d[SEQ] > ctl[row + F_SEEN]:
-                        ctl[row + F_SEEN] = d[SEQ]
-                break
-            if state == ST_OPEN and s > NEXT_GULP:
-                continue
-            last = _hand(ctl, row, fio, pkt, ln, qbuf, qlen, qstamp, stamp + i, loc, fs, last)
-            state = loc[_W + G_STATE]
-        fence()           # the placements (streaming stores too) before the leader reads
-        ctl[row + F_LAST] = last
-        if last > ctl[row + F_SEEN]:
-            ctl[row + F_SEEN] = last
-    ctl[row + F_LAST] = last
-    fence()
-    ctl[row + F_DONE] = 1
-    fence()
-    if ctl[G_LWAIT] != 0:
-        sc.write_e(fio[FIO_EVFD], fio[FIO_ONE_ADDR], 8)
+            state, last, triggered = _consume(ctl, row, fio, rbuf[i, :ln], ln, stamp + i, state,
+                                              last, triggered, qbuf, qlen, qstamp, fmask, cfg,
+                                              fs, d, chg, cnt, psrc, loc, ts)
+        _batch_done(ctl, row, last)
+    _finish(ctl, row, fio, last)
     return total
 
 

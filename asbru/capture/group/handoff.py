@@ -21,8 +21,9 @@ import numpy as np
 
 from asbru.capture.layout import (C_ERRNO, F_EOF, F_ERROR, F_INTR, F_TIMEOUT, IO_POLL_MS,
                                   IO_POLLFD, IO_POLLFD_ADDR, NIO)
-from asbru.capture.group.shared import (F_BASE, F_DONE, F_ERRNO, F_NRECV, F_QHEAD, F_QTAIL,
-                                        F_STRIDE, G_LWAIT, G_NF, fence, now_ns, u8_at)
+from asbru.capture.group.shared import (F_BASE, F_DONE, F_ERRNO, F_NRECV, F_POS, F_QHEAD,
+                                        F_QTAIL, F_STRIDE, G_LWAIT, G_NF, G_WANT, fence, now_ns,
+                                        u8_at)
 from asbru.capture.borrow import borrow as _borrow
 from asbru.formats.engine import bound_kernel
 from asbru.sockets import syscalls as sc
@@ -57,7 +58,10 @@ def _take(io, ctl, rbuf, rlen):
     Every queued packet carries the time its follower received it: the queues are merged
     by that time, so the leader sees the handed-over packets of all sockets in the order
     they arrived (e.g. a burst queued while no sequence was open, before the packets
-    another socket hands over later)."""
+    another socket hands over later).  Followers of one ordered stream (a file) stamp
+    their packets with their place in it, and a packet is taken only once every follower
+    has finished everything before it (``F_POS``): the leader sees the hand-offs in the
+    stream's order, after the packets before them were placed."""
     nf = ctl[G_NF]
     rows = io[IO_QROWS]
     bufsize = rbuf.shape[1]
@@ -79,6 +83,9 @@ def _take(io, ctl, rbuf, rlen):
                     bstamp = st
         if best < 0:
             break
+        if not _in_order(ctl, nf, bstamp):
+            ctl[G_WANT] = bstamp     # a follower that passes it wakes the leader
+            break
         r = F_BASE + best * F_STRIDE
         tail = ctl[r + F_QTAIL]
         k = tail % rows
@@ -90,6 +97,16 @@ def _take(io, ctl, rbuf, rlen):
         fence()
         ctl[r + F_QTAIL] = tail + 1
     return n
+
+
+@bound_kernel
+def _in_order(ctl, nf, stamp):
+    """Has every follower finished its packets before ``stamp`` (POS_ANY: no order)?"""
+    fence()
+    for f in range(nf):
+        if ctl[F_BASE + f * F_STRIDE + F_POS] < stamp:
+            return False
+    return True
 
 
 @bound_kernel

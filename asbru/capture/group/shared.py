@@ -32,6 +32,8 @@ G_EPOCH = 0      # odd while the leader rewrites the window; +2 per published wi
 G_STOP = 1       # 1: followers finish the packets they hold and leave (2: and drop hand-offs)
 G_LWAIT = 2      # 1: the leader sleeps on the event descriptor: a hand-off must wake it
 G_NF = 3         # followers
+G_WANT = 4       # the stamp of the hand-off the leader keeps back until every follower of an
+                 # ordered stream is past it (see F_POS): the one whose passing should wake it
 # the window: the words a publication replaces (G_STATE .. G_END)
 G_STATE = 8
 G_S = 9          # first seq of the window (the oldest open gulp)
@@ -62,9 +64,14 @@ F_NHAND = 8      # datagrams handed to the leader
 F_SEQID = 9      # the G_SEQID its F_LAST belongs to
 F_SEEN = 10      # largest seq it has seen at or beyond the window (how far its stream is)
 F_WAIT_NS = 11   # nanoseconds it waited for the leader (a paused or moving window)
+F_POS = 12       # followers of one ordered stream (a file): the stamp of the next packet it
+                 # has not finished; every packet before it is placed or handed over.  The
+                 # leader takes a hand-off only when every follower is past its stamp
+                 # (POS_ANY: no order across followers, as for sockets)
 F_STRIDE = 16
 
 LAST_NONE = -(1 << 62)
+POS_ANY = (1 << 63) - 1
 
 
 def ctl_size(nfollowers: int) -> int:
