@@ -1,12 +1,16 @@
 """Packet writer throughput beside baselines measured in the same run.
 
-    .venv/bin/python benchmarks/writers.py [--mib 128] [--npkt 100000] [--repeat 3]
+    .venv/bin/python benchmarks/writers.py [--mib 128] [--npkt 100000] [--repeat 3] [--split]
 
 DiskWriter: GB/s (10^9 bytes of file per second, headers included) writing ``--mib`` MiB of
 records into a file on /dev/shm (tmpfs: the page-cache copy is the whole cost), for both
 transfer methods ("writev": header/payload iovec pairs, no payload copy; "image": records
-copied into a 1 MiB staging buffer, one write per MiB), beside the baseline of writing the
-same bytes, already laid out, with one os.write per MiB.
+copied into 1 MiB staging buffers, one write per MiB, the copy of one MiB beside the write of
+the one before in a second thread), beside the baseline of writing the same bytes, already
+laid out, with one os.write per MiB.  ``--split`` adds a line per format saying where the
+image method's time goes: the header fill, the record copy (into /dev/null) and the
+os.write, each alone, and the send with the copy and the write in turn in one thread beside
+the overlapped one (best of ``--repeat``, milliseconds).
 
 UDPTransmit: packets/s sending CHIPS packets (16-byte header + 8160 B ("8 KiB": chips_255,
 the largest CHIPS packet, the header's nchan is one byte) or 1 KiB payload,
@@ -40,7 +44,60 @@ DISK_CASES = {"chips_255": 8160, "drx": 4096, "tbn": 1024, "chips_32": 1024, "ch
 SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 
 
-def bench_disk(fmt: str, payload: int, mib: int, repeat: int) -> None:
+def _best_ms(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def split_line(fmt: str, h: HeaderInfo, data: np.ndarray, path: Path, image: np.ndarray,
+               repeat: int) -> str:
+    """Where the image method's time goes (see the module docstring, ``--split``)."""
+    from asbru import formats
+    from asbru.formats import batch
+    from asbru.writers import overlap
+    wf = formats.get(fmt, "write")
+    ntime, nsrc = data.shape[:2]
+    hdrs = np.zeros((ntime * nsrc, wf.header.size), np.uint8)
+    fill = batch.header_filler(wf)
+    fill_ms = _best_ms(lambda: fill(hdrs, h.array, wf.write_config(), 1, 1, 0, 1, ntime, nsrc, 0),
+                       repeat)
+
+    def serial(target) -> None:
+        keep, overlap.MIN_SLOTS_PER_SEND = overlap.MIN_SLOTS_PER_SEND, 1 << 62
+        try:
+            with open(target, "wb") as fh:
+                DiskWriter(fmt, fh, method="image").send(h, 1, 1, 0, 1, data)
+        finally:
+            overlap.MIN_SLOTS_PER_SEND = keep
+
+    def overlapped() -> None:
+        with open(path, "wb") as fh:
+            DiskWriter(fmt, fh, method="image").send(h, 1, 1, 0, 1, data)
+
+    def write() -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        try:
+            for off in range(0, image.size, 1 << 20):
+                os.write(fd, image[off: off + (1 << 20)])
+        finally:
+            os.close(fd)
+
+    copy_ms = _best_ms(lambda: serial(os.devnull), repeat) - fill_ms
+    best = dict.fromkeys(("write", "serial", "overlapped"), float("inf"))
+    for _ in range(repeat):  # interleaved
+        for name, fn in (("write", write), ("serial", lambda: serial(path)),
+                         ("overlapped", overlapped)):
+            best[name] = min(best[name], _best_ms(fn, 1))
+    return (f"DiskWriter {fmt} image split: header fill {fill_ms:.1f} ms, record copy "
+            f"{copy_ms:.1f} ms, os.write {best['write']:.1f} ms; send in turn "
+            f"{best['serial']:.1f} ms, overlapped {best['overlapped']:.1f} ms")
+
+
+def bench_disk(fmt: str, payload: int, mib: int, repeat: int, split: bool = False) -> None:
     hsize = {"tbn": 24, "chips_255": 16, "chips_32": 16, "chips_4": 16, "drx": 32}[fmt]
     rec = hsize + payload
     npkt = (mib << 20) // rec
@@ -85,6 +142,7 @@ def bench_disk(fmt: str, payload: int, mib: int, repeat: int) -> None:
                 best[name] = min(best[name], time.perf_counter() - t0)
         results = {m: nbytes / best[m] / 1e9 for m in ("writev", "image")}
         b = nbytes / best["base"] / 1e9
+        extra = split_line(fmt, h, data, path, image, repeat) if split else None
     finally:
         path.unlink(missing_ok=True)
     pick = "writev" if payload >= WRITEV_MIN_PAYLOAD else "image"
@@ -92,6 +150,8 @@ def bench_disk(fmt: str, payload: int, mib: int, repeat: int) -> None:
         mark = " (auto)" if method == pick else ""
         print(f"DiskWriter {fmt} {method}{mark}: {gbps:.2f} GB/s "
               f"(baseline os.write 1 MiB {b:.2f} GB/s, ratio {gbps / b:.2f})")
+    if extra:
+        print(extra)
 
 
 def bench_udp(payload: int, npkt: int, repeat: int, exe) -> None:
@@ -153,12 +213,14 @@ def main() -> int:
     ap.add_argument("--only", choices=("disk", "udp"), default=None)
     ap.add_argument("--formats", default=",".join(DISK_CASES),
                     help="DiskWriter formats, comma-separated (default: all)")
+    ap.add_argument("--split", action="store_true",
+                    help="also print where the image method's time goes, per format")
     args = ap.parse_args()
     print(describe(), flush=True)
     if args.only in (None, "disk"):
         for fmt in args.formats.split(","):
             if fmt:
-                bench_disk(fmt, DISK_CASES[fmt], args.mib, args.repeat)
+                bench_disk(fmt, DISK_CASES[fmt], args.mib, args.repeat, args.split)
     if args.only in (None, "udp"):
         with tempfile.TemporaryDirectory(prefix="asbru-bench-") as d:
             exe = build(d)

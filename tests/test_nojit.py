@@ -146,6 +146,7 @@ def test_writers_run_the_same_as_plain_python(plain_python, tmp_path):
     n = nojit_runs.NET_NTIME * nojit_runs.NET_NSRC
     assert python["sent"] == n and len(python["datagrams"]) == n
     assert python["file"].tobytes() == b"".join(python["datagrams"])
+    assert python["overlapped"] == 1 and np.array_equal(python["image_file"], python["file"])
 
 
 def test_syscalls_return_the_same_as_plain_python(plain_python):

@@ -100,15 +100,25 @@ def test_disk_writer_matches_bifrost(name: str, style: str, tmp_path: Path) -> N
     assert (st.nvalid, st.nvalid_bytes, st.ninvalid, st.ninvalid_bytes) == (npkt, len(got), 0, 0)
 
 
-@pytest.mark.parametrize("method", ["writev", "image"])
+@pytest.mark.parametrize("method", ["writev", "image", "overlapped"])
 @pytest.mark.parametrize("name", ["tbn", "chips", "generic", "pbeam"])
-def test_disk_writer_methods_agree(name: str, method: str, tmp_path: Path) -> None:
+def test_disk_writer_methods_agree(name: str, method: str, tmp_path: Path, monkeypatch) -> None:
     spec, inp, expected = _load(name)
     fmt = _writer_format(spec)
     path = tmp_path / "out.dat"
+    finished = []
+    if method == "overlapped":
+        # staging slots of one record: every send of 4 packets or more copies and writes
+        # in two threads (asbru/writers/overlap.py), filling its headers time step by time step
+        from asbru.writers import disk, overlap
+        monkeypatch.setattr(disk, "STAGE_BYTES", 1)
+        real = overlap.finish_copy
+        monkeypatch.setattr(overlap, "finish_copy", lambda *a: finished.append(1) or real(*a))
     with open(path, "wb") as fh:
-        _replay(DiskWriter(fmt, fh, method=method), spec, inp, "plain")
+        _replay(DiskWriter(fmt, fh, method="image" if method == "overlapped" else method),
+                spec, inp, "plain")
     assert path.read_bytes() == expected
+    assert bool(finished) == (method == "overlapped")
 
 
 def _udp_pair(rcvbuf: int = 64 << 20) -> tuple[socket.socket, socket.socket]:

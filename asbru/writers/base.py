@@ -186,11 +186,17 @@ class PacketWriter:
                     self._hbuf = hdrs
             if self._fill is not None:
                 # Python ints: numba types them int64 (cheaper than building np.int64s)
-                self._fill(hdrs, info, self._wcfg, seq, seq_increment, src, src_increment,
-                           ntime, nsrc, self._framecount)
+                fill_args = (info, self._wcfg, seq, seq_increment, src, src_increment,
+                             ntime, nsrc, self._framecount)
+                if not self._defer_fill(hdrs, payload, fill_args):
+                    self._fill(hdrs, *fill_args)
             self._framecount += ntime
-            self._run(fd, hdrs, payload, out)
-            self._counts += out[:4]
+            try:
+                self._run(fd, hdrs, payload, out)
+            finally:
+                # also when interrupted (a KeyboardInterrupt between two batches of an
+                # overlapped disk write): the packets written so far are counted
+                self._counts += out[:4]
             if out[K.O_NSOFT]:
                 self.last_error = int(out[K.O_SOFT])
             self._publish(force=bool(out[K.O_FATAL]))
@@ -260,6 +266,11 @@ class PacketWriter:
             pool.shutdown(wait=False)
 
     # -- internals ------------------------------------------------------------------------
+    def _defer_fill(self, hdrs: np.ndarray, payload: np.ndarray, fill_args: tuple) -> bool:
+        """A back end that fills the headers itself, batch by batch during the transfer,
+        keeps ``fill_args`` (the filler's arguments after ``hdrs``) and returns True."""
+        return False
+
     def _transfer(self, fd: int, hdrs: np.ndarray, payload: np.ndarray, out: np.ndarray) -> None:
         raise NotImplementedError
 

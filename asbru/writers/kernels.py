@@ -232,6 +232,28 @@ def disk_write_pairs(fd, hdrs, payload, iovs, pfd, state, ts, out):
 
 
 @njit(nogil=True, cache=True)
+def build_stage(hdrs, payload, k, want, stage, at):
+    """Copy records ``k .. k+want`` (header row, payload row) back to back into ``stage``,
+    the first at record position ``at``.
+
+    The one copy of the record image: the serial loop below and the overlapped one
+    (:mod:`asbru.writers.overlap`) both use it, so their files are the same bytes.  The
+    caller guarantees ``(at + want) * (hsize + psize) <= stage.size``."""
+    hsize = hdrs.shape[1]
+    psize = payload.shape[1]
+    rec = hsize + psize
+    for b in range(want):
+        dst = stage[(at + b) * rec: (at + b + 1) * rec]
+        h = hdrs[k + b]
+        p = payload[k + b]
+        for q in range(hsize):
+            dst[q] = h[q]
+        d2 = dst[hsize:]
+        for q in range(psize):
+            d2[q] = p[q]
+
+
+@njit(nogil=True, cache=True)
 def disk_write_image(fd, hdrs, payload, stage, iovs, pfd, state, ts, out):
     """Write packets by copying header+payload pairs into ``stage`` (~1 MiB) and writing it."""
     npkt = payload.shape[0]
@@ -253,15 +275,7 @@ def disk_write_image(fd, hdrs, payload, stage, iovs, pfd, state, ts, out):
             want = 0
             out[O_FATAL] = sc.EINVAL
             break
-        for b in range(want):
-            dst = stage[b * rec: (b + 1) * rec]
-            h = hdrs[k + b]
-            p = payload[k + b]
-            for q in range(hsize):
-                dst[q] = h[q]
-            d2 = dst[hsize:]
-            for q in range(psize):
-                d2[q] = p[q]
+        build_stage(hdrs, payload, k, want, stage, 0)
         iovs[0, 0] = np.uint64(stage.ctypes.data)
         iovs[0, 1] = np.uint64(want * rec)
         k += _count_written(_write_all(fd, iovs, 1, pfd, ts, out), rec, want, state, out)

@@ -11,7 +11,8 @@ dicts) so that the two runs can be compared byte for byte and count for count.
 * :func:`udp_run` -- a ``UDPTransmit`` sends a CHIPS stream over loopback to a
   ``UDPCapture`` (a few gulps).
 * :func:`sniffer_run` -- the same stream to a ``UDPSniffer`` (needs CAP_NET_RAW).
-* :func:`writer_run` -- a ``DiskWriter`` file (writev) and a paced ``UDPTransmit``.
+* :func:`writer_run` -- a ``DiskWriter`` file (writev, and the overlapped image method) and
+  a paced ``UDPTransmit``.
 * :func:`syscalls_run` -- the libc calls' results and errno conventions (``-errno``).
 """
 from __future__ import annotations
@@ -203,7 +204,8 @@ def net_expected() -> np.ndarray:
 
 
 def writer_run(workdir: str) -> dict[str, Any]:
-    """A DiskWriter's file (the writev loop) and what a rate-limited UDPTransmit sends."""
+    """A DiskWriter's file (the writev loop, and the overlapped image loops) and what a
+    rate-limited UDPTransmit sends."""
     import socket
 
     from asbru.address import Address
@@ -216,6 +218,25 @@ def writer_run(workdir: str) -> dict[str, Any]:
     path = Path(workdir) / "written.dat"
     with open(path, "wb") as fh:
         DiskWriter(f"{NET_FMT}_{NET_NCHAN}", fh).send(info, 7, 1, 0, 1, _net_stream())
+    # the image method with the copy and the write overlapped in two threads: slots of two
+    # records, so that the 16 records of the stream go through the 4 slots twice
+    from asbru.writers import disk, overlap
+    image_path = Path(workdir) / "written_image.dat"
+    stage_bytes, disk.STAGE_BYTES = disk.STAGE_BYTES, 2 * (16 + 32 * NET_NCHAN)
+    calls = []
+    finish_copy = overlap.finish_copy
+
+    def counted(*args: Any) -> int:
+        calls.append(1)
+        return finish_copy(*args)
+    overlap.finish_copy = counted
+    try:
+        with open(image_path, "wb") as fh, \
+                DiskWriter(f"{NET_FMT}_{NET_NCHAN}", fh, method="image") as w:
+            w.send(info, 7, 1, 0, 1, _net_stream())
+    finally:
+        disk.STAGE_BYTES = stage_bytes
+        overlap.finish_copy = finish_copy
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))
     rx.settimeout(5)
@@ -227,7 +248,8 @@ def writer_run(workdir: str) -> dict[str, Any]:
     got = [rx.recv(9000) for _ in range(nsent)]
     tx.close()
     rx.close()
-    return {"file": np.fromfile(path, dtype=np.uint8), "sent": nsent, "datagrams": got}
+    return {"file": np.fromfile(path, dtype=np.uint8), "sent": nsent, "datagrams": got,
+            "image_file": np.fromfile(image_path, dtype=np.uint8), "overlapped": len(calls)}
 
 
 def syscalls_run() -> dict[str, Any]:
