@@ -14,7 +14,10 @@ from the caches before every pass, in ns per frame (best of ``--repeat``):
 * ``walk + place``: then copy each payload into a ring slot with streaming stores
   (``spec.copy_to_ring``, what ``place`` does for a one-block-per-packet format);
 * ``walk + place, prefetch``: the same, asking for the payload of the packet
-  ``AHEAD`` frames later before each copy (what the sniffer backend's ``packet()`` does).
+  ``AHEAD`` frames later before each copy;
+* ``walk + place, 4 KiB pages``: the same blocks in memory mapped with 4 KiB pages only
+  (``MADV_NOHUGEPAGE``), as the kernel maps its packet ring, where numpy may ask for huge
+  pages: a TLB miss per page, and the hardware prefetchers stop at every page boundary.
 
 The rest of a real drain's time per packet (decode, the window logic, counters, masks) is
 the difference between these and the UDPSniffer figure of ``benchmarks/capture.py``.
@@ -22,6 +25,7 @@ the difference between these and the UDPSniffer figure of ``benchmarks/capture.p
 from __future__ import annotations
 
 import argparse
+import mmap
 import sys
 import time
 from pathlib import Path
@@ -102,6 +106,11 @@ def main() -> int:
     a = ap.parse_args()
     ring, npk = build_ring(a.payload)
     nframe = npk * NBLOCK
+    small_map = mmap.mmap(-1, ring.nbytes)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        small_map.madvise(mmap.MADV_NOHUGEPAGE)
+    small = np.frombuffer(small_map, np.uint8)
+    small[:] = ring
     off = np.zeros(1 << 16, np.int64)
     ln = np.zeros(1 << 16, np.int64)
     slot = a.payload + 32
@@ -112,6 +121,7 @@ def main() -> int:
         "walk": lambda: walk_only(ring, off, ln),
         "walk + place": lambda: walk_place(ring, off, ln, dst, slot, False),
         "walk + place, prefetch": lambda: walk_place(ring, off, ln, dst, slot, True),
+        "walk + place, 4 KiB pages": lambda: walk_place(small, off, ln, dst, slot, False),
     }
     for f in cases.values():
         f()                                    # compile
