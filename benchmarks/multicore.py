@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -65,8 +65,30 @@ def _k(x: float) -> str:
     return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.0f}k"
 
 
-def _senders(exe: Any, ports: list[int], per: int, payload: int, seq0: int) -> None:
-    """Fill every port at once, one C sender each (port j: its share of the sources)."""
+def steered_ports(n: int) -> list[int]:
+    """Free UDP source ports p_0 .. p_{n-1} that the by-source steering of a group of n
+    sockets (asbru.capture.group.steer: (source address ^ source port) % n) sends from
+    127.0.0.1 to sockets 0 .. n-1: n senders then load every receive thread alike (with
+    ports the kernel picks, two senders meet on one socket as often as not)."""
+    import socket
+    out: list[int] = []
+    p = 20000 + (os.getpid() % 1000) * 32
+    while len(out) < n and p < 65000:
+        if (0x7F000001 ^ p) % n == len(out):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                try:
+                    s.bind(("0.0.0.0", p))
+                    out.append(p)
+                except OSError:
+                    pass
+        p += 1
+    return out
+
+
+def _senders(exe: Any, ports: list[int], per: int, payload: int, seq0: int,
+             sports: Optional[list[int]] = None) -> None:
+    """Fill every port at once, one C sender each (port j: its share of the sources;
+    ``sports``: sender j's source port)."""
     n = len(ports)
     share = NSRC // n
     errors: list[BaseException] = []
@@ -74,7 +96,7 @@ def _senders(exe: Any, ports: list[int], per: int, payload: int, seq0: int) -> N
     def one(j: int) -> None:
         try:
             run_sender(exe.tx, ports[j], per, payload, nsrc=share, src0=j * share, seq0=seq0,
-                       hdr="vdif", fps=FPS)
+                       hdr="vdif", fps=FPS, sport=sports[j] if sports else 0)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -220,7 +242,8 @@ def main() -> int:
         return 0
     if a.what == "sniffer":
         from benchmarks import multicore_other
-        multicore_other.bench_sniffer(exe, ns, repeat, scale, c_round, SIZES, PER_SOCKET, GULP)
+        multicore_other.bench_sniffer(exe, ns, repeat, scale, c_round, SIZES, PER_SOCKET, GULP,
+                                      detail=a.detail)
         return 0
     for label, payload in SIZES.items():
         per = int(PER_SOCKET[label] * scale)

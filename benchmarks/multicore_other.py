@@ -64,9 +64,9 @@ class Sniffer:
         probe.close()
         self.sock.sniff(Address("127.0.0.1", self.port))
         self.sock.timeout = 0.5
-        # each ring holds a whole round (pre-filled; the by-source steering may give one
-        # socket every sender; the kernel hands a block over part-filled after
-        # sniff_retire_ms: a margin)
+        # each ring holds a whole round (pre-filled; the senders' source ports are chosen so
+        # that the by-source steering gives each socket one sender; the kernel hands a block
+        # over part-filled after sniff_retire_ms: a margin)
         nblock = n * per * max(4096, 2 * payload) // (1 << 22) + 16
         extra = {"threads": n} if n > 1 else {}
         self.cap = UDPSniffer("vdif", self.sock, Ring(name=f"bench_mcsniff_{n}_{payload}_{os.getpid()}"),
@@ -80,7 +80,8 @@ class Sniffer:
             from asbru.capture.group import shared
             self.cap._group_quiesce(shared.ST_PAUSE)           # hold the receive threads
         # n C senders, one source port each, all to the one sniffed port
-        multicore._senders(self.exe, [self.port] * self.n, per, self.payload, self.seq)
+        multicore._senders(self.exe, [self.port] * self.n, per, self.payload, self.seq,
+                           sports=multicore.steered_ports(self.n) if self.n > 1 else None)
         self.seq += per // (NSRC // self.n) + 1000
         time.sleep(0.05)
         want = per * self.n
@@ -94,6 +95,10 @@ class Sniffer:
         while int(self.cap.recv()) not in (1, 4, 5, 6):
             pass
         got = placed(self.cap) - start
+        if self.n > 1:
+            rows = self.cap.stats["per_thread"]
+            self.where = ", ".join(f"{r['thread']}: {r['nvalid']} placed, {r['nhanded']} handed over"
+                                   for r in rows)
         if got < want:
             print(f"  (asbru N={self.n}: {got} of {want} packets placed; kernel drops "
                   f"{self.cap.stats['nkernel_drops']})")
@@ -105,7 +110,8 @@ class Sniffer:
 
 
 def bench_sniffer(exe: Any, ns: list[int], repeat: int, scale: float,
-                  c_round: Callable[..., float], sizes: dict, per_socket: dict, gulps: dict) -> None:
+                  c_round: Callable[..., float], sizes: dict, per_socket: dict, gulps: dict,
+                  detail: bool = False) -> None:
     if not have_cap_net_raw():
         print("UDPSniffer: not measured (needs CAP_NET_RAW)")
         return
@@ -126,6 +132,8 @@ def bench_sniffer(exe: Any, ns: list[int], repeat: int, scale: float,
                 cap.close()
             ours[n], theirs[n] = statistics.median(mine), statistics.median(base)
             print(_line(n, ours, theirs, ns, "C receivers"), flush=True)
+            if detail and n > 1:
+                print(f"  (N={n}, counts since start: {cap.where})", flush=True)
 
 
 # -- disk ----------------------------------------------------------------------------------

@@ -144,16 +144,17 @@ def start_receiver(exe: os.PathLike, npkt: int, port: int = 0, *, addr: str = "1
 
 def run_sender(exe: os.PathLike, port: int, npkt: int, payload: int, *, addr: str = "127.0.0.1",
                nsrc: int = 4, batch: int = 64, seq0: int = 1, timeout: float = 120,
-               hdr: str = "chips", fps: int = 1000, src0: int = 0) -> dict[str, float]:
+               hdr: str = "chips", fps: int = 1000, src0: int = 0,
+               sport: int = 0) -> dict[str, float]:
     """Run the sender to completion; returns its parsed result line.
 
     ``hdr``: ``"chips"`` (16-byte CHIPS header) or ``"vdif"`` (32-byte VDIF header, thread =
     source, ``payload`` a multiple of 8); ``fps``: VDIF frames per second (seconds = seq //
-    fps, frame number = seq % fps)."""
+    fps, frame number = seq % fps).  ``sport``: send from this UDP source port (0: any)."""
     proc = subprocess.run(
         [str(exe), str(port), str(npkt), str(payload), "--addr", addr, "--nsrc", str(nsrc),
          "--batch", str(batch), "--seq0", str(seq0), "--hdr", hdr, "--fps", str(fps)]
-        + (["--src0", str(src0)] if src0 else []),
+        + (["--src0", str(src0)] if src0 else []) + (["--sport", str(sport)] if sport else []),
         capture_output=True, text=True, timeout=timeout)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("tx ")]
     if proc.returncode != 0 or not lines:

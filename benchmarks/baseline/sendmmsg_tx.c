@@ -16,7 +16,7 @@
  *   frames per second (1 .. 2^24).
  *
  * usage: sendmmsg_tx PORT NPKT PAYLOAD [--addr A] [--nsrc N] [--batch K] [--seq0 S]
- *                    [--hdr chips|vdif] [--fps F] [--src0 S]
+ *                    [--hdr chips|vdif] [--fps F] [--src0 S] [--sport P]
  * --src0 S: the sources are numbered S .. S + nsrc - 1 (default 0): several senders then
  *   share one stream's sources (one per port, or per receive thread).
  * stdout: "tx packets=N bytes=B errors=E seconds=S pps=X gbps=G"
@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
     const char *addr = "127.0.0.1";
     int nsrc = 4, batch = 64;
     unsigned long long seq0 = 1;
-    int vdif = 0, src0 = 0;
+    int vdif = 0, src0 = 0, sport = 0;
     long long fps = 1000;
     for (int i = 4; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--addr")) addr = argv[i + 1];
@@ -71,6 +71,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seq0")) seq0 = strtoull(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--fps")) fps = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--src0")) src0 = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--sport")) sport = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--hdr")) {
             if (!strcmp(argv[i + 1], "vdif")) vdif = 1;
             else if (!strcmp(argv[i + 1], "chips")) vdif = 0;
@@ -89,6 +90,15 @@ int main(int argc, char **argv) {
     int sndbuf = 64 << 20;
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    if (sport > 0) {
+        /* a chosen source port: a receiver that steers by source (a SO_REUSEPORT or
+         * PACKET_FANOUT group) then gives each sender the socket the benchmark means */
+        struct sockaddr_in la;
+        memset(&la, 0, sizeof la);
+        la.sin_family = AF_INET;
+        la.sin_port = htons(sport);
+        if (bind(fd, (struct sockaddr *)&la, sizeof la) < 0) { perror("bind --sport"); return 1; }
+    }
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
