@@ -109,9 +109,12 @@ def _senders(exe: Any, ports: list[int], per: int, payload: int, seq0: int,
         raise errors[0]
 
 
-def c_round(exe: Any, n: int, per: int, payload: int) -> float:
+def c_round(exe: Any, n: int, per: int, payload: int, cpus: Optional[list[int]] = None) -> float:
     rxs = [start_receiver(exe.rx, per, nsrc=NSRC, ring_mib=256, timeout=1.0, hdr="vdif",
                           fps=FPS, rcvbuf=RCVBUF, wait_ms=-1) for _ in range(n)]
+    if cpus and n > 1:
+        for i, r in enumerate(rxs):        # --pin: receiver i on CPU i, as receive thread i
+            os.sched_setaffinity(r.proc.pid, {cpus[i]})
     try:
         _senders(exe, [r.port for r in rxs], per, payload, seq0=FPS - 1)
         time.sleep(0.05)
@@ -130,7 +133,8 @@ def c_round(exe: Any, n: int, per: int, payload: int) -> float:
 class Capture:
     """One asbru capture on ``n`` sockets (one port each), warmed up."""
 
-    def __init__(self, n: int, exe: Any, payload: int, gulp: int) -> None:
+    def __init__(self, n: int, exe: Any, payload: int, gulp: int,
+                 cpus: Optional[list[int]] = None) -> None:
         self.n = n
         self.exe = exe
         self.payload = payload
@@ -142,7 +146,9 @@ class Capture:
         self.socks[0].timeout = 0.5     # the end of a round (untimed); a loaded machine may stall longer than 0.1 s
         self.ports = [s._sock.getsockname()[1] for s in self.socks]
         ring = Ring(name=f"bench_multicore_{n}_{payload}_{os.getpid()}")
-        extra = {"socks": self.socks[1:]} if n > 1 else {}
+        extra: dict[str, Any] = {"socks": self.socks[1:]} if n > 1 else {}
+        if cpus and n > 1:
+            extra["cores"] = cpus[:n]         # --pin: receive thread i on CPU i
         self.cap = UDPCapture("vdif", self.socks[0], ring, NSRC, 0, 9000, gulp, 1, None, **extra)
         self.seq = FPS - 1     # the frame rate is learnt from the first frames of a second
         # warm-up: compile, fault the ring in (it is cycled more than once)
@@ -219,6 +225,8 @@ def main() -> int:
     ap.add_argument("--threads", default="1,2,4,8", help="the N to measure (default 1,2,4,8)")
     ap.add_argument("--detail", action="store_true", help="per receive thread: placed, handed "
                     "over, time waited for the leader")
+    ap.add_argument("--pin", action="store_true", help="UDPCapture: pin receive thread i and "
+                    "C receiver i to CPU i (physical cores first), for N >= 2")
     ap.add_argument("--what", choices=("udp", "sniffer", "disk"), default="udp",
                     help="UDPCapture (default), UDPSniffer or DiskReader on N threads")
     a = ap.parse_args()
@@ -240,6 +248,12 @@ def main() -> int:
     except BuildError as exc:
         print(f"not measured: {exc}")
         return 0
+    cpus = None
+    if a.pin:
+        from benchmarks.processes import physical_first_cpus
+        cpus = physical_first_cpus()
+        print(f"(--pin, N >= 2: receive thread i and C receiver i on CPU {cpus[:max(ns)]}[i])",
+              flush=True)
     if a.what == "sniffer":
         from benchmarks import multicore_other
         multicore_other.bench_sniffer(exe, ns, repeat, scale, c_round, SIZES, PER_SOCKET, GULP,
@@ -252,11 +266,11 @@ def main() -> int:
         ours: dict[int, float] = {}
         theirs: dict[int, float] = {}
         for n in ns:
-            cap = Capture(n, exe, payload, GULP[label])
+            cap = Capture(n, exe, payload, GULP[label], cpus)
             mine, base = [], []
             try:
                 for _ in range(repeat):
-                    base.append(c_round(exe, n, per, payload))
+                    base.append(c_round(exe, n, per, payload, cpus))
                     mine.append(cap.round(per))
             finally:
                 cap.close()
