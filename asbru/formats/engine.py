@@ -1,9 +1,10 @@
 """How every compiled kernel of asbru is built: a template module bound to its collaborators.
 
-A kernel that must be specialised (the capture loop per format and receive backend, a
-format's whole-batch kernels) is written once, as ordinary Python, in a **template module**:
-plain functions marked :func:`bound_kernel` whose collaborators (``_decode``, ``_place``,
-``_fetch``, ...) are module globals, listed in the template's ``BINDS``.  The template
+A kernel that must be specialised (the capture loop per receive backend, a format's C
+entry points and whole-batch kernels) is written once, as ordinary Python, in a **template
+module**: plain functions marked :func:`bound_kernel` (or :func:`bound_cfunc`) whose
+collaborators (``_decode``, ``_place``, ``_fetch``, ...) are module globals, listed in the
+template's ``BINDS``.  The template
 imports a default for each, so it is also a valid module that editors, linters, type
 checkers and coverage read as usual.
 

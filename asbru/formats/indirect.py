@@ -25,7 +25,6 @@ from typing import Any, Callable
 import numba
 from llvmlite import ir as _ir
 from numba import types as _t
-from numba.core import cgutils as _cgutils
 from numba.core import config as _nbconfig
 from numba.extending import intrinsic
 

@@ -63,34 +63,30 @@ def _wrap(v: int) -> int:
 
 
 @njit(nogil=True, cache=True)
-def _put(fd, tok):
-    """Write the 8-byte token ``tok[0]`` to the pipe ``fd``; 0 or an errno."""
+def _token(fd, tok, put):
+    """Write (``put``) or read the 8-byte token ``tok[0]`` on the pipe ``fd``; 0 or an
+    errno (EIO for a short transfer: pipe writes and reads of up to PIPE_BUF bytes are all
+    or nothing, so a short read is end-of-file -- the other side is gone)."""
     while True:
-        r = sc.write(fd, tok.ctypes.data, 8)
+        if put:
+            r = sc.write_e(fd, tok.ctypes.data, 8)
+        else:
+            r = sc.read_e(fd, tok.ctypes.data, 8)
         if r == 8:
             return 0
-        if r < 0:
-            e = sc.errno()
-            if e == sc.EINTR:
-                continue
-            return e
-        return _EIO  # writes of up to PIPE_BUF bytes are all or nothing
+        if r == -sc.EINTR:
+            continue
+        return -r if r < 0 else _EIO
+
+
+@njit(nogil=True, cache=True)
+def _put(fd, tok):
+    return _token(fd, tok, True)
 
 
 @njit(nogil=True, cache=True)
 def _get(fd, tok):
-    """Read one 8-byte token into ``tok[0]``; 0, or an errno (EIO at end-of-file: the
-    other side is gone)."""
-    while True:
-        r = sc.read(fd, tok.ctypes.data, 8)
-        if r == 8:
-            return 0
-        if r < 0:
-            e = sc.errno()
-            if e == sc.EINTR:
-                continue
-            return e
-        return _EIO
+    return _token(fd, tok, False)
 
 
 # the copier's state between calls (int64 array of NCOPY)

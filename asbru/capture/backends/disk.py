@@ -2,8 +2,8 @@
 
 See :mod:`asbru.capture.backends` for what a backend provides.  The receive buffer's rows
 ``DISK_BACK_ROWS..`` hold the records of a batch; the rows in front keep the bytes that came
-just before it (for :mod:`~asbru.capture.backends.disk_resync`, the per-format part of this
-backend).  ``meta``, ``aux``, ``auxlens`` are unused.
+just before it (for :mod:`~asbru.capture.backends.disk_resync`, this backend's resync;
+the layout helpers are :mod:`~asbru.capture.backends.disk_rows`).  ``meta``, ``aux``, ``auxlens`` are unused.
 """
 from __future__ import annotations
 
@@ -11,24 +11,11 @@ from asbru.capture.layout import (C_ERRNO, C_NRECEIVED, DISK_BACK_ROWS, F_EOF, F
                                   IO_ADDR, IO_BACK, IO_CARRY_LEN, IO_CARRY_OFF, IO_EOF, IO_FD,
                                   IO_FILL, IO_NEED, IO_OFFSET, IO_POLLFD, IO_POLLFD_ADDR,
                                   IO_SCAN_END)
+from asbru.capture.backends.disk_rows import flat as _flat, read_cap as _read_cap
 from asbru.formats.engine import bound_kernel
 from asbru.sockets import syscalls as sc
 
 BINDS = ()
-@bound_kernel
-def _flat(rbuf):
-    return rbuf.reshape(rbuf.shape[0] * rbuf.shape[1])
-
-
-@bound_kernel
-def _read_cap(rbuf, rlen):
-    # bytes a read fills the batch up to.  The batch rows (after the DISK_BACK_ROWS rows
-    # in front) end with DISK_BACK_ROWS spare rows: a resync may keep bytes from the rows in
-    # front for the next batch, which then holds up to two records more than a read gives
-    nrec = rbuf.shape[0] - DISK_BACK_ROWS
-    if nrec > rlen.shape[0]:
-        nrec = rlen.shape[0]
-    return (nrec - DISK_BACK_ROWS) * rbuf.shape[1]
 
 
 @bound_kernel

@@ -14,24 +14,12 @@ from asbru.capture.layout import (C_NINVALID, C_NINVALID_BYTES, C_NRECEIVED, C_N
                                   C_NSKIPPED_BYTES, DISK_BACK_ROWS, IO_BACK, IO_CARRY_LEN,
                                   IO_CARRY_OFF, IO_EOF, IO_FILL, IO_NEED, IO_SCAN_END, R_COUNT,
                                   W_N)
+from asbru.capture.backends.disk_rows import flat as _flat, read_cap as _read_cap
 from asbru.formats.engine import bound_kernel
 from asbru.formats.indirect import decode as _decode
 from asbru.formats.spec import INVALID, NDESC as _NDESC, SEQ, VALID
 
 BINDS = ()
-
-@bound_kernel
-def _rows_flat(rbuf):
-    return rbuf.reshape(rbuf.shape[0] * rbuf.shape[1])
-
-
-@bound_kernel
-def _batch_read_cap(rbuf, rlen):
-    # _read_cap of the backend module (this part is compiled with the loop)
-    nrec = rbuf.shape[0] - DISK_BACK_ROWS
-    if nrec > rlen.shape[0]:
-        nrec = rlen.shape[0]
-    return (nrec - DISK_BACK_ROWS) * rbuf.shape[1]
 
 
 @bound_kernel
@@ -93,12 +81,12 @@ def resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
         return
     # a later batch can hold more after record i: not at end of input, and not when
     # record i already starts a full batch
-    more = io[IO_EOF] == 0 and (i > 0 or fill - base < _batch_read_cap(rbuf, rlen))
+    more = io[IO_EOF] == 0 and (i > 0 or fill - base < _read_cap(rbuf, rlen))
     if b + 2 * rs > fill:
         if more:
             _defer(io, rst, i, b, base, fill, rs, 4 * rs, cnt)
         return
-    flat = _rows_flat(rbuf)
+    flat = _flat(rbuf)
     fs = np.empty(fstate.shape[0], dtype=np.int64)
     d1 = np.empty(_NDESC, dtype=np.int64)
     d2 = np.empty(_NDESC, dtype=np.int64)

@@ -1,0 +1,29 @@
+"""How the ``disk`` backend's receive buffer is laid out, for its two templates
+(:mod:`.disk`'s ``fetch`` and :mod:`.disk_resync`'s ``resync``): plain numba functions,
+compiled once and called by both.
+
+Rows ``DISK_BACK_ROWS..`` of the buffer hold a batch's records; the rows in front keep the
+bytes that came just before it, so that a resync of the first records can look back.
+"""
+from __future__ import annotations
+
+import numba
+
+from asbru.capture.layout import DISK_BACK_ROWS
+
+
+@numba.njit(nogil=True, cache=True)
+def flat(rbuf):
+    """The receive buffer as one run of bytes."""
+    return rbuf.reshape(rbuf.shape[0] * rbuf.shape[1])
+
+
+@numba.njit(nogil=True, cache=True)
+def read_cap(rbuf, rlen):
+    """Bytes a read fills the batch up to.  The batch rows end with DISK_BACK_ROWS spare
+    rows: a resync may keep bytes from the rows in front for the next batch, which then
+    holds up to two records more than a read gives."""
+    nrec = rbuf.shape[0] - DISK_BACK_ROWS
+    if nrec > rlen.shape[0]:
+        nrec = rlen.shape[0]
+    return (nrec - DISK_BACK_ROWS) * rbuf.shape[1]
