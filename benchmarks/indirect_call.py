@@ -24,14 +24,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asbru import formats  # noqa: E402
-from asbru.formats import dispatch, engine, indirect, spec  # noqa: E402
+from asbru.formats import dispatch, indirect, spec  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 
 NSRC, NCHAN, NPKT, ROUNDS = 16, 32, 64, 20000
 
 _fmt = formats.get(f"chips_{NCHAN}", "capture")
 _decode, _place = _fmt.decode, _fmt.place
-_decode_inl, _place_inl = engine.inlined(_fmt.decode), engine.inlined(_fmt.place)
+_decode_inl = numba.njit(nogil=True, inline="always")(_fmt.decode.py_func)
+_place_inl = numba.njit(nogil=True, inline="always")(_fmt.place.py_func)
 
 
 @numba.njit(nogil=True)
