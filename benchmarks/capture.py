@@ -42,7 +42,9 @@ both captures one after the other.
 
 DiskReader: GB/s reading a page-cached file of chips_255 records (16 sources) into a ring
 (second pass; the first compiles and faults the ring), beside reading the same file in
-1 MiB ``readinto`` calls (what ``cat`` does).  The same for chips_32 (1 KiB payloads) in
+1 MiB ``readinto`` calls (what ``cat`` does), and the same reader with ``read_ahead=False``
+(reading in its own thread only; by default a regular file is read ahead by two threads of
+the reader's, docs/capture.md "Reading ahead").  The same for chips_32 (1 KiB payloads) in
 packets/s: with no system call per packet, that is close to the engine's per-packet ceiling
 (decode + place into the CHIPS layout + a read() copy), which bounds what any receive
 backend can reach.
@@ -324,11 +326,17 @@ def bench_disk(mib: int, repeat: int, payload: int = 8160, read_size: int | None
         passes = iter(range(1, 1 << 30))
         cb = PacketCaptureCallback()
         cb.set_chips(lambda seq0, chan0, nchan, nsrc: (next(passes) << 32, None))
-        with open(path, "rb") as fh:
+        with open(path, "rb") as fh, open(path, "rb") as fh1:
             extra = {} if read_size is None else {"read_size": read_size}
-            dr = DiskReader(f"chips_{payload // 32}", fh, ring, NSRC, 0, GULP, 1, cb, **extra)
+            readers = {"ahead": DiskReader(f"chips_{payload // 32}", fh, ring, NSRC, 0, GULP, 1,
+                                           cb, **extra)}
+            if read_size is None:
+                # the same reader reading in its own thread only (the default before)
+                ring1 = Ring(name="bench_disk_one")
+                readers["one"] = DiskReader(f"chips_{payload // 32}", fh1, ring1, NSRC, 0, GULP, 1,
+                                            cb, read_ahead=False, **extra)
 
-            def ours() -> float:
+            def ours(dr) -> float:
                 dr.seek(0, os.SEEK_SET)
                 before = dr.stats["nvalid"]
                 t0 = time.perf_counter()
@@ -340,20 +348,28 @@ def bench_disk(mib: int, repeat: int, payload: int = 8160, read_size: int | None
                     raise RuntimeError(f"DiskReader placed {got} of {nrec} records")
                 return nbytes / dt / 1e9
 
-            ours()                       # compile + fault the ring
+            for dr in readers.values():
+                ours(dr)                 # compile + fault the ring
             cat()
-            mine, base = [], []
+            mine: dict[str, list[float]] = {k: [] for k in readers}
+            base = []
             for _ in range(repeat):
                 base.append(cat())
-                mine.append(ours())
-            dr.end()
-        m, b = statistics.median(mine), statistics.median(base)
+                for k, dr in readers.items():
+                    mine[k].append(ours(dr))
+            for dr in readers.values():
+                dr.end()
+        m, b = statistics.median(mine["ahead"]), statistics.median(base)
         pps = m * 1e9 / rec
         target = "target >= 3 GB/s" if payload == 8160 else "no target: the engine's per-packet ceiling"
         size = "" if read_size is None else f", read_size {read_size >> 10} KiB"
         print(f"DiskReader chips_{payload // 32} ({nbytes >> 20} MiB, page cache{size}): {m:.2f} GB/s, "
               f"{_k(pps)} pkt/s (baseline readinto 1 MiB 'cat' {b:.2f} GB/s, ratio {m / b:.2f}; "
               f"{target})", flush=True)
+        if "one" in mine:
+            m1 = statistics.median(mine["one"])
+            print(f"  the same, read_ahead=False (read in the loop's thread): {m1:.2f} GB/s, ratio "
+                  f"{m1 / b:.2f}", flush=True)
     finally:
         path.unlink(missing_ok=True)
 

@@ -253,7 +253,8 @@ def test_error_status_still_publishes_statistics(tmp_path):
     path = tmp_path / "err.dat"
     path.write_bytes(b"".join(pk[(t, 0)] for t in range(4)))
     with open(path, "rb") as fh:
-        cap = DiskReader(FMT, fh, big_ring(), 1, 0, 4, 4, None)
+        # read in the loop's own thread: the descriptor is swapped below, under the reader
+        cap = DiskReader(FMT, fh, big_ring(), 1, 0, 4, 4, None, read_ahead=False)
         col = RingCollector(cap.ring, 4 * P)
         run_capture(cap)
     from asbru.capture import layout as L

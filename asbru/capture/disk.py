@@ -4,6 +4,8 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ from asbru.errors import ArgumentError
 from asbru.formats.spec import FormatError
 
 from . import layout as L
+from .backends import disk_readahead as RA
 from .args import bind_args, drop_single_thread_keywords, wants_threads
 from .args import as_int, as_nsrc, positive_int
 from .engine import CaptureEngine
@@ -22,9 +25,30 @@ from .udp import socket_fd
 _NAMES = ["ring", "nsrc", "src0", "buffer_nframe", "slot_nframe", "sequence_callback", "core"]
 _ALIASES = {"buffer_ntime": "buffer_nframe", "slot_ntime": "slot_nframe",
             "ntime_gulp": "buffer_nframe", "ntime_slot": "slot_nframe"}
-_EXTRA = ("max_jump_gulps", "budget", "hold_packets", "sample_rate", "read_size")
+_EXTRA = ("max_jump_gulps", "budget", "hold_packets", "sample_rate", "read_size", "read_ahead")
 READ_SIZE = 1 << 20   # bytes per read(): ~1 MiB of whole records
 READ_SIZE_MAX = 1 << 30
+#: receive-buffer regions of a reader that reads ahead: the loop places one while
+#: READ_AHEAD_THREADS threads read the next ones
+READ_AHEAD_REGIONS = 3
+READ_AHEAD_THREADS = 2
+
+
+def _stop_read_ahead(threads: list[threading.Thread], req_w: int, fds: tuple[int, ...],
+                     keep: tuple[Any, ...]) -> None:
+    """End the read-ahead threads (after the requests still out) and close their pipes and
+    descriptor.  ``keep``: the arrays they write, alive until they have stopped."""
+    try:
+        os.write(req_w, RA.STOP.to_bytes(8, "little", signed=True) * len(threads))
+    except OSError:
+        pass
+    for t in threads:
+        t.join(30)
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _seekable(fd: int) -> bool:
@@ -86,6 +110,16 @@ class DiskReader(CaptureEngine):
         if read_size > READ_SIZE_MAX:
             raise ArgumentError(f"read_size must be at most {READ_SIZE_MAX} bytes; got {read_size}")
         self._nrec = max(1, read_size // self._record_size)
+        read_ahead = a.get("read_ahead", None)
+        regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        if read_ahead is None:
+            read_ahead = regular
+        elif not isinstance(read_ahead, bool):
+            raise ArgumentError(f"read_ahead must be True or False; got {read_ahead!r}")
+        elif read_ahead and not regular:
+            raise ArgumentError("read_ahead: only a regular file is read ahead (a second thread "
+                                "reads it at offsets); this input is a pipe, FIFO, socket or device")
+        self._read_ahead = read_ahead
         self._init_engine(f, a["ring"], as_nsrc(a["nsrc"]), as_int("src0", a["src0"]),
                           positive_int("buffer_nframe", a["buffer_nframe"]),
                           positive_int("slot_nframe", a["slot_nframe"]), a["sequence_callback"],
@@ -95,19 +129,57 @@ class DiskReader(CaptureEngine):
 
     def _setup_backend(self) -> None:
         # rows in front keep the bytes before the batch, spare rows after it take what a
-        # resync keeps from them (see fetch in asbru/capture/backends/disk.py)
+        # resync keeps from them (see fetch in asbru/capture/backends/disk.py); a reader
+        # that reads ahead has READ_AHEAD_REGIONS such regions (disk_readahead.py)
         nrow = self._nrec + 2 * L.DISK_BACK_ROWS
-        self._rbuf = np.zeros((nrow, self._record_size), dtype=np.uint8)
+        nregion = READ_AHEAD_REGIONS if self._read_ahead else 1
+        rs = self._record_size
+        self._rbuf = np.zeros((nregion * nrow, rs), dtype=np.uint8)
         self._rlen = np.zeros(nrow - L.DISK_BACK_ROWS, dtype=np.int64)
-        self._meta = np.zeros((1, 1), dtype=np.uint8)      # unused by the disk backend
-        self._aux = np.zeros((1, 0), dtype=np.uint8)
+        self._aux = np.zeros(nregion * RA.NCTL, dtype=np.int64)     # read-ahead control
         self._auxlens = np.zeros(1, dtype=np.uint64)
-        io = np.zeros(L.NIO, dtype=np.int64)
+        io = np.zeros(RA.NIO_DISK, dtype=np.int64)
         io[L.IO_FD] = self._fd
         io[L.IO_ADDR] = self._rbuf.ctypes.data
         io[L.IO_POLL_MS] = -2
         io[L.IO_POLLFD_ADDR] = io.ctypes.data + 8 * L.IO_POLLFD
+        io[RA.IO_NROW] = nrow
+        io[RA.IO_RA_TOKEN_ADDR] = io.ctypes.data + 8 * RA.IO_RA_TOKEN
+        self._meta = io[RA.IO_ROW0:RA.IO_ROW0 + 1]      # the current region's first row
         self._io = io
+        if self._read_ahead:
+            self._start_read_ahead(nregion, nrow)
+
+    def _start_read_ahead(self, nregion: int, nrow: int) -> None:
+        """Start the thread that reads the file ahead into the other regions."""
+        io, rs = self._io, self._record_size
+        io[RA.IO_POS] = io[RA.IO_RA_OFF] = os.lseek(self._fd, 0, os.SEEK_CUR)
+        io[RA.IO_RA_LEN] = self._nrec * rs
+        req_r, req_w = os.pipe2(os.O_CLOEXEC)
+        done_r, done_w = os.pipe2(os.O_CLOEXEC)
+        dup = os.dup(self._fd)          # pread of this, whatever becomes of the user's fd
+        io[RA.IO_RA_REQ] = req_w
+        io[RA.IO_RA_DONE] = done_r
+        nthread = max(1, min(READ_AHEAD_THREADS, nregion - 1, (os.cpu_count() or 2) - 1))
+        toks = [np.zeros(1, dtype=np.int64) for _ in range(nthread)]
+        threads = [threading.Thread(
+            target=RA.serve, name=f"asbru-{self._kind}-read-ahead", daemon=True,
+            args=(self._aux, dup, req_r, done_w, self._rbuf.ctypes.data + L.DISK_BACK_ROWS * rs,
+                  nrow * rs, tok)) for tok in toks]
+        for t in threads:
+            t.start()
+        io[RA.IO_RA] = nregion
+        self._ra_stop = weakref.finalize(self, _stop_read_ahead, threads, req_w,
+                                         (req_w, req_r, done_w, done_r, dup),
+                                         (self._rbuf, self._aux, toks))
+
+    def end(self) -> None:
+        try:
+            super().end()
+        finally:
+            stop = getattr(self, "_ra_stop", None)
+            if stop is not None:
+                stop()
 
     def _check_open(self) -> None:
         try:

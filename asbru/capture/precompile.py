@@ -41,10 +41,13 @@ def backend_arrays(backend: str, slot: int = 64, nbatch: int = 2) -> tuple[Any, 
                 rv.controllens, keep)
     if backend == "disk":
         # as disk.py: rows before and after the batch (see _fetch), a length per batch row
+        # meta: a view of io[IO_ROW0] (the current region); aux: the read-ahead's control
+        from .backends import disk_readahead as ra
         nrow = 2 * L.DISK_BACK_ROWS + nbatch
-        return (np.zeros(L.NIO, dtype=np.int64), np.zeros((nrow, slot), dtype=np.uint8),
-                np.zeros(nrow - L.DISK_BACK_ROWS, dtype=np.int64), np.zeros((1, 1), dtype=np.uint8),
-                np.zeros((1, 0), dtype=np.uint8), np.zeros(1, dtype=np.uint64), None)
+        io = np.zeros(ra.NIO_DISK, dtype=np.int64)
+        return (io, np.zeros((nrow, slot), dtype=np.uint8),
+                np.zeros(nrow - L.DISK_BACK_ROWS, dtype=np.int64), io[ra.IO_ROW0:ra.IO_ROW0 + 1],
+                np.zeros(ra.NCTL, dtype=np.int64), np.zeros(1, dtype=np.uint64), None)
     if backend == "sniffer":
         return (np.zeros(L.NIO + 8, dtype=np.int64), np.zeros((1, slot), dtype=np.uint8),
                 np.zeros(nbatch, dtype=np.int64), np.zeros(nbatch, dtype=np.int64),
@@ -90,6 +93,9 @@ def compile_capture(fmt: Format, backend: str) -> None:
     kmod = capture_module(fmt, backend)
     io, rbuf, rlen, meta, aux, auxlens, _keep = backend_arrays(backend)
     call_with_zero_budget(kmod, io, rbuf, rlen, meta, aux, auxlens)
+    if backend == "disk":
+        from .backends.disk_readahead import compile_serve
+        compile_serve()          # the read-ahead thread's loop
 
 
 def compiled_here(dispatcher: Any) -> bool:

@@ -64,7 +64,9 @@ BACKENDS: dict[str, Backend] = {
     "udp": Backend("udp", f"{__name__}.udp",
                    depends_on=(_LAYOUT, _SYSCALLS, "asbru.sockets.msgvec", "asbru.formats.spec")),
     "disk": Backend("disk", f"{__name__}.disk", resync=f"{__name__}.disk_resync",
-                    depends_on=(_LAYOUT, _SYSCALLS, f"{__name__}.disk_rows")),
+                    depends_on=(_LAYOUT, _SYSCALLS, f"{__name__}.disk_rows",
+                                f"{__name__}.disk_readahead", "asbru.sockets.pread",
+                                "asbru.capture.group.shared")),
     "sniffer": Backend("sniffer", f"{__name__}.sniffer",
                        depends_on=(_LAYOUT, _SYSCALLS, "asbru.sockets.packet_ring")),
 }

@@ -14,7 +14,7 @@ from asbru.capture.layout import (C_NINVALID, C_NINVALID_BYTES, C_NRECEIVED, C_N
                                   C_NSKIPPED_BYTES, DISK_BACK_ROWS, IO_BACK, IO_CARRY_LEN,
                                   IO_CARRY_OFF, IO_EOF, IO_FILL, IO_NEED, IO_SCAN_END, R_COUNT,
                                   W_N)
-from asbru.capture.backends.disk_rows import flat as _flat, read_cap as _read_cap
+from asbru.capture.backends.disk_rows import flat as _flat, read_cap as _read_cap, rows as _rows
 from asbru.formats.engine import bound_kernel
 from asbru.formats.indirect import decode as _decode
 from asbru.formats.spec import INVALID, NDESC as _NDESC, SEQ, VALID
@@ -61,7 +61,7 @@ def _defer(io, rst, i, b, base, fill, rs, need, cnt):
 
 
 @bound_kernel
-def resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
+def resync(io, rbuf_all, rlen, rst, i, cfg, fstate, cnt, win):
     # record i of the receive buffer decoded INVALID.  If the record after it decodes, only
     # record i was bad.  If not, a short (or long) record has shifted every record after
     # it: go on from the nearest byte past record i's start where a record decodes and the
@@ -72,6 +72,7 @@ def resync(io, rbuf, rlen, rst, i, cfg, fstate, cnt, win):
     # anywhere): the records before record i are looked at in the rows in front of the
     # batch (_fetch keeps them there), and a decision that needs bytes beyond the batch
     # while more can come is deferred (_defer) to the next batch, which starts at record i.
+    rbuf = _rows(io, rbuf_all)     # the region of the current batch
     rs = rbuf.shape[1]
     base = DISK_BACK_ROWS * rs
     fill = base + io[IO_FILL]

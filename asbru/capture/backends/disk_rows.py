@@ -2,14 +2,26 @@
 (:mod:`.disk`'s ``fetch`` and :mod:`.disk_resync`'s ``resync``): plain numba functions,
 compiled once and called by both.
 
-Rows ``DISK_BACK_ROWS..`` of the buffer hold a batch's records; the rows in front keep the
+Rows ``DISK_BACK_ROWS..`` of the buffer (of its current region, :func:`rows`) hold a batch's records; the rows in front keep the
 bytes that came just before it, so that a resync of the first records can look back.
 """
 from __future__ import annotations
 
 import numba
 
+from asbru.capture.backends.disk_readahead import IO_NROW as _IO_NROW, IO_ROW0 as _IO_ROW0
 from asbru.capture.layout import DISK_BACK_ROWS
+
+
+@numba.njit(nogil=True, cache=True)
+def rows(io, rbuf):
+    """The region of the receive buffer that holds the current batch (the whole buffer
+    when nothing is read ahead)."""
+    n = io[_IO_NROW]
+    if n <= 0:
+        return rbuf
+    r0 = io[_IO_ROW0]
+    return rbuf[r0:r0 + n]
 
 
 @numba.njit(nogil=True, cache=True)
