@@ -29,8 +29,9 @@ _EXTRA = ("max_jump_gulps", "budget", "hold_packets", "sample_rate", "read_size"
 READ_SIZE = 1 << 20   # bytes per read(): ~1 MiB of whole records
 READ_SIZE_MAX = 1 << 30
 #: receive-buffer regions of a reader that reads ahead: the loop places one while
-#: READ_AHEAD_THREADS threads read the next ones
-READ_AHEAD_REGIONS = 3
+#: READ_AHEAD_THREADS threads read the next ones (16-core host: 2 threads and 4 regions of
+#: 1 MiB left the loop waiting for 1 % of the regions, 1 thread for 80 %)
+READ_AHEAD_REGIONS = 4
 READ_AHEAD_THREADS = 2
 
 

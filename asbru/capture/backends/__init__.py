@@ -66,7 +66,7 @@ BACKENDS: dict[str, Backend] = {
     "disk": Backend("disk", f"{__name__}.disk", resync=f"{__name__}.disk_resync",
                     depends_on=(_LAYOUT, _SYSCALLS, f"{__name__}.disk_rows",
                                 f"{__name__}.disk_readahead", "asbru.sockets.pread",
-                                "asbru.capture.group.shared")),
+                                "asbru.capture.group.shared", "asbru.formats.spec")),
     "sniffer": Backend("sniffer", f"{__name__}.sniffer",
                        depends_on=(_LAYOUT, _SYSCALLS, "asbru.sockets.packet_ring")),
 }
