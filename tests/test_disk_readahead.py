@@ -179,3 +179,55 @@ def test_read_ahead_argument_errors(tmp_path):
                     DiskReader(FMT, f2, None, NSRC, 0, 4, 4, None, read_ahead="yes")
     finally:
         os.close(w)
+
+
+
+_FORK_SCRIPT = r"""
+import os, sys
+sys.path.insert(0, sys.argv[2])
+from helpers.chips_records import FMT, NSRC, RS
+from asbru.capture.testing import run_capture
+from asbru.packet_capture import DiskReader
+fh = open(sys.argv[1], "rb")
+cap = DiskReader(FMT, fh, None, NSRC, 0, 4, 4, None, read_size=16 * RS)
+while cap.stats["nvalid"] < 40:
+    cap.recv()
+before = cap.stats["nvalid"]
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        run_capture(cap)
+        print("child", cap.stats["nvalid"], flush=True)
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+# the child read the shared descriptor to its end; the parent's reading threads still
+# answer the parent's own requests, so its next recv() returns (the rest of its batch)
+cap.recv()
+print("parent", before, cap.stats["nvalid"], os.waitstatus_to_exitcode(status), flush=True)
+cap.end()
+"""
+
+
+def test_a_forked_child_reads_on_in_its_own_thread(tmp_path):
+    # the reading threads do not survive fork(): the child must not use the parent's pipes
+    # (it would take the parent's answers, and the parent would wait for them for ever)
+    import subprocess
+    import sys
+    data, recs = chips_records()
+    path = tmp_path / "fork.dat"
+    path.write_bytes(b"".join(recs))
+    helpers = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, str(path),
+                              os.path.join(helpers, "tests")],
+                             capture_output=True, text=True, timeout=120).stdout
+    except subprocess.TimeoutExpired:
+        pytest.fail("a forked DiskReader hung")
+    lines = dict((ln.split()[0], ln.split()[1:]) for ln in out.splitlines() if ln.strip())
+    assert int(lines["child"][0]) == len(recs), out      # the child read every record
+    before, after, code = map(int, lines["parent"])
+    # the parent places at most what its current batch (16 records) still held
+    assert code == 0 and before <= after <= before + 16, out

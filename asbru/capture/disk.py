@@ -170,6 +170,7 @@ class DiskReader(CaptureEngine):
         for t in threads:
             t.start()
         io[RA.IO_RA] = nregion
+        self._ra_pid = os.getpid()
         self._ra_stop = weakref.finalize(self, _stop_read_ahead, threads, req_w,
                                          (req_w, req_r, done_w, done_r, dup),
                                          (self._rbuf, self._aux, toks))
@@ -189,6 +190,11 @@ class DiskReader(CaptureEngine):
             fd = -1
         if fd != self._fd:
             raise ArgumentError(f"DiskReader.recv: the file was closed (fileno() is now {fd})")
+        if self._io[RA.IO_RA] and self._ra_pid != os.getpid():
+            # a forked child: the reading threads stayed in the parent (waiting for them
+            # would never end); read in this thread from where the parent's batches ended
+            for k in (RA.IO_RA, RA.IO_RA_INFLIGHT, RA.IO_RA_UNREAD):
+                self._io[k] = 0
 
     def _unread_bytes(self) -> int:
         """Bytes read from the file but not yet looked at (the receive buffer's rest, and
