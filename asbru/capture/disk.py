@@ -190,7 +190,8 @@ class DiskReader(CaptureEngine):
             fd = -1
         if fd != self._fd:
             raise ArgumentError(f"DiskReader.recv: the file was closed (fileno() is now {fd})")
-        if self._io[RA.IO_RA] and self._ra_pid != os.getpid():
+        pid = getattr(self, "_ra_pid", None)       # None: nothing is read ahead
+        if pid is not None and pid != os.getpid() and self._io[RA.IO_RA]:
             # a forked child: the reading threads stayed in the parent (waiting for them
             # would never end); read in this thread from where the parent's batches ended
             for k in (RA.IO_RA, RA.IO_RA_INFLIGHT, RA.IO_RA_UNREAD):
