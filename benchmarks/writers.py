@@ -168,8 +168,8 @@ def bench_udp(payload: int, npkt: int, repeat: int, exe) -> None:
     nsend = max(1, npkt // (rows * nsrc))
     npkt = nsend * rows * nsrc
 
-    def ours() -> float:
-        rx = start_receiver(exe.rx, npkt, timeout=1.0, nsrc=nsrc)
+    def ours(rx_timeout: float = 1.0) -> float:
+        rx = start_receiver(exe.rx, npkt, timeout=rx_timeout, nsrc=nsrc)
         try:
             tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             tx.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_SNDBUFFORCE", 32), 64 << 20)
@@ -195,7 +195,10 @@ def bench_udp(payload: int, npkt: int, repeat: int, exe) -> None:
             rx.kill()
         return res["pps"]
 
-    ours()  # warm-up (compilation)
+    # warm-up: a cold kernel cache compiles inside the first send() (1-2 s), longer than
+    # the receiver waits between packets (its port closed meanwhile: sends refused, counted
+    # invalid)
+    ours(rx_timeout=60.0)
     a_runs, b_runs = [], []
     for _ in range(repeat):  # interleaved, so that load from other processes hits both
         a_runs.append(ours())
