@@ -20,8 +20,8 @@ from asbru.capture.backends.disk_readahead import (IO_NROW, IO_POS, IO_RA, IO_RA
                                                    CTL_ERR, CTL_GOT, drain as _ra_drain,
                                                    give_back as _ra_give_back,
                                                    prime as _ra_prime, take as _ra_take)
-from asbru.capture.backends.disk_rows import (flat as _flat, read_cap as _read_cap,
-                                              rows as _rows)
+from asbru.capture.backends.disk_rows import (flat as _flat, move as _move,
+                                              read_cap as _read_cap, rows as _rows)
 from asbru.formats.engine import bound_kernel
 from asbru.formats.spec import copy_bytes
 from asbru.sockets import syscalls as sc
@@ -72,7 +72,7 @@ def fetch(io, rbuf, rlen, meta, ctl, auxlens, cnt):
             if k >= 0:
                 return _take_region(io, rbuf, rlen, ctl, cnt, flat, back, end, k)
     if end != 0 and back + got > 0:
-        flat[base - back:base + got] = flat[base + end - back:base + end + got]
+        _move(flat, base - back, base + end - back, back + got)
     io[IO_BACK] = back
     io[IO_FILL] = 0      # moved: a call that returns early moves nothing again
     io[IO_CARRY_LEN] = 0

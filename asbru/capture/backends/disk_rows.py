@@ -7,7 +7,14 @@ bytes that came just before it, so that a resync of the first records can look b
 """
 from __future__ import annotations
 
+import ctypes
+
 import numba
+from llvmlite import ir as _ir
+from numba import types as _t
+from numba.core import cgutils as _cgutils
+from numba.core import config as _nbconfig
+from numba.extending import intrinsic
 
 from asbru.capture.backends.disk_readahead import IO_NROW as _IO_NROW, IO_ROW0 as _IO_ROW0
 from asbru.capture.layout import DISK_BACK_ROWS
@@ -39,3 +46,40 @@ def read_cap(rbuf, rlen):
     if nrec > rlen.shape[0]:
         nrec = rlen.shape[0]
     return (nrec - DISK_BACK_ROWS) * rbuf.shape[1]
+
+
+def _move_python(dst_addr: int, src_addr: int, nbytes: int) -> None:
+    ctypes.memmove(int(dst_addr), int(src_addr), int(nbytes))
+
+
+@intrinsic
+def _move_compiled(typingctx, dst_addr, src_addr, nbytes):
+    """llvm.memmove between two addresses (the ranges may overlap)."""
+    sig = _t.void(_t.int64, _t.int64, _t.int64)
+
+    def codegen(context, builder, signature, args):
+        d, s, k = args
+        i8p = _ir.IntType(8).as_pointer()
+        _cgutils.raw_memmove(builder, builder.inttoptr(d, i8p), builder.inttoptr(s, i8p), k, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_move = _move_python if _nbconfig.DISABLE_JIT else _move_compiled
+
+
+@numba.njit(nogil=True, cache=True)
+def move(flat, dst, src, n):
+    """Move ``n`` bytes of ``flat`` from offset ``src`` to offset ``dst`` (overlapping is
+    fine), clipped to the array.  One memmove: a numba slice assignment of the same bytes
+    compiles to a loop (and copies through a temporary when the ranges overlap)."""
+    if dst < 0 or src < 0:
+        return
+    size = flat.shape[0]
+    if dst + n > size:
+        n = size - dst
+    if src + n > size:
+        n = size - src
+    if n > 0:
+        _move(flat.ctypes.data + dst, flat.ctypes.data + src, n)
