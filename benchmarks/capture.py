@@ -75,6 +75,7 @@ from asbru.address import Address  # noqa: E402
 from asbru.capture import layout as L  # noqa: E402
 from asbru.capture.sniffer import have_cap_net_raw  # noqa: E402
 from asbru.packet_capture import DiskReader, PacketCaptureCallback, UDPCapture, UDPSniffer  # noqa: E402
+from asbru.capture.backends import disk_readahead as RA  # noqa: E402
 from asbru.ring import Ring  # noqa: E402
 from asbru.udp_socket import UDPSocket  # noqa: E402
 from benchmarks.baseline.build import BuildError, build, run_sender, start_receiver  # noqa: E402
@@ -366,6 +367,11 @@ def bench_disk(mib: int, repeat: int, payload: int = 8160, read_size: int | None
         print(f"DiskReader chips_{payload // 32} ({nbytes >> 20} MiB, page cache{size}): {m:.2f} GB/s, "
               f"{_k(pps)} pkt/s (baseline readinto 1 MiB 'cat' {b:.2f} GB/s, ratio {m / b:.2f}; "
               f"{target})", flush=True)
+        io = readers["ahead"]._io
+        if io[RA.IO_RA]:
+            # which of the two was the slower: reading (the loop waited) or placing
+            print(f"  (read ahead: the loop waited for {io[RA.IO_RA_WAITED]} of the "
+                  f"{io[RA.IO_RA_TAKEN]} regions it took)", flush=True)
         if "one" in mine:
             m1 = statistics.median(mine["one"])
             print(f"  the same, read_ahead=False (read in the loop's thread): {m1:.2f} GB/s, ratio "

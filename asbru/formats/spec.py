@@ -512,27 +512,38 @@ def _bind_offset(wr, off: int):
 # "Debug a placement").  With the JIT on, the name is the intrinsic, as before.
 
 def _raw_copy_python(dst_addr: int, src_addr: int, nbytes: int) -> None:
-    """Python twin of ``_raw_copy``: the same bytes copied between the same addresses."""
+    """Python twin of ``_raw_copy`` and ``_raw_move``: the same bytes copied between the same
+    addresses."""
     ctypes.memmove(int(dst_addr), int(src_addr), int(nbytes))
 
 
-@intrinsic
-def _raw_copy_compiled(typingctx, dst_addr, src_addr, nbytes):
-    """llvm.memcpy between two addresses: a call to libc's memcpy for a variable size, a few
-    inline moves when ``nbytes`` is a compile-time constant after inlining (the 32-byte
-    CHIPS chunks: measured here 4x faster than calling memcpy per chunk)."""
-    sig = _nbtypes.void(_nbtypes.int64, _nbtypes.int64, _nbtypes.int64)
+def _address_copy(name: str, raw_op: Any) -> Any:
+    """An intrinsic ``name(dst_addr, src_addr, nbytes)`` emitting ``raw_op``
+    (``cgutils.raw_memcpy`` or ``raw_memmove``) between two addresses."""
+    def typer(typingctx, dst_addr, src_addr, nbytes):
+        sig = _nbtypes.void(_nbtypes.int64, _nbtypes.int64, _nbtypes.int64)
 
-    def codegen(context, builder, signature, args):
-        d, s, k = args
-        i8p = _llvm_ir.IntType(8).as_pointer()
-        _cgutils.raw_memcpy(builder, builder.inttoptr(d, i8p), builder.inttoptr(s, i8p), k, 1)
-        return context.get_dummy_value()
+        def codegen(context, builder, signature, args):
+            d, s, k = args
+            i8p = _llvm_ir.IntType(8).as_pointer()
+            raw_op(builder, builder.inttoptr(d, i8p), builder.inttoptr(s, i8p), k, 1)
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
 
+    typer.__name__ = typer.__qualname__ = name
+    return intrinsic(typer)
+
+
+# llvm.memcpy: a call to libc's memcpy for a variable size, a few inline moves when
+# ``nbytes`` is a compile-time constant after inlining (the 32-byte CHIPS chunks: measured
+# here 4x faster than calling memcpy per chunk)
+_raw_copy_compiled = _address_copy("_raw_copy_compiled", _cgutils.raw_memcpy)
+# llvm.memmove: the two ranges may overlap
+_raw_move_compiled = _address_copy("_raw_move_compiled", _cgutils.raw_memmove)
 
 _raw_copy = _raw_copy_python if _nbconfig.DISABLE_JIT else _raw_copy_compiled
+_raw_move = _raw_copy_python if _nbconfig.DISABLE_JIT else _raw_move_compiled
 
 #: copies into ring slots of at least this many bytes use streaming stores (copy_to_ring)
 STREAM_MIN = 256

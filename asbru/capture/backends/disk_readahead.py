@@ -40,7 +40,7 @@ IO_POS = NIO + 8        # file offset just past the current batch's bytes (the r
 IO_RA_LEN = NIO + 9    # bytes a request reads (whole records)
 IO_RA_TOKEN = NIO + 10  # scratch: one token
 IO_RA_TOKEN_ADDR = NIO + 11  # address of io[IO_RA_TOKEN]
-IO_RA_TAKEN = NIO + 12  # regions taken from the reading thread
+IO_RA_TAKEN = NIO + 12  # regions taken from the reading threads (capture.py prints these two)
 IO_RA_WAITED = NIO + 13  # ... of them not read yet when the loop wanted them (reading is
                          # the slower of the two)
 IO_RA_UNREAD = NIO + 14  # answer tokens not yet read from the pipe

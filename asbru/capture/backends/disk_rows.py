@@ -2,28 +2,24 @@
 (:mod:`.disk`'s ``fetch`` and :mod:`.disk_resync`'s ``resync``): plain numba functions,
 compiled once and called by both.
 
-Rows ``DISK_BACK_ROWS..`` of the buffer (of its current region, :func:`rows`) hold a batch's records; the rows in front keep the
-bytes that came just before it, so that a resync of the first records can look back.
+Rows ``DISK_BACK_ROWS..`` of the buffer (of its current region, :func:`rows`) hold a
+batch's records; the rows in front keep the bytes that came just before it, so that a
+resync of the first records can look back.
 """
 from __future__ import annotations
 
-import ctypes
-
 import numba
-from llvmlite import ir as _ir
-from numba import types as _t
-from numba.core import cgutils as _cgutils
-from numba.core import config as _nbconfig
-from numba.extending import intrinsic
 
 from asbru.capture.backends.disk_readahead import IO_NROW as _IO_NROW, IO_ROW0 as _IO_ROW0
 from asbru.capture.layout import DISK_BACK_ROWS
+from asbru.formats.spec import _raw_move
 
 
 @numba.njit(nogil=True, cache=True)
 def rows(io, rbuf):
-    """The region of the receive buffer that holds the current batch (the whole buffer
-    when nothing is read ahead)."""
+    """The region of the receive buffer that holds the current batch (``io[IO_NROW]`` rows
+    from ``io[IO_ROW0]``; the whole buffer where no row count is set, as in the stand-in
+    arrays a loop is compiled with)."""
     n = io[_IO_NROW]
     if n <= 0:
         return rbuf
@@ -48,27 +44,6 @@ def read_cap(rbuf, rlen):
     return (nrec - DISK_BACK_ROWS) * rbuf.shape[1]
 
 
-def _move_python(dst_addr: int, src_addr: int, nbytes: int) -> None:
-    ctypes.memmove(int(dst_addr), int(src_addr), int(nbytes))
-
-
-@intrinsic
-def _move_compiled(typingctx, dst_addr, src_addr, nbytes):
-    """llvm.memmove between two addresses (the ranges may overlap)."""
-    sig = _t.void(_t.int64, _t.int64, _t.int64)
-
-    def codegen(context, builder, signature, args):
-        d, s, k = args
-        i8p = _ir.IntType(8).as_pointer()
-        _cgutils.raw_memmove(builder, builder.inttoptr(d, i8p), builder.inttoptr(s, i8p), k, 1)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-_move = _move_python if _nbconfig.DISABLE_JIT else _move_compiled
-
-
 @numba.njit(nogil=True, cache=True)
 def move(flat, dst, src, n):
     """Move ``n`` bytes of ``flat`` from offset ``src`` to offset ``dst`` (overlapping is
@@ -82,4 +57,4 @@ def move(flat, dst, src, n):
     if src + n > size:
         n = size - src
     if n > 0:
-        _move(flat.ctypes.data + dst, flat.ctypes.data + src, n)
+        _raw_move(flat.ctypes.data + dst, flat.ctypes.data + src, n)

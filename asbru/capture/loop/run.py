@@ -25,7 +25,7 @@ from asbru.capture.layout import (C_NUNLEARNED, F_EOF, F_TIMEOUT, FAR_STASH, H_G
                                   RS_BUDGET, RS_DRAINED, RS_START, W_BUDGET, W_FAR_N,
                                   W_FAR_REPLAY, W_FARGO, W_MODE, W_N, W_NOFETCH, W_NSRC, W_P,
                                   W_S, W_VOTE)
-from asbru.capture.loop.sequence import _active, _decode_fresh, _finalize, _finish
+from asbru.capture.loop.sequence import _active, _decode_fresh, _decode_held, _finalize, _finish
 from asbru.capture.loop_parts import (_drop_hold, _fetch_reason, _invalid, _merge, _no_resync as _resync,
                                       _ready)
 from asbru.formats.engine import bound_kernel
@@ -202,15 +202,7 @@ def run(s):
             if hst[H_GPOS] < hst[H_N]:
                 i = hst[H_GPOS]
                 hst[H_GPOS] += 1
-                ln = hlen[i]
-                if ln < 0:
-                    continue
-                r = _decode_fresh(hold[i, :ln], cfg, fstate, d)
-                if r == INVALID:
-                    _invalid(cnt, ln)
-                    hlen[i] = -1
-                    continue
-                if r == VALID:
+                if _decode_held(hold, hlen, i, cfg, fstate, d, cnt) == VALID:
                     _merge(cur, d, chg, hst[H_NVALID] == 0)
                     hst[H_NVALID] += 1
                     if _ready(cur, chg, hst, win) and _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc) > 0:

@@ -38,6 +38,20 @@ def _decode_fresh(pkt, cfg, fstate, d):
 
 
 @compiled
+def _decode_held(hold, hlen, i, cfg, fstate, d, cnt):
+    # decode held packet i afresh; one that does not decode is counted invalid and leaves
+    # the hold (INVALID also for a packet that has left it already)
+    ln = hlen[i]
+    if ln < 0:
+        return INVALID
+    r = _decode_fresh(hold[i, :ln], cfg, fstate, d)
+    if r == INVALID:
+        _invalid(cnt, ln)
+        hlen[i] = -1
+    return r
+
+
+@compiled
 def _like(d, cand, chg, win):
     # does this packet side with the new candidate? (a jump: near its position; a change:
     # its configuration)
@@ -154,15 +168,7 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
     nv = 0
     floor = _seq_floor(hold, hlen, hst, cfg, fstate, d, ref, cand, chg, win, new_wins)
     for i in range(hst[H_N]):
-        ln = hlen[i]
-        if ln < 0:
-            continue
-        r = _decode_fresh(hold[i, :ln], cfg, fstate, d)
-        if r == INVALID:
-            _invalid(cnt, ln)
-            hlen[i] = -1
-            continue
-        if r != VALID:
+        if _decode_held(hold, hlen, i, cfg, fstate, d, cnt) != VALID:
             continue
         k = _keep(d, ref, cand, chg, win, new_wins) if vote else 0
         if k != 0:
@@ -172,7 +178,7 @@ def _finalize(hold, hlen, hst, cfg, fstate, d, cur, ref, chg, win, cnt, psrc):
                 if d[SRC] >= 0 and d[SRC] < psrc.shape[1]:
                     psrc[PS_LATE, d[SRC]] += 1
             else:
-                _invalid(cnt, ln)
+                _invalid(cnt, hlen[i])
             hlen[i] = -1
             continue
         _merge(cur, d, chg, nv == 0)
