@@ -175,6 +175,8 @@ class Capture:
         return out
 
     def round(self, per: int) -> float:
+        before = self.cap.stats["per_thread"] if self.n > 1 else None
+        tq = time.perf_counter()
         if self.n > 1:
             # hold the receive threads: fill first, then drain (benchmark only)
             from asbru.capture.group import shared
@@ -197,12 +199,16 @@ class Capture:
         cpu1 = self._thread_cpu()
         got = self._placed() - start
         if self.n > 1:
-            # where the receive threads' time went (the last round's is printed)
+            # where the receive threads' time went in this round (the last round's is printed)
             d = self.cap.stats
+            rows = [{k: r.get(k, 0) - b.get(k, 0) for k in ("nvalid", "nhanded", "wait_seconds")}
+                    | {"thread": r["thread"]} for r, b in zip(d["per_thread"], before)]
+            for r in rows:     # the threads were held (waiting) from the quiesce to the drain
+                r["wait_seconds"] -= t0 - tq
             self.where = ", ".join(
                 f"{r['thread']}: {r['nvalid']} placed, {r['nhanded']} handed over, "
-                f"waited {r['wait_seconds'] * 1e3:.0f} ms" for r in d["per_thread"][1:])
-            self.where += f"; leader placed {d['per_thread'][0]['nvalid']}"
+                f"waited {r['wait_seconds'] * 1e3:.1f} ms" for r in rows[1:])
+            self.where += f"; leader placed {rows[0]['nvalid']}; drain {wall * 1e3:.1f} ms"
             # CPU time of each receive thread over the timed drain (/proc/self/task/*/stat;
             # includes the untimed end of the stream): 100 % = never waited
             busy = [(cpu1.get(t, 0.0) - cpu0.get(t, 0.0)) / wall for t in cpu0]
@@ -287,7 +293,7 @@ def main() -> int:
                   f"{n} C receivers {_k(theirs[n])} pkt/s, ratio {vs_c:.2f} "
                   f"(target >= 0.9{scale_ok})", flush=True)
             if a.detail and n > 1:
-                print(f"  (N={n}, counts since start: {cap.where})", flush=True)
+                print(f"  (N={n}, last round: {cap.where})", flush=True)
     return 0
 
 

@@ -293,7 +293,9 @@ class GroupCapture:
             t.start()
 
     # -- the window protocol (docs/multicore.md) ---------------------------------------------
-    def _window_words(self, state: int) -> np.ndarray:
+    def _window_words(self, state: int, retire_first: bool = False) -> np.ndarray:
+        """The window words for ``state``; ``retire_first``: the open window without its
+        first gulp (which is about to be committed)."""
         w = self._win
         words = self._published.copy()
         words[:] = 0
@@ -301,8 +303,8 @@ class GroupCapture:
         words[o + S.G_STATE] = state
         words[o + S.G_SEQID] = self._seqid
         if state == S.ST_OPEN:
-            g = self._gulps
-            words[o + S.G_S] = w[L.W_S]
+            g = self._gulps[1:] if retire_first else self._gulps
+            words[o + S.G_S] = w[L.W_S] + (w[L.W_N] if retire_first else 0)
             words[o + S.G_K] = len(g)
             words[o + S.G_N] = w[L.W_N]
             words[o + S.G_NSRC] = w[L.W_NSRC]
@@ -325,10 +327,11 @@ class GroupCapture:
             S.publish(self._ctl, words)
             self._published = words
 
-    def _group_quiesce(self, state: int) -> None:
-        """Publish ``state`` (GATHER or PAUSE), wait until every follower has let go of
-        older windows, and fold their largest placed seqs into W_LAST."""
-        words = self._window_words(state)
+    def _group_quiesce(self, state: int, retire_first: bool = False) -> None:
+        """Publish ``state`` (GATHER or PAUSE; or OPEN with ``retire_first``: the window
+        without its first gulp), wait until every follower has let go of older windows, and
+        fold their largest placed seqs into W_LAST."""
+        words = self._window_words(state, retire_first)
         if not np.array_equal(words, self._published):
             S.publish(self._ctl, words)
             self._published = words
@@ -358,10 +361,13 @@ class GroupCapture:
     def _advance(self) -> None:
         if len(self._gulps) == 2 and not self._ended:
             # the first gulp is about to be committed: first let every receive thread's
-            # stream leave it (one thread may lag the others by a batch or a time slice)
+            # stream leave it (one thread may lag the others by a batch or a time slice),
+            # then take it out of the window and wait until every thread has let go of it.
+            # The threads go on placing into the second gulp meanwhile: a pause here would
+            # stop the slowest thread too, the one every commit waits for.
             S.wait_watermark(self._ctl, len(self._fds), int(self._win[L.W_S] + self._win[L.W_N]),
                              int(self._watermark_s * 1e9), self._ts)
-            self._group_quiesce(S.ST_PAUSE)
+            self._group_quiesce(S.ST_OPEN, retire_first=True)
         super()._advance()
 
     def _reserve(self) -> None:

@@ -28,7 +28,8 @@ from asbru.capture.borrow import borrow as _borrow
 from asbru.capture.group.bindings import SHARED as BINDS  # noqa: F401  (the bound names)
 from asbru.capture.group.follower import (  # defaults; bound (bindings.py)
     _adopt, _batch_done, _consume, _finish, _queue_busy, _wait_idle, _wait_paused)  # noqa: F401
-from asbru.capture.group.follower import FIO_EVFD, FIO_FD, FIO_NMSG, FIO_ONE_ADDR, GATHER_BATCH, NFIO
+from asbru.capture.group.follower import (FIO_EVFD, FIO_FD, FIO_NMSG, FIO_ONE_ADDR, FIO_TS,
+                                          GATHER_BATCH, NFIO)
 from asbru.capture.group.shared import (F_BASE, F_ERRNO, F_NRECV, F_POS, F_QHEAD, F_QTAIL,
                                         F_STRIDE, G_EPOCH, G_LWAIT, G_NF, G_STATE, G_STOP, G_WANT,
                                         LAST_NONE, POS_ANY, ST_OPEN, ST_PAUSE, fence)
@@ -116,7 +117,7 @@ def follow(ctl, me, fio, rbuf, rlen, qbuf, qlen, qstamp, fmask, cfg, fs, d, chg,
     last = LAST_NONE
     total = 0
     triggered = np.int64(-1)
-    ts = np.zeros(2, dtype=np.int64)
+    ts = fio[FIO_TS:FIO_TS + 2]     # (follower.py: no local array)
     waits = 0
     while True:
         if ctl[G_EPOCH] != loc[0]:

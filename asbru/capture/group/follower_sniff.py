@@ -20,7 +20,7 @@ from asbru.capture.borrow import borrow as _borrow
 from asbru.capture.group.bindings import SHARED as BINDS  # noqa: F401  (the bound names)
 from asbru.capture.group.follower import (  # defaults; bound (bindings.py)
     _adopt, _batch_done, _consume, _finish, _queue_busy, _wait_idle, _wait_paused)
-from asbru.capture.group.follower import FIO_NMSG, GATHER_BATCH, NFIO
+from asbru.capture.group.follower import FIO_NMSG, FIO_TS, GATHER_BATCH, NFIO
 from asbru.capture.group.shared import (F_BASE, F_NRECV, F_STRIDE, G_EPOCH, G_STATE, G_STOP,
                                         LAST_NONE, ST_OPEN, ST_PAUSE, now_ns)
 from asbru.capture.layout import C_NINVALID, C_NINVALID_BYTES, C_NRECEIVED
@@ -80,7 +80,7 @@ def follow(ctl, me, fio, ring, offlen, qbuf, qlen, qstamp, fmask, cfg, fs, d, ch
     last = LAST_NONE
     total = 0
     triggered = np.int64(-1)
-    ts = np.zeros(2, dtype=np.int64)
+    ts = fio[FIO_TS:FIO_TS + 2]     # (follower.py: no local array)
     waits = 0
     if bsize <= 0 or nblock <= 0 or nblock * bsize > ring.shape[0]:
         _finish(ctl, row, fio, last)
