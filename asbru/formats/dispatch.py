@@ -64,7 +64,7 @@ def entry_table(module: types.ModuleType) -> EntryPoints:
             f"entry_points_{getattr(module, 'NAME', name)}", entry_points,
             {"_decode": f"{name}:decode", "_place": f"{name}:place",
              "_place_row": f"{name}:place_row" if has_row else "asbru.capture.loop_parts:_no_place_row"},
-            depends_on=(spec,))
+            depends_on=(spec, indirect))
         _keep.append(binding)
         table = EntryPoints(binding.decode_entry.address, binding.place_entry.address,
                             binding.place_row_entry.address if has_row else 0, uses_state(module))
