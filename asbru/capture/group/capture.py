@@ -11,9 +11,10 @@ the protocol to the engine:
 
 * before each compiled run it publishes the window (``OPEN`` while a sequence is active,
   ``GATHER`` otherwise) -- a publication that only adds a gulp needs no wait;
-* before anything that takes a gulp away (a commit) or reads the largest placed seq, it
-  publishes ``PAUSE``/``GATHER`` and waits until every follower has acknowledged it, then
-  folds the followers' largest seqs into ``W_LAST``;
+* before a commit it publishes the window without the gulp it commits (the followers go on
+  placing into the other one), before a vote or the end of a sequence ``GATHER``, and waits
+  until every follower has acknowledged it, then folds the followers' largest seqs into
+  ``W_LAST``;
 * a commit merges the followers' mask planes into the gulp's mask (a cell set by two
   threads is one packet and one duplicate) before zero-filling and flagging.
 """

@@ -25,7 +25,7 @@ from asbru.formats.spec import NDESC, NSTATE
 # --- window states (G_STATE) ---------------------------------------------------------------
 ST_GATHER = 0    # no open window: followers hand every packet to the leader
 ST_OPEN = 1      # followers place packets of the published window themselves
-ST_PAUSE = 2     # the leader is committing/reserving: followers wait (receive nothing)
+ST_PAUSE = 2     # followers wait (receive nothing): only the benchmarks use it, to hold them
 
 # --- leader words -------------------------------------------------------------------------
 G_EPOCH = 0      # odd while the leader rewrites the window; +2 per published window
