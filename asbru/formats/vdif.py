@@ -288,7 +288,8 @@ def decode(pkt, cfg, state, d):
         if fps * spf != rate or fps > MAX_FPS or frame >= fps:
             return INVALID
     else:
-        _learn(state, seconds, frame)
+        if state[ST_FPS] <= 0:     # (learnt: no call per frame)
+            _learn(state, seconds, frame)
         fps = state[ST_FPS]
         if fps <= 0:
             return HOLD
