@@ -42,6 +42,8 @@ from .backends import sniffer as _backend
 from .loop import capture_module
 from .udp import UDPCapture
 
+_UNSET = object()
+
 __all__ = ["UDPSniffer", "have_cap_net_raw", "SNIFF_BLOCK_SIZE", "SNIFF_BLOCK_COUNT"]
 
 #: default TPACKET_V3 ring: 32 blocks of 4 MiB (128 MiB, ~15 000 jumbo datagrams)
@@ -193,7 +195,11 @@ class UDPSniffer(UDPCapture):
         self._io = io
 
     def _poll_ms(self) -> int:
-        t = getattr(self._sock, "timeout", 0.0)
+        # the timeout UDPSocket's setter recorded (reading it back from the kernel is a
+        # getsockopt per recv(): ~7 us per gulp on the 16-core host)
+        t = getattr(self._sock, "_timeout", _UNSET)
+        if t is _UNSET:
+            t = getattr(self._sock, "timeout", 0.0)
         try:
             t = float(t or 0.0)
         except (TypeError, ValueError):
