@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -188,30 +189,58 @@ def test_ring_holds_the_stream_with_zeroed_gaps(single):
     assert not first[6 * NTIME + 9].any()                   # a whole empty time slot
 
 
+class TwoPorts:
+    """A capture on two sockets (``socks=[b]``: one receive thread each), sources split
+    over the ports by parity, a collector on its ring and a thread calling recv() until the
+    stream ends; ``finish()`` ends it all and returns the collected sequences."""
+
+    def __init__(self, tag: str, **kw) -> None:
+        self.a, self.b = UDPSocket(), UDPSocket()
+        self.a.bind(Address("127.0.0.1", 0))
+        self.b.bind(Address("127.0.0.1", 0))
+        self.a.timeout = 0.3
+        self.ports = [self.a._sock.getsockname()[1], self.b._sock.getsockname()[1]]
+        ring = Ring(name=f"mc_{tag}_{time.monotonic_ns() & 0xffffff:x}")
+        self.cap = UDPCapture("chips", self.a, ring, NSRC, 0, 9000, NTIME, 1, None,
+                              socks=[self.b], **kw)
+        self.col = RingCollector(ring, NTIME * NSRC * 32 * NCHAN)
+        self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.statuses: list = []
+
+    def start(self) -> None:
+        st = self.statuses
+        self.rx = threading.Thread(target=lambda: st.extend(
+            int(self.cap.recv()) for _ in iter(lambda: bool(st) and st[-1] in TERMINAL, True)))
+        self.rx.start()
+
+    def send(self, src: int, seq: int, port: Optional[int] = None) -> None:
+        self.tx.sendto(chips(src, SEQ0 + seq), ("127.0.0.1", self.ports[src % 2 if port is None else port]))
+
+    def finish(self):
+        self.rx.join(30)
+        self.cap.end()
+        return self.col.join(30)
+
+    def close(self) -> None:
+        self.tx.close()
+        self.a.close()
+        self.b.close()
+
+
 def test_sockets_per_address(single):
     """socks=[...]: one receive thread per socket (here two ports, sources split by port)."""
-    a, b = UDPSocket(), UDPSocket()
-    a.bind(Address("127.0.0.1", 0))
-    b.bind(Address("127.0.0.1", 0))
-    a.timeout = 0.3
-    ports = [a._sock.getsockname()[1], b._sock.getsockname()[1]]
-    ring = Ring(name=f"mc_socks_{time.monotonic_ns() & 0xffffff:x}")
     cpu = min(os.sched_getaffinity(0))
-    cap = UDPCapture("chips", a, ring, NSRC, 0, 9000, NTIME, 1, None, socks=[b], cores=[cpu, cpu])
-    col = RingCollector(ring, NTIME * NSRC * 32 * NCHAN)
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    two = TwoPorts("socks", cores=[cpu, cpu])
+    cap = two.cap
     try:
-        st = []
-        rx = threading.Thread(target=lambda: st.extend(
-            int(cap.recv()) for _ in iter(lambda: bool(st) and st[-1] in TERMINAL, True)))
-        rx.start()
+        two.start()
         sent = 0
         for t in range(4 * NTIME):
             for s in range(NSRC):
-                tx.sendto(chips(s, SEQ0 + t), ("127.0.0.1", ports[s % 2]))
+                two.send(s, t)
             sent += NSRC
             if t == 20:      # a copy that arrives on the other socket: one duplicate
-                tx.sendto(chips(3, SEQ0 + 19), ("127.0.0.1", ports[0]))
+                two.send(3, 19, port=0)
                 sent += 1
             if t % NTIME == NTIME - 1:
                 # a gulp at a time (see the module doc): a backlog on one socket larger
@@ -219,13 +248,9 @@ def test_sockets_per_address(single):
                 deadline = time.monotonic() + 30
                 while cap.stats["nreceived"] < sent and time.monotonic() < deadline:
                     time.sleep(0.002)
-        rx.join(30)
-        cap.end()
-        seqs = col.join(30)
+        seqs = two.finish()
     finally:
-        tx.close()
-        a.close()
-        b.close()
+        two.close()
     d = cap.stats
     assert d["nvalid"] == 4 * NTIME * NSRC and d["nmissing_bytes"] == 0, (d["per_thread"], d["nlate"], d["nsequences"], d["ninvalid"])
     assert d["nduplicate"] == 1 and d["per_source"]["duplicate"][3] == 1
@@ -242,14 +267,8 @@ def test_receive_threads_go_on_placing_while_a_gulp_is_committed():
     of N independent C receivers).  The leader's commit is held here until the threads
     have placed something, or for 3 s."""
     from asbru.capture import layout as L
-    a, b = UDPSocket(), UDPSocket()
-    a.bind(Address("127.0.0.1", 0))
-    b.bind(Address("127.0.0.1", 0))
-    a.timeout = 0.3
-    ports = [a._sock.getsockname()[1], b._sock.getsockname()[1]]
-    ring = Ring(name=f"mc_commit_{time.monotonic_ns() & 0xffffff:x}")
-    cap = UDPCapture("chips", a, ring, NSRC, 0, 9000, NTIME, 1, None, socks=[b])
-    col = RingCollector(ring, NTIME * NSRC * 32 * NCHAN)
+    two = TwoPorts("commit")
+    cap = two.cap
     fcnt = cap.stats_obj.fcnt
     committing = threading.Event()
     during: list[int] = []
@@ -266,13 +285,12 @@ def test_receive_threads_go_on_placing_while_a_gulp_is_committed():
         commit(g, nslots)
 
     cap._commit = held_commit
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sent = 0
 
     def send(pairs):
         nonlocal sent
         for s, t in pairs:
-            tx.sendto(chips(s, SEQ0 + t), ("127.0.0.1", ports[s % 2]))
+            two.send(s, t)
         sent += len(pairs)
 
     def placed_all(deadline=30.0):
@@ -281,10 +299,7 @@ def test_receive_threads_go_on_placing_while_a_gulp_is_committed():
             time.sleep(0.002)
 
     try:
-        st: list = []
-        rx = threading.Thread(target=lambda: st.extend(
-            int(cap.recv()) for _ in iter(lambda: bool(st) and st[-1] in TERMINAL, True)))
-        rx.start()
+        two.start()
         send([(s, t) for t in range(NTIME) for s in range(NSRC)])        # gulp 0
         placed_all()
         send([(0, NTIME)])                 # gulp 1 opens (a window of gulps 0 and 1)
@@ -297,13 +312,9 @@ def test_receive_threads_go_on_placing_while_a_gulp_is_committed():
         send([(s, t) for t in range(2 * NTIME, 3 * NTIME) for s in range(NSRC)
               if (s, t) != (0, 2 * NTIME)])
         placed_all()
-        rx.join(30)
-        cap.end()
-        seqs = col.join(30)
+        seqs = two.finish()
     finally:
-        tx.close()
-        a.close()
-        b.close()
+        two.close()
     assert during and during[0] > 0, "the receive threads placed nothing while gulp 0 was committed"
     d = cap.stats
     assert d["nvalid"] == sent == 3 * NTIME * NSRC and d["nlate"] == 0 and d["nmissing_bytes"] == 0
