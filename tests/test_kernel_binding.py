@@ -125,9 +125,21 @@ def test_the_loop_reads_every_field_of_its_state_by_name_and_nothing_else():
     src = (ROOT / "asbru/capture/loop/run.py").read_text()
     run = next(n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef) and n.name == "run")
     assert [a.arg for a in run.args.args] == ["s"]
-    used = {n.attr for n in ast.walk(run) if isinstance(n, ast.Attribute)
-            and isinstance(n.value, ast.Name) and n.value.id == "s"}
-    assert used == set(LoopState._fields)
+    # s is the fields as a plain tuple: each read as s[_ls.<FIELD>] into a variable of the
+    # field's name (so a swapped pair of positions cannot pass), every field once
+    reads = {}
+    for n in ast.walk(run):
+        if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and n.value.id == "s":
+            assert isinstance(n.slice, ast.Attribute) and n.slice.value.id == "_ls", ast.dump(n)
+            reads[n.slice.attr] = reads.get(n.slice.attr, 0) + 1
+    assert reads == {f.upper(): 1 for f in LoopState._fields}
+    for n in ast.walk(run):
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call) and n.value.args \
+                and isinstance(n.value.args[0], ast.Subscript) \
+                and isinstance(n.value.args[0].value, ast.Name) and n.value.args[0].value.id == "s":
+            assert n.targets[0].id.upper() == n.value.args[0].slice.attr
+    assert not any(isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                   and n.value.id == "s" for n in ast.walk(run))
     # the engine builds it by keyword: a swapped pair of same-typed arrays cannot pass
     eng = (ROOT / "asbru/capture/engine.py").read_text()
     calls = [n for n in ast.walk(ast.parse(eng)) if isinstance(n, ast.Call)

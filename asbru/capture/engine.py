@@ -29,7 +29,7 @@ from asbru.formats.spec import NDESC, PAYLOAD_SIZE
 from . import layout as L
 from .args import as_int, positive_int
 from .loop import capture_module
-from .loop.state import LoopState
+from .loop.state import LoopState, as_args
 from .callbacks import PacketCaptureCallback, call_sequence_callback, describe
 from .stats import CaptureStats
 from .status import Status
@@ -390,7 +390,7 @@ class CaptureEngine:
         self._win[L.W_NOFETCH] = int(nofetch)
         s = self._loop_state()
         t0 = time.perf_counter()
-        r = self._kmod.run(s)
+        r = self._kmod.run(as_args(s))
         self.stats_obj.process_seconds += time.perf_counter() - t0
         return int(r)
 

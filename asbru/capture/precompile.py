@@ -60,7 +60,7 @@ def call_with_zero_budget(kmod: Any, io: np.ndarray, rbuf: np.ndarray, rlen: np.
                           nsrc: int = 1) -> None:
     """Compile (or load from the cache) ``kmod.run`` and ``kmod.zero_fill`` for these
     receive arrays: one call of each that does no work."""
-    from .loop.state import LoopState
+    from .loop.state import LoopState, as_args
     nd = spec.NDESC
     i64 = np.int64
     win = np.zeros(L.NWIN, dtype=i64)
@@ -79,7 +79,7 @@ def call_with_zero_budget(kmod: Any, io: np.ndarray, rbuf: np.ndarray, rlen: np.
                   chg=np.zeros(0, dtype=i64), gA=gulp, gB=gulp, mA=mask, mB=mask, win=win,
                   cnt=cnt, psrc=psrc, pend=np.zeros((1, 6), dtype=i64),
                   addrs=np.zeros(nsrc, dtype=i64))
-    r = kmod.run(s)
+    r = kmod.run(as_args(s))
     if r != L.RS_BUDGET:
         raise RuntimeError(f"capture kernel warm-up: run() returned {r}, expected RS_BUDGET")
     kmod.zero_fill(cfg, gulp, mask, 0, np.full(nd, -1, dtype=i64), np.zeros(1, dtype=np.uint8),

@@ -12,7 +12,7 @@ Each piece is ordinary Python.  A cold cache compiles:
    engine writes into the capture config; the loop calls them through those
    (:mod:`asbru.formats.indirect`).
 
-``run`` takes a :class:`~.state.LoopState`.
+``run`` takes a :class:`~.state.LoopState`'s fields as a plain tuple (``state.as_args``).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ __all__ = ["CaptureKernels", "capture_module"]
 class CaptureKernels(NamedTuple):
     """The compiled functions the capture engine calls, and the format's entry points."""
 
-    run: Any          # run(LoopState) -> RS_* reason
+    run: Any          # run(as_args(LoopState)) -> RS_* reason
     zero_fill: Any    # zero_fill(cfg, gulp, mask, nslots, d, zero, nsrc, p, seq_start, cnt, psrc)
     drop_far: Any     # drop_far(hlen, win, cnt): far-ahead packets kept in vain, invalid
     entries: dispatch.EntryPoints   # install(cfg): where the loop finds decode/place

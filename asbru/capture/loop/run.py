@@ -9,7 +9,8 @@ its ``resync`` (``_resync``, ``RESYNC`` True).  Nothing here depends on the form
 
 The imports below bind the UDP backend (a valid default).
 
-``run(s)`` takes one :class:`~asbru.capture.loop.state.LoopState` and returns to Python
+``run(s)`` takes one :class:`~asbru.capture.loop.state.LoopState`'s fields (a plain tuple,
+``state.as_args``) and returns to Python
 only for the ``RS_*`` reasons of :mod:`asbru.capture.layout`; the packet that caused a
 return stays where it is (receive buffer index ``rst[R_POS]`` or hold index
 ``hst[H_POS]``/``hst[H_GPOS]``) and is looked at again by the next call.
@@ -20,6 +21,7 @@ import numpy as np
 
 from asbru.capture.backends.udp import fetch as _fetch, packet as _packet
 from asbru.capture.borrow import borrow as _borrow
+from asbru.capture.loop import state as _ls
 from asbru.capture.layout import (C_NUNLEARNED, F_EOF, F_TIMEOUT, FAR_STASH, H_GPOS, H_N,
                                   H_NVALID, H_POS, MODE_ACTIVE, R_COUNT, R_NPEND, R_POS,
                                   RS_BUDGET, RS_DRAINED, RS_START, W_BUDGET, W_FAR_N,
@@ -93,34 +95,34 @@ def _flush(cfg, rbuf, meta, aux, rst, pend, addrs, cur, d, gA, gB, win):
 
 @bound_kernel
 def run(s):
-    # s: the LoopState (asbru/capture/loop/state.py).  Every array in it is held by the
+    # s: a LoopState's fields (asbru/capture/loop/state.py).  Every array in it is held by the
     # caller for the whole call: work on borrowed views, so slicing and passing them on
     # costs no atomic reference counting (asbru/capture/borrow.py)
-    io = _borrow(s.io)
-    rbuf = _borrow(s.rbuf)
-    rlen = _borrow(s.rlen)
-    rst = _borrow(s.rst)
-    meta = _borrow(s.meta)
-    aux = _borrow(s.aux)
-    auxlens = _borrow(s.auxlens)
-    hold = _borrow(s.hold)
-    hlen = _borrow(s.hlen)
-    hst = _borrow(s.hst)
-    cfg = _borrow(s.cfg)
-    fstate = _borrow(s.fstate)
-    d = _borrow(s.d)
-    cur = _borrow(s.cur)
-    ref = _borrow(s.ref)
-    chg = _borrow(s.chg)
-    gA = _borrow(s.gA)
-    gB = _borrow(s.gB)
-    mA = _borrow(s.mA)
-    mB = _borrow(s.mB)
-    win = _borrow(s.win)
-    cnt = _borrow(s.cnt)
-    psrc = _borrow(s.psrc)
-    pend = _borrow(s.pend)
-    addrs = _borrow(s.addrs)
+    io = _borrow(s[_ls.IO])
+    rbuf = _borrow(s[_ls.RBUF])
+    rlen = _borrow(s[_ls.RLEN])
+    rst = _borrow(s[_ls.RST])
+    meta = _borrow(s[_ls.META])
+    aux = _borrow(s[_ls.AUX])
+    auxlens = _borrow(s[_ls.AUXLENS])
+    hold = _borrow(s[_ls.HOLD])
+    hlen = _borrow(s[_ls.HLEN])
+    hst = _borrow(s[_ls.HST])
+    cfg = _borrow(s[_ls.CFG])
+    fstate = _borrow(s[_ls.FSTATE])
+    d = _borrow(s[_ls.D])
+    cur = _borrow(s[_ls.CUR])
+    ref = _borrow(s[_ls.REF])
+    chg = _borrow(s[_ls.CHG])
+    gA = _borrow(s[_ls.GA])
+    gB = _borrow(s[_ls.GB])
+    mA = _borrow(s[_ls.MA])
+    mB = _borrow(s[_ls.MB])
+    win = _borrow(s[_ls.WIN])
+    cnt = _borrow(s[_ls.CNT])
+    psrc = _borrow(s[_ls.PSRC])
+    pend = _borrow(s[_ls.PEND])
+    addrs = _borrow(s[_ls.ADDRS])
     # the receive-buffer index of a held packet: a run-time int64 (a literal -1 would make
     # numba compile _active a second time, specialised for it)
     from_hold = np.int64(-1)

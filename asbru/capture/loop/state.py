@@ -1,8 +1,10 @@
 """The engine/kernel boundary: every array the compiled capture loop works on, by name.
 
-``run(s)`` takes one :class:`LoopState`; numba unboxes it as a named tuple of arrays, and
-the loop reads each field by name (``s.rbuf``), so two arrays of the same type cannot be
-swapped by position.  The capture engine builds it in one place
+``run(s)`` takes the fields of one :class:`LoopState` as a plain tuple (:func:`as_args`)
+and reads each by its position's name (``s[RBUF]``; the positions are checked against the
+named tuple's fields below), so two arrays of the same type cannot be swapped by position.
+Why not the named tuple itself: numba types a plain tuple of arrays in C, a named one
+through Python, field by field -- 2-4 us more per call, once per gulp.  The capture engine builds it in one place
 (:meth:`asbru.capture.engine.CaptureEngine._loop_state`); ``asbru.capture.precompile`` builds
 stand-ins of the same types to compile ahead.  Index names of the small int64 arrays:
 :mod:`asbru.capture.layout`.
@@ -45,3 +47,49 @@ class LoopState(NamedTuple):
     psrc: np.ndarray      # int64[NPS, nsrc]: per-source counters (PS_*)
     pend: np.ndarray      # int64[nbatch, 6]: placements deferred to place_row
     addrs: np.ndarray     # int64[nsrc]: payload addresses of one row for place_row
+
+
+# the position of each field in the tuple run() receives (checked below)
+IO = 0
+RBUF = 1
+RLEN = 2
+META = 3
+AUX = 4
+AUXLENS = 5
+RST = 6
+HOLD = 7
+HLEN = 8
+HST = 9
+CFG = 10
+FSTATE = 11
+D = 12
+CUR = 13
+REF = 14
+CHG = 15
+GA = 16
+GB = 17
+MA = 18
+MB = 19
+WIN = 20
+CNT = 21
+PSRC = 22
+PEND = 23
+ADDRS = 24
+NFIELDS = 25
+
+
+def as_args(s: LoopState) -> tuple:
+    """What ``run`` is called with: ``s``'s fields as a plain tuple."""
+    return tuple(s)
+
+
+def _check_positions() -> None:
+    g = globals()
+    for i, name in enumerate(LoopState._fields):
+        if g[name.upper()] != i:
+            raise AssertionError(f"LoopState field {name} is at {i}, its constant says {g[name.upper()]}")
+    if len(LoopState._fields) != NFIELDS:
+        raise AssertionError("LoopState and its position constants differ in length")
+
+
+_check_positions()
