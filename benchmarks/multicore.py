@@ -203,11 +203,13 @@ class Capture:
             d = self.cap.stats
             rows = [{k: r.get(k, 0) - b.get(k, 0) for k in ("nvalid", "nhanded", "wait_seconds")}
                     | {"thread": r["thread"]} for r, b in zip(d["per_thread"], before)]
-            for r in rows:     # the threads were held (waiting) from the quiesce to the drain
-                r["wait_seconds"] -= t0 - tq
+            for r in rows:
+                # the threads were held (waiting) from the quiesce to the drain: take that
+                # out; it is known only to a fraction of a ms, hence "~" and no sign below 0
+                r["wait_seconds"] = max(0.0, r["wait_seconds"] - (t0 - tq))
             self.where = ", ".join(
                 f"{r['thread']}: {r['nvalid']} placed, {r['nhanded']} handed over, "
-                f"waited {r['wait_seconds'] * 1e3:.1f} ms" for r in rows[1:])
+                f"waited ~{r['wait_seconds'] * 1e3:.1f} ms" for r in rows[1:])
             self.where += f"; leader placed {rows[0]['nvalid']}; drain {wall * 1e3:.1f} ms"
             # CPU time of each receive thread over the timed drain (/proc/self/task/*/stat;
             # includes the untimed end of the stream): 100 % = never waited

@@ -196,6 +196,30 @@ def test_same_ring_and_statistics_as_udpcapture():
 
 
 @needs_raw
+def test_a_timeout_set_between_recv_calls_is_the_next_calls():
+    """recv() waits for the socket's timeout as it is at that call: the sniffer takes the
+    value last set (UDPSocket.requested_timeout), not one read once."""
+    import time
+    port = free_udp_port()
+    sock = _sniffing_socket(port)
+    sock.timeout = 1.0
+    cap = UDPSniffer("chips", sock, Ring(name=f"sniff_timeout_{port}"), 2, 0, 9000, 4, 1, None,
+                     **SMALL_RING)
+    try:
+        t0 = time.monotonic()
+        assert int(cap.recv()) == 4                      # NO_DATA after the timeout
+        slow = time.monotonic() - t0
+        sock.timeout = 0.05
+        t0 = time.monotonic()
+        assert int(cap.recv()) == 4
+        fast = time.monotonic() - t0
+        assert slow >= 0.9 and fast < 0.5, (slow, fast)
+    finally:
+        cap.end()
+        sock.close()
+
+
+@needs_raw
 def test_ipv4_options_move_the_payload():
     # the payload is found from the IPv4 header length, not at a fixed 28 bytes
     port = free_udp_port()

@@ -177,6 +177,7 @@ def test_timeout_set_read_back_and_clear():
         s.bind(Address("127.0.0.1", 0))
         peer = _shield(s)
         assert s.timeout == 0.19999999999999998   # Bifrost's read-back of 0.2 (kernel jiffies)
+        assert s.requested_timeout == 0.2         # what was set, no syscall (captures' poll)
         rv = mv.RecvVec(2, 16)
         assert _recv_blocking(s.fileno(), rv.addr, 2) == -sc.EAGAIN
         s.timeout = 0
@@ -187,7 +188,7 @@ def test_timeout_set_read_back_and_clear():
         s.timeout = 1e-9                     # tiny but non-zero stays a timeout
         assert s.timeout > 0
         s.timeout = None
-        assert s.timeout == 0.0
+        assert s.timeout == 0.0 and s.requested_timeout == 0.0
         peer.close()
 
 

@@ -42,8 +42,6 @@ from .backends import sniffer as _backend
 from .loop import capture_module
 from .udp import UDPCapture
 
-_UNSET = object()
-
 __all__ = ["UDPSniffer", "have_cap_net_raw", "SNIFF_BLOCK_SIZE", "SNIFF_BLOCK_COUNT"]
 
 #: default TPACKET_V3 ring: 32 blocks of 4 MiB (128 MiB, ~15 000 jumbo datagrams)
@@ -195,10 +193,10 @@ class UDPSniffer(UDPCapture):
         self._io = io
 
     def _poll_ms(self) -> int:
-        # the timeout UDPSocket's setter recorded (reading it back from the kernel is a
-        # getsockopt per recv(): ~7 us per gulp on the 16-core host)
-        t = getattr(self._sock, "_timeout", _UNSET)
-        if t is _UNSET:
+        # what was set, where the socket says so: reading the timeout back from the kernel
+        # is a getsockopt per recv() (~7 us per gulp on the 16-core host)
+        t = getattr(self._sock, "requested_timeout", None)
+        if t is None:
             t = getattr(self._sock, "timeout", 0.0)
         try:
             t = float(t or 0.0)

@@ -154,7 +154,8 @@ def _inline_calls_above_compiled(typingctx):
     linked).  The entry points call the format's ``decode``/``place`` with arrays rebuilt
     from pointers; as a call, each array travels as a struct and every reference count
     the format's code takes is a call into the runtime (the arrays own nothing, so once
-    inlined those fold away): ~10 % of a sniffed 1 KiB packet."""
+    inlined those fold away): decode + place of a CHIPS 1 KiB packet took 32 ns through
+    the entry points, 19 ns folded (``benchmarks/indirect_call.py``, 2-core VM)."""
     sig = _t.void()
 
     def codegen(context, builder, signature, args):

@@ -329,6 +329,12 @@ class UDPSocket:
         if self._sock is not None:
             self._apply_timeout(self._timeout)
 
+    @property
+    def requested_timeout(self) -> float:
+        """The receive timeout last given to :attr:`timeout` (seconds; 0.0 for none),
+        without asking the kernel (a capture reads it once per ``recv()``)."""
+        return float(self._timeout or 0.0)
+
     def _apply_timeout(self, secs: float) -> None:
         assert self._sock is not None
         usec_total = int(round(secs * 1e6))

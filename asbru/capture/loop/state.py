@@ -1,10 +1,11 @@
 """The engine/kernel boundary: every array the compiled capture loop works on, by name.
 
 ``run(s)`` takes the fields of one :class:`LoopState` as a plain tuple (:func:`as_args`)
-and reads each by its position's name (``s[RBUF]``; the positions are checked against the
+and reads each by its position's name (``s[_ls.RBUF]``; the positions are checked against the
 named tuple's fields below), so two arrays of the same type cannot be swapped by position.
 Why not the named tuple itself: numba types a plain tuple of arrays in C, a named one
-through Python, field by field -- 2-4 us more per call, once per gulp.  The capture engine builds it in one place
+through Python, field by field -- about a microsecond more per call, once per gulp
+(``benchmarks/gulp_overhead.py``).  The capture engine builds it in one place
 (:meth:`asbru.capture.engine.CaptureEngine._loop_state`); ``asbru.capture.precompile`` builds
 stand-ins of the same types to compile ahead.  Index names of the small int64 arrays:
 :mod:`asbru.capture.layout`.
