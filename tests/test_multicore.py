@@ -274,7 +274,7 @@ def test_receive_threads_go_on_placing_while_a_gulp_is_committed():
     during: list[int] = []
     commit = cap._commit
 
-    def held_commit(g, nslots):
+    def held_commit(g, nslots, next_size=0):
         if not during:
             before = int(fcnt[:, L.C_NVALID].sum())
             committing.set()
@@ -282,7 +282,7 @@ def test_receive_threads_go_on_placing_while_a_gulp_is_committed():
             while int(fcnt[:, L.C_NVALID].sum()) == before and time.monotonic() < deadline:
                 time.sleep(0.002)
             during.append(int(fcnt[:, L.C_NVALID].sum()) - before)
-        commit(g, nslots)
+        return commit(g, nslots, next_size)
 
     cap._commit = held_commit
     sent = 0

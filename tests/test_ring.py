@@ -632,6 +632,89 @@ def test_hand_over_flags_keeps_the_callers_array():
     w.end_writing()
 
 
+def _commit_then_reserve_three(r: Ring, size: int, partial: bool = False):
+    """Spans A, B reserved; A committed (with flags) and C reserved in one call."""
+    w = r.begin_writing()
+    s = w.begin_sequence("cr")
+    a = s.reserve(size)
+    a.data[0][:] = pattern(0, size)
+    b = s.reserve(size)
+    b.data[0][:] = pattern(size, size)
+    if partial:
+        a.commit(size // 2)
+    mask = (np.arange(2 * size // 512) % 7 + 1).astype(np.uint8).reshape(-1, 2)
+    c = s.commit_then_reserve(a, mask, 512, size)
+    return w, s, a, b, c, mask
+
+
+def test_commit_then_reserve_publishes_the_span_with_its_flags_and_reserves_the_next():
+    # the capture engine's one call per gulp: the same bytes, flags and offsets as
+    # hand_over_flags + close + reserve
+    size = 4096
+    r = Ring()
+    r.resize(size, 8 * size)
+    w, s, a, b, c, mask = _commit_then_reserve_three(r, size)
+    assert c.offset == 2 * size and c.size == size and not a._open
+    assert np.shares_memory(c.first_ringlet(), r._buf) and c.first_ringlet().size == size
+    rseq = r.open_sequence("cr")
+    with rseq.acquire(0, size) as sp:
+        assert np.array_equal(sp.data[0], pattern(0, size))
+        assert sp.flags is mask or np.array_equal(sp.flags, mask)
+    b.close()
+    c.close()
+    s.end()
+    w.end_writing()
+    assert [sp.size for sp in rseq.read(size)][:3] == [size, size, size]
+
+
+def test_commit_then_reserve_commits_before_it_waits_for_a_reader():
+    # a guaranteed reader holds the space the next span needs until it has read the span
+    # being committed: the commit must come first, or neither side moves
+    size = 4096
+    r = Ring()
+    r.resize(size, 2 * size)
+    w = r.begin_writing()
+    s = w.begin_sequence("wait")
+    rseq = r.open_sequence("wait", guarantee=True)
+    a = s.reserve(size)
+    a.data[0][:] = pattern(0, size, 3)
+    b = s.reserve(size)
+    b.data[0][:] = pattern(size, size, 3)
+
+    def read_two():
+        got = []
+        for off in (0, size):      # acquiring B moves the guarantee off A
+            with rseq.acquire(off, size) as sp:
+                got.append(bytes(sp.data[0]))
+        return got
+
+    rt, rbox = run(read_two)
+    t, box = run(lambda: s.commit_then_reserve(a, np.ones((8, 1), np.uint8), 512, size))
+    c = joined(t, box)
+    assert c.offset == 2 * size
+    b.close()
+    assert joined(rt, rbox) == [pattern(0, size, 3).tobytes(), pattern(size, size, 3).tobytes()]
+    c.close()
+    s.end()
+    w.end_writing()
+    rseq.close()
+
+
+def test_commit_then_reserve_after_a_partial_commit_takes_the_ordinary_route():
+    size = 4096
+    r = Ring()
+    r.resize(size, 8 * size)
+    w, s, a, b, c, mask = _commit_then_reserve_three(r, size, partial=True)
+    b.close()
+    c.close()
+    s.end()
+    w.end_writing()
+    rseq = r.open_sequence("cr")
+    with rseq.acquire(0, size // 2) as sp:
+        assert np.array_equal(sp.data[0], pattern(0, size // 2))
+    assert rseq.size == 3 * size     # A's uncommitted half is a zero-filled hole, not data lost
+
+
 def test_flags_round_trip():
     r = Ring()
     r.resize(8192, 1 << 16)

@@ -271,3 +271,24 @@ def test_a_ring_left_by_a_crash_is_replaced_when_named_again(name):
     assert ring.created and os.stat(shm.path_of(name)).st_ino != old
     ring.resize(8192)                                # sized afresh (the old ring held data)
     ring.close()
+
+
+def test_commit_then_reserve_on_a_shared_ring(name):
+    # the capture engine's once-per-gulp call: the shared ring takes its own commit and
+    # reserve in turn, with the same bytes, flags and offsets as the in-process ring
+    ring = Ring(space="shm", name=name)
+    ring.resize(4096, 8 * 4096)
+    mask = (np.arange(16) % 5 + 1).astype(np.uint8).reshape(8, 2)
+    with ring.begin_writing() as w, w.begin_sequence(name="cr") as seq:
+        a = seq.reserve(4096)
+        a.data[0][:] = 7
+        b = seq.reserve(4096)
+        c = seq.commit_then_reserve(a, mask, 512, 4096)
+        assert c.offset == 2 * 4096 and c.size == 4096
+        rseq = ring.open_sequence("cr", guarantee=False)
+        with rseq.acquire(0, 4096) as sp:
+            assert (sp.data[0] == 7).all() and np.array_equal(sp.flags, mask)
+        b.close()
+        c.close()
+    rseq.close()
+    ring.close()

@@ -29,7 +29,7 @@ from asbru.formats.spec import NDESC, PAYLOAD_SIZE
 from . import layout as L
 from .args import as_int, positive_int
 from .loop import capture_module
-from .loop.state import LoopState, as_args
+from .loop.state import LoopState  # noqa: F401  (documents _loop_args' order)
 from .callbacks import PacketCaptureCallback, call_sequence_callback, describe
 from .stats import CaptureStats
 from .status import Status
@@ -217,6 +217,10 @@ class CaptureEngine:
         self._hlen = np.zeros(hcap + L.FAR_STASH, dtype=np.int64)
         self._hst = np.zeros(L.NHST, dtype=np.int64)
         self._win = np.zeros(L.NWIN, dtype=np.int64)
+        # the same words for the Python that runs once per gulp: an element of a memoryview
+        # is a plain int read or written by a few instructions, a NumPy scalar goes through
+        # NumPy's indexing machinery (its code cold by then: _commit_then_reserve says why)
+        self._winv = memoryview(self._win)
         w = self._win
         w[L.W_MODE] = L.MODE_GATHER
         w[L.W_N] = buffer_ntime
@@ -370,36 +374,41 @@ class CaptureEngine:
         """Subclasses that receive from the network: refresh ``cnt[C_NKDROPS]`` (called
         before each proclog publication, by ``stats`` and by ``end()``)."""
 
-    def _loop_state(self) -> LoopState:
-        """What the compiled loop works on: this engine's arrays, by name (the one place
-        they are put together)."""
+    def _loop_args(self) -> tuple:
+        """What the compiled loop works on: this engine's arrays in the order of
+        :class:`LoopState`'s fields (the one place they are put together; a test checks that
+        each lands in the field of its name).  A plain tuple built here, not a ``LoopState``
+        turned into one: its 25 keywords cost microseconds once per gulp, from cold caches."""
         g = self._gulps
+        n = len(g)
+        if n >= 2:
+            gA, gB, mA, mB = g[0].data, g[1].data, g[0].mask, g[1].mask
+        elif n == 1:
+            gA, gB, mA, mB = g[0].data, self._dummy_gulp, g[0].mask, self._dummy_mask
+        else:
+            gA = gB = self._dummy_gulp
+            mA = mB = self._dummy_mask
         st = self.stats_obj
-        return LoopState(
-            io=self._io, rbuf=self._rbuf, rlen=self._rlen, meta=self._meta, aux=self._aux,
-            auxlens=self._auxlens, rst=self._rst, hold=self._hold, hlen=self._hlen,
-            hst=self._hst, cfg=self._cfg, fstate=self._fstate, d=self._d, cur=self._cur,
-            ref=self._ref, chg=self._chg,
-            gA=g[0].data if len(g) > 0 else self._dummy_gulp,
-            gB=g[1].data if len(g) > 1 else self._dummy_gulp,
-            mA=g[0].mask if len(g) > 0 else self._dummy_mask,
-            mB=g[1].mask if len(g) > 1 else self._dummy_mask,
-            win=self._win, cnt=st.cnt, psrc=st.psrc, pend=self._pend, addrs=self._addrs)
+        return (self._io, self._rbuf, self._rlen, self._meta, self._aux, self._auxlens, self._rst,
+                self._hold, self._hlen, self._hst, self._cfg, self._fstate, self._d, self._cur,
+                self._ref, self._chg, gA, gB, mA, mB, self._win, st.cnt, st.psrc, self._pend,
+                self._addrs)
 
     def _run(self, nofetch: int) -> int:
-        self._win[L.W_NOFETCH] = int(nofetch)
-        s = self._loop_state()
+        self._winv[L.W_NOFETCH] = nofetch
+        args = self._loop_args()
         t0 = time.perf_counter()
-        r = self._kmod.run(as_args(s))
+        r = self._kmod.run(args)
         self.stats_obj.process_seconds += time.perf_counter() - t0
         return int(r)
 
     def _pump(self, nofetch: int) -> int:
         """Run the compiled loop and act on why it returned, until there is a status."""
         w = self._win
+        wv = self._winv
         while True:
             reason = self._run(nofetch)
-            active = w[L.W_MODE] == L.MODE_ACTIVE or self._confirming
+            active = wv[L.W_MODE] == L.MODE_ACTIVE or self._confirming
             if reason == L.RS_START and self._confirming:
                 kind = int(w[L.W_VOTE])
                 if self._resolve_change():
@@ -635,58 +644,78 @@ class CaptureEngine:
         self._compact_hold()
 
     # --- gulps
-    def _reserve(self) -> None:
-        w = self._win
-        p = int(w[L.W_P])
+    def _reserve(self, span: Any = None) -> None:
+        """Open the next gulp: a span reserved here, or ``span`` when the commit of the one
+        before reserved it (``_commit``'s ``next_size``)."""
+        w = self._winv
         n = self.buffer_ntime
-        size = n * self.nsrc * p
-        t0 = time.perf_counter()
-        span = self._wseq.reserve(size)
-        dt = time.perf_counter() - t0
+        size = n * self.nsrc * w[L.W_P]
         st = self.stats_obj
-        st.blocked_seconds += dt
-        st.reserve_seconds += dt
-        data = span.data_view(np.uint8)[0]
-        if not data.flags.c_contiguous or data.size < size:
-            raise AsbruError("capture: the ring returned a non-contiguous span")
-        start = int(w[L.W_S] + len(self._gulps) * n)
-        w[L.W_PLACED0 + len(self._gulps)] = 0
-        self._gulps.append(_Gulp(span, data[:size], np.zeros((n, self.nsrc), dtype=np.uint8), start))
-        w[L.W_K] = len(self._gulps)
+        if span is None:
+            t0 = time.perf_counter()
+            span = self._wseq.reserve(size)
+            dt = time.perf_counter() - t0
+            st.blocked_seconds += dt
+            st.reserve_seconds += dt
+        data = span.first_ringlet()     # one row of the ring's C-contiguous buffer: contiguous
+        if data.size != size:
+            raise AsbruError(f"capture: the ring returned a span of {data.size} bytes for {size}")
+        gulps = self._gulps
+        k = len(gulps)
+        w[L.W_PLACED0 + k] = 0
+        gulps.append(_Gulp(span, data, np.zeros((n, self.nsrc), dtype=np.uint8), w[L.W_S] + k * n))
+        w[L.W_K] = k + 1
 
     def _advance(self) -> None:
         t0 = time.perf_counter()
-        if len(self._gulps) == 2:
-            g = self._gulps.pop(0)
-            self._commit(g, self.buffer_ntime)
+        gulps = self._gulps
+        span = None
+        if len(gulps) == 2:
+            g = gulps.pop(0)
+            span = self._commit(g, self.buffer_ntime, next_size=g.data.size)
             self._shift_placed()
-            self._win[L.W_S] = self._gulps[0].start
-            self._win[L.W_K] = 1
-        self._reserve()
+            w = self._winv
+            w[L.W_S] = gulps[0].start
+            w[L.W_K] = 1
+        self._reserve(span)
         self.stats_obj.reserve_seconds += time.perf_counter() - t0
 
     def _shift_placed(self) -> None:
         """The window's first gulp was committed: the second one's count moves up."""
-        w = self._win
+        w = self._winv
         w[L.W_PLACED0] = w[L.W_PLACED0 + 1]
         w[L.W_PLACED0 + 1] = 0
 
-    def _commit(self, g: _Gulp, nslots: int) -> None:
-        """Commit the window's first gulp (``g``) up to ``nslots`` time slots."""
-        p = int(self._win[L.W_P])
+    def _commit(self, g: _Gulp, nslots: int, next_size: int = 0) -> Any:
+        """Commit the window's first gulp (``g``) up to ``nslots`` time slots.  With
+        ``next_size``, the next gulp's span of that many bytes is reserved in the same call
+        and returned (once per gulp: one ring call instead of four; ``engine``'s Python runs
+        from caches the drain has just flushed)."""
+        w = self._winv
+        p = w[L.W_P]
         sb = self.nsrc * p
+        span = g.span
         if nslots > 0:
-            mask = g.mask[:nslots]
+            whole = nslots == self.buffer_ntime
+            mask = g.mask if whole else g.mask[:nslots]
             st = self.stats_obj
             full = nslots * self.nsrc
-            if nslots == self.buffer_ntime and int(self._win[L.W_PLACED0]) == full:
-                st.cnt[L.C_NGOOD_BYTES] += full * p      # every packet came: nothing to zero
+            if whole and w[L.W_PLACED0] == full:
+                st.cntv[L.C_NGOOD_BYTES] += full * p     # every packet came: nothing to zero
             else:
                 self._kmod.zero_fill(self._cfg, g.data, mask, nslots, self._seqdesc.copy(), self._zero,
                                      self.nsrc, p, g.start, st.cnt, st.psrc)
-            g.span.hand_over_flags(mask, sb)
-        g.span.commit(nslots * sb)
-        g.span.close()
+            if next_size and whole:
+                t0 = time.perf_counter()
+                nxt = self._wseq.commit_then_reserve(span, mask, sb, next_size)
+                dt = time.perf_counter() - t0
+                st.blocked_seconds += dt
+                st.reserve_seconds += dt
+                return nxt
+            span.hand_over_flags(mask, sb)
+        span.commit(nslots * sb)
+        span.close()
+        return None
 
     # --- statistics
     def _publish(self) -> None:

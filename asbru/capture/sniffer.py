@@ -99,6 +99,7 @@ class UDPSniffer(UDPCapture):
                  sniff_block_count: int = SNIFF_BLOCK_COUNT,
                  sniff_retire_ms: int = SNIFF_RETIRE_MS, **kwargs: Any) -> None:
         self._pring: Optional[pr.PacketRing] = None
+        self._poll_from: Any = None              # the socket timeout IO_POLL_MS was set from
         self._filtered: Optional[Any] = None     # a bound socket we attached drop-all to
         bsize = _check_block("sniff_block_size", sniff_block_size)
         bcount = _check_block("sniff_block_count", sniff_block_count)
@@ -209,7 +210,12 @@ class UDPSniffer(UDPCapture):
         super()._check_open()
         if self._pring is None or self._pring.ring is None:
             raise ArgumentError("UDPSniffer.recv: the packet ring was closed")
-        self._io[L.IO_POLL_MS] = self._poll_ms()
+        # the poll timeout again only when the socket's timeout was set since: UDPSocket
+        # keeps the value last set (the same object until set again)
+        t = getattr(self._sock, "requested_timeout", None)
+        if t is None or t is not self._poll_from:
+            self._poll_from = t
+            self._io[L.IO_POLL_MS] = self._poll_ms()
 
     def _update_kernel_drops(self) -> None:
         # the packet ring's own counter (PACKET_STATISTICS), not the UDP socket's: that one

@@ -24,6 +24,7 @@ class CaptureStats:
 
     def __init__(self, nsrc: int) -> None:
         self.cnt = np.zeros(L.NCNT, dtype=np.int64)
+        self.cntv = memoryview(self.cnt)   # the same counters as plain ints (engine._winv says why)
         self.cnt[L.C_KDROP_LAST] = -1
         self.psrc = np.zeros((L.NPS, nsrc), dtype=np.int64)
         self.blocked_seconds = 0.0     # waiting in ring reserve (back-pressure)

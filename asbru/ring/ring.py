@@ -430,33 +430,81 @@ class Ring:
         with self._lock:
             if seq is not self._open_seq:
                 raise ArgumentError("reserve: this sequence has ended")
-            t0 = 0.0
-            while True:
-                if not self._resizing:
-                    end = self._reserve_head + size
-                    floor = end - self._capacity
-                    pin = self._min_pin()
-                    if pin is None or floor <= pin:
-                        break
+            span = self._reserve_now(seq, size)
+            if span is None:
                 if nonblocking:
                     raise WouldBlock("reserve: a guaranteed reader still holds the space (nonblocking=True)")
-                if not t0:
-                    t0 = time.perf_counter()
-                self._wait_space()
-            if t0:
+                t0 = time.perf_counter()
+                while span is None:
+                    self._wait_space()
+                    span = self._reserve_now(seq, size)
                 self._blocked += time.perf_counter() - t0
-            begin = self._reserve_head
-            self._reserve_head = end
-            if floor > self._tail:
-                self._tail = floor          # published before the writer touches the memory
-                self._drop_old()
-            self._open_spans += 1
-            bufpos = begin % self._capacity
-            if bufpos + size > self._capacity:
-                self._ghost_base, self._ghost_valid = -1, 0   # this span writes the ghost
-            span = WriteSpan(self, seq, self._buf, bufpos, begin, size)
-            self._pending.append(span)
         return span
+
+    def _reserve_now(self, seq: _Sequence, size: int) -> Optional[WriteSpan]:
+        """Reserve ``size`` bytes (checked) of the open sequence ``seq``, or None when that
+        must wait: a resize is under way or a guaranteed reader still holds the space (lock
+        held)."""
+        if self._resizing:
+            return None
+        begin = self._reserve_head
+        end = begin + size
+        floor = end - self._capacity
+        pin = self._min_pin()
+        if pin is not None and floor > pin:
+            return None
+        self._reserve_head = end
+        if floor > self._tail:
+            self._tail = floor          # published before the writer touches the memory
+            self._drop_old()
+        self._open_spans += 1
+        bufpos = begin % self._capacity
+        if bufpos + size > self._capacity:
+            self._ghost_base, self._ghost_valid = -1, 0   # this span writes the ghost
+        span = WriteSpan(self, seq, self._buf, bufpos, begin, size)
+        self._pending.append(span)
+        return span
+
+    def _commit_then_reserve(self, span: WriteSpan, flags: np.ndarray, frame_nbyte: int,
+                             size: int) -> WriteSpan:
+        """Commit all of ``span`` with ``flags`` handed over (as ``hand_over_flags`` does),
+        then reserve ``size`` bytes more of its sequence and return that span: what a capture
+        does once per gulp, here under one hold of the lock.
+
+        Why one call: a capture's Python between two gulps runs from caches its drain has
+        just flushed (it is several times dearer on a many-core host than here), and each
+        call of the separate route (hand over, commit, close, reserve: a dozen functions)
+        is paid at that price.  Anything out of the common case (device memory, holes left
+        by a partial commit, a commit size set on the span, a sequence that ended, a resize,
+        a reader holding the space) takes the separate calls, which wait where needed."""
+        seq = span._seq
+        nbyte = span._size
+        store = seq.flags
+        if (self._device or self._holes or not span._open or span._commit_size != nbyte
+                or type(size) is not int or not 0 <= size <= self._ghost
+                or (store is not None and (store.frame_nbyte != frame_nbyte
+                                           or store.ncol != flags.shape[1]))):
+            return self._commit_then_reserve_in_turn(span, flags, frame_nbyte, size)
+        span._open = False
+        span._flags, span._frame_nbyte = flags, frame_nbyte
+        if span._bufpos + nbyte > self._capacity:
+            self._mirror(span, nbyte)       # still reserved (invisible to readers): no lock
+        with self._lock:
+            while self._pending[0] is not span:
+                self._wait_space()
+            self._publish(span, nbyte)
+            if seq is self._open_seq:
+                new = self._reserve_now(seq, size)
+                if new is not None:
+                    return new
+        return self._reserve(seq, size, False)
+
+    def _commit_then_reserve_in_turn(self, span: WriteSpan, flags: np.ndarray, frame_nbyte: int,
+                                     size: int) -> WriteSpan:
+        """:meth:`_commit_then_reserve` by the separate calls (every ring kind has them)."""
+        span.hand_over_flags(flags, frame_nbyte)
+        span.close()
+        return self._reserve(span._seq, size, False)
 
     def _mirror(self, span: WriteSpan, nbyte: int) -> None:
         """A span that wrapped wrote its overhang into the ghost: copy it to the start."""
@@ -585,7 +633,8 @@ class Ring:
         if first < 0:
             first = (span._abs - seq.begin) // fn
         nrow = -(-(span._abs - seq.begin + nbyte) // fn) - first
-        store.add(first, span._flags[:nrow])
+        rows = span._flags
+        store.add(first, rows if nrow == len(rows) else rows[:nrow])
         if self._tail > seq.begin:
             store.prune((self._tail - seq.begin) // fn)
 

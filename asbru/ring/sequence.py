@@ -128,6 +128,13 @@ class WriteSequence(_SequenceInfo):
         """
         return self._ring._reserve(self._seq, size, nonblocking)
 
+    def commit_then_reserve(self, span: SpanView, flags: np.ndarray, frame_nbyte: int,
+                            size: int) -> SpanView:
+        """Commit all of ``span`` (reserved from this sequence) with ``flags`` handed over
+        (``WriteSpan.hand_over_flags``: the array is the ring's from now on), then reserve
+        the next ``size`` bytes: a capture's step once per gulp, in one call."""
+        return self._ring._commit_then_reserve(span, flags, frame_nbyte, size)
+
     def end(self) -> None:
         """Finish the sequence at the data committed so far (idempotent)."""
         self._ring._end_sequence(self._seq)

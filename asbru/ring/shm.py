@@ -811,6 +811,11 @@ class SharedRing(Ring):
                 self._sync_layout()
         return super()._reserve(seq, size, nonblocking)
 
+    def _commit_then_reserve(self, span: Any, flags: np.ndarray, frame_nbyte: int, size: int) -> Any:
+        # the shared ring's commit and reserve keep its control block and the other processes
+        # in step: take them one after the other
+        return self._commit_then_reserve_in_turn(span, flags, frame_nbyte, size)
+
     def _check_span_size(self, what: str, size: Any) -> int:
         if self._layout_gen != int(self._ctl[C_LAYOUT_GEN]):
             with self._lock:

@@ -116,7 +116,15 @@ class WriteSpan(SpanBase):
 
     def __init__(self, ring: RingSide, seq: _Sequence, buf: np.ndarray, bufpos: int, abs_offset: int,
                  size: int) -> None:
-        super().__init__(ring, buf, bufpos, abs_offset, size, seq.nringlet)
+        # SpanBase's fields set here, not through its __init__: a capture makes one of these
+        # per gulp, from cold caches (Ring._commit_then_reserve says why that matters)
+        self._ring = ring
+        self._buf = buf
+        self._bufpos = bufpos
+        self._abs = abs_offset
+        self._size = size
+        self._nringlet = seq.nringlet
+        self._open = True
         self._seq = seq
         self._commit_size = size
         self._flags: Optional[np.ndarray] = None
@@ -136,6 +144,10 @@ class WriteSpan(SpanBase):
     def data_view(self, dtype: Any = np.uint8, shape: Any = -1) -> np.ndarray:
         """Writable view of shape ``(nringlet, size // itemsize)``, reshaped to ``shape`` if given."""
         return _view(self._buf, self._nringlet, self._bufpos, self._size, dtype, shape)
+
+    def first_ringlet(self) -> np.ndarray:
+        """``data_view()[0]`` in one step: the span's bytes of ringlet 0, writable."""
+        return self._buf[0, self._bufpos:self._bufpos + self._size]
 
     def commit(self, size: Optional[int] = None) -> None:
         """Record how many bytes to publish on close (default all; 0 cancels the reservation)."""

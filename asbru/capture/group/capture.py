@@ -371,19 +371,19 @@ class GroupCapture:
             self._group_quiesce(S.ST_OPEN, retire_first=True)
         super()._advance()
 
-    def _reserve(self) -> None:
-        super()._reserve()
+    def _reserve(self, span: Any = None) -> None:
+        super()._reserve(span)
         g = self._gulps[-1]
         plane = self._plane_next
         self._plane_next = (plane + 1) % 3
         self._fmask[:, plane] = 0
         self._planes[id(g)] = plane
 
-    def _commit(self, g: Any, nslots: int) -> None:
+    def _commit(self, g: Any, nslots: int, next_size: int = 0) -> Any:
         plane = self._planes.pop(id(g), None)
         if plane is not None:
             self._merge_masks(g, plane)
-        super()._commit(g, nslots)
+        return super()._commit(g, nslots, next_size)
 
     def _merge_masks(self, g: Any, plane: int) -> None:
         """Fold the followers' mask planes into the gulp's mask (:func:`.masks.merge`)."""
