@@ -10,6 +10,14 @@ allows) of 1 KiB VDIF packets, as ``benchmarks/capture.py`` does, and splits eac
 and the rest; medians of ``--repeat`` rounds, microseconds per gulp.  A last line times
 one call of a compiled function taking the loop's 25 arrays as a plain tuple (how the
 loop takes them) beside the same arrays in the named tuple ``LoopState``.
+
+``--evict MIB`` (default 64; 0: off) measures each kind a second time with that many MiB
+copied after every call of the compiled loop (not counted in either part): the Python then
+runs from caches emptied the way a drain empties them on a many-core host, where each
+function call and NumPy operation of the per-gulp Python costs several microseconds
+(the 16-core host's per-gulp Python was 3x this machine's, in caches the drain had just
+flushed).  The copy empties more than a drain does (the last-level cache too), so that
+line is an upper bound.
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numba
 import numpy as np
@@ -33,21 +42,28 @@ from benchmarks.machine import describe  # noqa: E402
 PAYLOAD = 1024
 
 
-def split_round(rx: Receiver, npkt: int) -> tuple[float, float, int]:
-    """Drain ``npkt`` pre-filled packets; (Python us per gulp, loop us per gulp, gulps)."""
+def split_round(rx: Receiver, npkt: int, evict: Optional[tuple[np.ndarray, np.ndarray]] = None
+                ) -> tuple[float, float, int]:
+    """Drain ``npkt`` pre-filled packets; (Python us per gulp, loop us per gulp, gulps).
+    ``evict``: (source, destination) copied after each loop call, counted as neither."""
     run_sender(rx.exe.tx, rx.port, npkt, rx.payload, nsrc=NSRC, seq0=rx.seq, hdr="vdif", fps=FPS)
     rx.seq += npkt // NSRC + 1000
     time.sleep(0.2)
     cap = rx.cap
     run = cap._kmod.run
     in_loop = [0.0]
+    evicting = [0.0]
 
     def timed(s):
         t = time.perf_counter()
         try:
             return run(s)
         finally:
-            in_loop[0] += time.perf_counter() - t
+            t1 = time.perf_counter()
+            in_loop[0] += t1 - t
+            if evict is not None:
+                np.copyto(evict[1], evict[0])
+                evicting[0] += time.perf_counter() - t1
 
     cap._kmod = cap._kmod._replace(run=timed)
     try:
@@ -55,14 +71,16 @@ def split_round(rx: Receiver, npkt: int) -> tuple[float, float, int]:
         t0 = time.perf_counter()
         last = t0
         loop_at_last = 0.0
+        evict_at_last = 0.0
         while int(cap.recv()) not in (1, 4, 5, 6):
             n += 1
             last = time.perf_counter()
             loop_at_last = in_loop[0]
+            evict_at_last = evicting[0]
     finally:
         cap._kmod = cap._kmod._replace(run=run)
     # the final recv() (the receive timeout at the end of the stream) is not counted
-    total = last - t0
+    total = last - t0 - evict_at_last
     return (total - loop_at_last) / n * 1e6, loop_at_last / n * 1e6, n
 
 
@@ -93,6 +111,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--npkt", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--evict", type=int, default=64, help="MiB copied after each loop call in a "
+                    "second measurement (0: none)")
     a = ap.parse_args()
     print(describe(), flush=True)
     try:
@@ -104,18 +124,28 @@ def main() -> int:
     kinds = ["udp"] + (["sniffer"] if have_cap_net_raw() else [])
     if "sniffer" not in kinds:
         print("UDPSniffer: not measured (CAP_NET_RAW is not available)")
+    evict = None
+    if a.evict > 0:
+        src = np.ones(a.evict << 20, dtype=np.uint8)
+        evict = (src, np.ones_like(src))
     for kind in kinds:
+        name = "UDPCapture" if kind == "udp" else "UDPSniffer"
         rx = Receiver(kind, exe, "vdif", PAYLOAD)
         try:
-            rounds = [split_round(rx, npkt) for _ in range(max(1, a.repeat))]
+            for how in ([None, evict] if evict is not None else [None]):
+                rounds = [split_round(rx, npkt, how) for _ in range(max(1, a.repeat))]
+                py = statistics.median(r[0] for r in rounds)
+                loop = statistics.median(r[1] for r in rounds)
+                if how is None:
+                    print(f"{name} vdif 1 KiB: Python {py:.1f} us per gulp of {GULP * NSRC} packets "
+                          f"(baseline: the compiled loop's {loop:.1f} us per gulp; Python share "
+                          f"{100 * py / (py + loop):.1f} %)", flush=True)
+                else:
+                    print(f"{name} vdif 1 KiB, caches evicted before the Python ({a.evict} MiB "
+                          f"copied): Python {py:.1f} us per gulp (baseline: the compiled loop's "
+                          f"{loop:.1f} us per gulp)", flush=True)
         finally:
             rx.close()
-        py = statistics.median(r[0] for r in rounds)
-        loop = statistics.median(r[1] for r in rounds)
-        name = "UDPCapture" if kind == "udp" else "UDPSniffer"
-        print(f"{name} vdif 1 KiB: Python {py:.1f} us per gulp of {GULP * NSRC} packets "
-              f"(baseline: the compiled loop's {loop:.1f} us per gulp; Python share "
-              f"{100 * py / (py + loop):.1f} %)", flush=True)
     plain, named = call_cost()
     print(f"one call with the loop's 25 arrays: {plain:.2f} us as a plain tuple "
           f"(baseline: as the named tuple LoopState {named:.2f} us, ratio {named / plain:.2f})")

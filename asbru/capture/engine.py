@@ -300,7 +300,8 @@ class CaptureEngine:
                 self._update_kernel_drops()
                 self._publish()
             self._tell_unlearned()
-        return Status(status)
+        # (an Enum call by value runs several Python frames: skipped when it is one already)
+        return status if type(status) is Status else Status(status)
 
     def flush(self) -> None:
         """Commit what is open, end the sequence, and leave the capture inactive."""
