@@ -715,6 +715,32 @@ def test_commit_then_reserve_after_a_partial_commit_takes_the_ordinary_route():
     assert rseq.size == 3 * size     # A's uncommitted half is a zero-filled hole, not data lost
 
 
+def test_read_gives_each_span_back_when_the_next_is_asked_for():
+    # ReadSequence.read hands the previous span back inside the call that acquires the next
+    # (one lock round per span): every span is still given back exactly once, the last one
+    # when the loop ends or is left early
+    r = Ring()
+    r.resize(1024, 1 << 14)
+    w = r.begin_writing()
+    with w.begin_sequence("rel") as s:
+        for i in range(6):
+            with s.reserve(1024) as sp:
+                sp.data[0][:] = i
+    w.end_writing()
+    rseq = r.open_sequence("rel")
+    seen = []
+    for sp in rseq.read(1024):
+        assert r._open_spans == 1 and all(not old._open for old in seen)
+        assert (sp.data[0] == len(seen)).all()
+        seen.append(sp)
+    assert len(seen) == 6 and r._open_spans == 0 and not seen[-1]._open
+    it = iter(rseq.read(1024))
+    first = next(it)
+    it.close()                                   # left early: the span is given back
+    assert not first._open and r._open_spans == 0
+    rseq.close()
+
+
 def test_flags_round_trip():
     r = Ring()
     r.resize(8192, 1 << 16)

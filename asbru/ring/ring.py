@@ -747,14 +747,19 @@ class Ring:
             if self._pins.pop(key, None) is not None:
                 self._wake_space()
 
-    def _acquire(self, rseq: ReadSequence, offset: Any, size: Any, hold: bool = False) -> ReadSpan:
+    def _acquire(self, rseq: ReadSequence, offset: Any, size: Any, hold: bool = False,
+                 release: Optional[ReadSpan] = None) -> ReadSpan:
         """``hold``: leave the guarantee where it is (a reader with several spans in flight,
-        such as ``asbru.ring.copy``, moves it itself with ``_move_pin``)."""
+        such as ``asbru.ring.copy``, moves it itself with ``_move_pin``).  ``release``: a span
+        of the reader's to give back first, under the same hold of the lock
+        (``ReadSequence.read``: one lock round per span instead of two)."""
         size = self._check_span_size("size", size)
         if not (type(offset) is int or is_int(offset)) or offset < 0:
             raise ArgumentError(f"offset must be a non-negative integer; got {offset!r}")
         offset = int(offset)
         with self._lock:
+            if release is not None:
+                self._let_go(release)
             seq = rseq._seq
             start = seq.begin + offset
             if rseq._guarantee and not hold and rseq._key in self._pins:
@@ -774,6 +779,15 @@ class Ring:
 
     def _release_span(self) -> None:
         with self._lock:
+            self._open_spans -= 1
+            if self._resizing:
+                self._wake_space()
+
+    def _let_go(self, span: ReadSpan) -> None:
+        """Give back a read span that is still open (lock held): ``ReadSpan.release``'s
+        work, for a caller that holds the lock already."""
+        if span._open:
+            span._open = False
             self._open_spans -= 1
             if self._resizing:
                 self._wake_space()

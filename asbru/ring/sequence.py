@@ -196,16 +196,21 @@ class ReadSequence(_SequenceInfo):
             raise ArgumentError(f"begin must be a non-negative integer; got {begin!r}")
         offset = int(begin)
         stride = int(stride)
-        while True:
-            try:
-                span = self.acquire(offset, span_size)
-            except EndOfDataStop:
-                break
-            try:
-                yield span
-            finally:
-                span.release()
-            offset += stride
+        prev = None
+        try:
+            while True:
+                if self._closed:
+                    raise ArgumentError("acquire: this ReadSequence is closed")
+                try:
+                    # the span handed out before is given back inside the same call
+                    prev = ring._acquire(self, offset, span_size, release=prev)
+                except EndOfDataStop:
+                    break
+                yield prev
+                offset += stride
+        finally:
+            if prev is not None:
+                prev.release()          # (a no-op once the ring has taken it back)
         # Done with this sequence: let the writer reuse all of it.
         if self._guarantee and not self._closed:
             ring._move_pin(self, self._seq.end if self._seq.end is not None else self._seq.begin + offset)

@@ -776,12 +776,15 @@ class SharedRing(Ring):
             if rseq._guarantee:
                 self._pin_at(rseq._key, seq.begin)
 
-    def _acquire(self, rseq: ReadSequence, offset: Any, size: Any, hold: bool = False) -> ReadSpan:
+    def _acquire(self, rseq: ReadSequence, offset: Any, size: Any, hold: bool = False,
+                 release: Optional[ReadSpan] = None) -> ReadSpan:
         size = self._check_span_size("size", size)
         if not (type(offset) is int or is_int(offset)) or offset < 0:
             raise ArgumentError(f"offset must be a non-negative integer; got {offset!r}")
         offset = int(offset)
         with self._lock:
+            if release is not None:
+                self._let_go(release)
             self._sync_layout()
             seq = rseq._seq
             start = seq.begin + offset
