@@ -29,7 +29,6 @@ from asbru.formats.spec import NDESC, PAYLOAD_SIZE
 from . import layout as L
 from .args import as_int, positive_int
 from .loop import capture_module
-from .loop.state import LoopState  # noqa: F401  (documents _loop_args' order)
 from .callbacks import PacketCaptureCallback, call_sequence_callback, describe
 from .stats import CaptureStats
 from .status import Status
@@ -377,8 +376,8 @@ class CaptureEngine:
 
     def _loop_args(self) -> tuple:
         """What the compiled loop works on: this engine's arrays in the order of
-        :class:`LoopState`'s fields (the one place they are put together; a test checks that
-        each lands in the field of its name).  A plain tuple built here, not a ``LoopState``
+        :class:`~asbru.capture.loop.state.LoopState`'s fields (the one place they are put
+        together; a test checks that each lands in the field of its name).  A plain tuple built here, not a ``LoopState``
         turned into one: its 25 keywords cost microseconds once per gulp, from cold caches."""
         g = self._gulps
         n = len(g)

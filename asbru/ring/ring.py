@@ -779,18 +779,20 @@ class Ring:
 
     def _release_span(self) -> None:
         with self._lock:
-            self._open_spans -= 1
-            if self._resizing:
-                self._wake_space()
+            self._one_span_fewer()
 
     def _let_go(self, span: ReadSpan) -> None:
         """Give back a read span that is still open (lock held): ``ReadSpan.release``'s
         work, for a caller that holds the lock already."""
         if span._open:
             span._open = False
-            self._open_spans -= 1
-            if self._resizing:
-                self._wake_space()
+            self._one_span_fewer()
+
+    def _one_span_fewer(self) -> None:
+        """A span was given back (lock held): a resize waits for every open span."""
+        self._open_spans -= 1
+        if self._resizing:
+            self._wake_space()
 
     def _flag_layout(self, seq: _Sequence) -> Optional[tuple[int, int]]:
         """(frame_nbyte, columns) of a sequence's flags, or None while it has none."""
