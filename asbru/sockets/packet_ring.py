@@ -140,9 +140,6 @@ def _prefetch_python(addr: int) -> None:
 
 _prefetch = _prefetch_python if _nbconfig.DISABLE_JIT else _prefetch_intrinsic
 
-#: a receive loop asks for the payload this many packets ahead of the one it works on
-PAYLOAD_AHEAD = 2
-
 #: walk_block asks for the frame header this many frames ahead (guessing the frames are
 #: the same size as the current one): the walk is a chain of dependent loads (each header
 #: says where the next is), one cache miss after another through a block the kernel wrote
@@ -192,19 +189,6 @@ def release_block(ring, block_size, b):
     blk[_BD_STATUS + 1] = 0
     blk[_BD_STATUS + 2] = 0
     blk[_BD_STATUS + 3] = 0
-
-
-@njit(nogil=True, cache=True, inline="always")
-def prefetch_payload(ring, off, j):
-    """Ask for the first two cache lines of the payload at ``off[j]`` (if ``j`` is inside
-    ``off``).  A receive loop's first read of a packet is its header (decode), and in a
-    ring the kernel filled long ago that is a cache miss nothing else overlaps; asked for
-    :data:`PAYLOAD_AHEAD` packets earlier, it is on its way meanwhile.  A hint: an offset
-    left over from an older block costs one useless fetch, never a fault."""
-    if j < off.shape[0]:
-        a = ring.ctypes.data + off[j]
-        _prefetch(a)
-        _prefetch(a + 64)
 
 
 @njit(nogil=True, cache=True)

@@ -15,9 +15,8 @@ from asbru.capture.layout import (C_ERRNO, C_NINVALID, C_NRECEIVED, F_ERROR, F_I
                                   F_TIMEOUT, IO_FD, IO_POLL_MS, IO_POLLFD, IO_POLLFD_ADDR, NIO)
 from asbru.formats.engine import bound_kernel
 from asbru.sockets import syscalls as sc
-from asbru.sockets.packet_ring import (PAYLOAD_AHEAD, TP_STATUS_USER, block_status as _blk_status,
-                                       prefetch_payload as _ask_ahead, release_block as _release,
-                                       walk_block as _walk)
+from asbru.sockets.packet_ring import (TP_STATUS_USER, block_status as _blk_status,
+                                       release_block as _release, walk_block as _walk)
 
 BINDS = ()
 
@@ -33,7 +32,6 @@ BD_NUM_PKTS = 12
 
 @bound_kernel
 def packet(rbuf, offsets, ring, i, ln):
-    _ask_ahead(ring, offsets, i + PAYLOAD_AHEAD)
     o = offsets[i]
     return ring[o:o + ln]
 

@@ -26,8 +26,7 @@ from asbru.capture.group.shared import (F_BASE, F_NRECV, F_STRIDE, G_EPOCH, G_ST
 from asbru.capture.layout import C_NINVALID, C_NINVALID_BYTES, C_NRECEIVED
 from asbru.formats.engine import bound_kernel
 from asbru.sockets import syscalls as sc
-from asbru.sockets.packet_ring import (PAYLOAD_AHEAD, TP_STATUS_USER, block_status as _blk_status,
-                                       prefetch_payload as _ask_ahead,
+from asbru.sockets.packet_ring import (TP_STATUS_USER, block_status as _blk_status,
                                        release_block as _release, walk_block as _walk)
 
 
@@ -131,7 +130,6 @@ def follow(ctl, me, fio, ring, offlen, qbuf, qlen, qstamp, fmask, cfg, fs, d, ch
             end = n
         stamp = now_ns(ts) * 64
         while i < end:
-            _ask_ahead(ring, off, i + PAYLOAD_AHEAD)
             o = off[i]
             ln = lens[i]
             k = i
