@@ -9,11 +9,16 @@ lines: the writer alone (no reader), and where each thread's time went (copies, 
 waiting), to tell the ring's own cost from that of two copies running at once.  The ring moves every byte twice (in and out), so a
 second line compares with those same two copies done by one thread without a ring.
 
-    python benchmarks/ring.py [--gib 4] [--ring-mib 64] [--span-mib 1]
+    python benchmarks/ring.py [--gib 4] [--ring-mib 64] [--span-mib 1] [--repeat 3]
+
+With ``--repeat N`` (default 3) the memcpy baseline and the ring are measured in turn N
+times and the medians printed: on the 16-core host one memcpy pass moved 12-19 GB/s from
+one run to the next, seconds apart, so one pass of each was a ratio of two draws.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import threading
 import time
@@ -60,7 +65,7 @@ def ring_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> tupl
     """Ring throughput, writer-blocked seconds, bytes read, and where each thread's time
     went (seconds): ``wcopy``/``wring`` (the writer's copies / its reserve+commit calls),
     ``rcopy``/``rwait`` (the reader's copies / its waits for the next span)."""
-    ring = Ring(name="bench")
+    ring = Ring(name=f"bench{time.monotonic_ns()}")
     ring.resize(span, ring_bytes)
     writer = ring.begin_writing()
     wseq = writer.begin_sequence("bench")
@@ -131,19 +136,27 @@ def main() -> None:
     p.add_argument("--gib", type=float, default=4.0)
     p.add_argument("--ring-mib", type=int, default=64)
     p.add_argument("--span-mib", type=float, default=1.0)
+    p.add_argument("--repeat", type=int, default=3, help="rounds of memcpy and ring, in turn (medians)")
     a = p.parse_args()
     print(describe(), flush=True)
     span = int(a.span_mib * MiB)
     ring_bytes = a.ring_mib * MiB
     total = int(a.gib * (1 << 30)) // span * span
     block = np.random.default_rng(1).integers(0, 256, span, dtype=np.uint8)
-    base = memcpy_gbps(total, ring_bytes, span, block)
-    ring, blocked, nbyte, prof = ring_gbps(total, ring_bytes, span, block)
+    bases, rings = [], []
+    for _ in range(max(1, a.repeat)):      # in turn, so that both see the same drift
+        bases.append(memcpy_gbps(total, ring_bytes, span, block))
+        rings.append(ring_gbps(total, ring_bytes, span, block))
+    base = statistics.median(bases)
+    ring, blocked, nbyte, prof = sorted(rings, key=lambda r: r[0])[len(rings) // 2]
     both = two_copy_gbps(total, ring_bytes, span, block)
     alone = writer_alone_gbps(total, ring_bytes, span, block)
     print(f"ring: {ring:.2f} GB/s (memcpy {base:.2f} GB/s, ratio {ring / base:.2f})"
           f"  [{nbyte / (1 << 30):.2f} GiB, ring {a.ring_mib} MiB, span {span} B, "
           f"writer blocked {blocked:.2f} s]")
+    if len(rings) > 1:
+        print(f"ring: each round: {' / '.join(f'{r[0]:.2f}' for r in rings)} GB/s "
+              f"(memcpy {' / '.join(f'{b:.2f}' for b in bases)})")
     print(f"ring: same copy-in + copy-out in one thread without a ring: {both:.2f} GB/s "
           f"(ring/that = {ring / both:.2f}; > 1 means writer and reader overlapped)")
     print(f"ring: the writer alone (no reader): {alone:.2f} GB/s (ratio to memcpy {alone / base:.2f})")
