@@ -4,10 +4,13 @@ Moves ``--gib`` GiB (default 4) through a ``--ring-mib`` MiB ring (default 64) i
 ``--span-mib`` MiB spans (default 1).  The writer fills each span with ``np.copyto`` from a
 prepared block; the reader copies each span out (``np.copyto``) into a buffer of its own.
 The baseline ("memcpy") is one thread doing the writer's copies alone, with no ring calls,
-into the ring's own memory just before the ring run on it (the same pages), in the same run.  Further
-lines: the writer alone (no reader), and where each thread's time went (copies, ring calls,
-waiting), to tell the ring's own cost from that of two copies running at once.  The ring moves every byte twice (in and out), so a
-second line compares with those same two copies done by one thread without a ring.
+into the ring's own memory just before the ring runs on it (the same pages), in the same
+run.  Further lines: the writer alone (no reader), and where each thread's time went
+(copies, ring calls, waiting), to tell the ring's own cost from that of two copies running
+at once.  The ring moves every byte twice (in and out), so one line compares with those
+two copies done by one thread without a ring, and another with the two copies done at once
+by two threads with no ring between them (the ceiling of any ring whose writer and reader
+both copy).
 
     python benchmarks/ring.py [--gib 4] [--ring-mib 64] [--span-mib 1] [--repeat 3]
 
@@ -57,6 +60,42 @@ def memcpy_gbps(total: int, ring: Ring, span: int, block: np.ndarray) -> float:
 
 def ring_bytes_of(ring: Ring) -> int:
     return ring.total_span
+
+
+def concurrent_copies_gbps(total: int, ring: Ring, span: int, block: np.ndarray) -> float:
+    """The ring's two copies at once with no ring at all: one thread copies spans into
+    ``ring``'s memory while another copies out the span two behind the one the first is
+    writing (as a ring's reader trails its writer), read from a shared counter with no
+    lock, no wait and no check (a span may be read while rewritten; only the traffic
+    matters).  What any ring whose writer and reader each copy every byte can reach on
+    this machine: its ceiling."""
+    buf = ring._buf[0]
+    nslot = ring_bytes_of(ring) // span
+    n = total // span
+    out = np.empty(span, dtype=np.uint8)
+    took = [0.0, 0.0]
+    written = [0]
+    go = threading.Barrier(2)
+
+    def copy_out():
+        go.wait()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            j = ((written[0] - 2) % nslot) * span
+            np.copyto(out, buf[j:j + span])
+        took[1] = time.perf_counter() - t0
+
+    reader = threading.Thread(target=copy_out)
+    reader.start()
+    go.wait()
+    t0 = time.perf_counter()
+    for i in range(n):
+        j = (i % nslot) * span
+        np.copyto(buf[j:j + span], block)
+        written[0] = i + 1
+    took[0] = time.perf_counter() - t0
+    reader.join(600)
+    return total / max(took) / 1e9
 
 
 def two_copy_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray) -> float:
@@ -153,12 +192,14 @@ def main() -> None:
     ring_bytes = a.ring_mib * MiB
     total = int(a.gib * (1 << 30)) // span * span
     block = np.random.default_rng(1).integers(0, 256, span, dtype=np.uint8)
-    bases, rings = [], []
-    for _ in range(max(1, a.repeat)):      # in turn, so that both see the same drift
+    bases, rings, ceilings = [], [], []
+    for _ in range(max(1, a.repeat)):      # in turn, so that all see the same drift
         ring = fresh_ring(span, ring_bytes)
         bases.append(memcpy_gbps(total, ring, span, block))
         rings.append(ring_gbps(total, ring, span, block))
+        ceilings.append(concurrent_copies_gbps(total, fresh_ring(span, ring_bytes), span, block))
     base = statistics.median(bases)
+    ceiling = statistics.median(ceilings)
     ring, blocked, nbyte, prof = sorted(rings, key=lambda r: r[0])[len(rings) // 2]
     both = two_copy_gbps(total, ring_bytes, span, block)
     alone = writer_alone_gbps(total, ring_bytes, span, block)
@@ -170,6 +211,8 @@ def main() -> None:
               f"(memcpy {' / '.join(f'{b:.2f}' for b in bases)})")
     print(f"ring: same copy-in + copy-out in one thread without a ring: {both:.2f} GB/s "
           f"(ring/that = {ring / both:.2f}; > 1 means writer and reader overlapped)")
+    print(f"ring: the same two copies in two threads at once, no ring (its ceiling): {ceiling:.2f} GB/s "
+          f"(ratio to memcpy {ceiling / base:.2f}; ring/that = {ring / ceiling:.2f})")
     print(f"ring: the writer alone (no reader): {alone:.2f} GB/s (ratio to memcpy {alone / base:.2f})")
     nspan = total // span
     us = lambda sec: sec / nspan * 1e6  # noqa: E731
