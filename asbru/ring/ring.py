@@ -574,7 +574,8 @@ class Ring:
             self._check_order(span, nbyte)
         if nbyte == span._size:
             # The memory is still reserved (invisible to readers): mirror without the lock.
-            self._mirror(span, nbyte)
+            if span._bufpos + nbyte > self._capacity:
+                self._mirror(span, nbyte)
             with self._lock:
                 while self._pending[0] is not span:
                     self._wait_space()

@@ -102,8 +102,10 @@ class SpanBase:
 
     @property
     def data(self) -> np.ndarray:
-        """``data_view(np.uint8)``: shape ``(nringlet, size)``."""
-        return self.data_view()
+        """``data_view(np.uint8)``: shape ``(nringlet, size)``; writable for a write span,
+        read-only for a read span (its ``_buf`` is the ring's read-only view)."""
+        # what _view's common case returns, without its two calls: once per span per side
+        return self._buf[:self._nringlet, self._bufpos:self._bufpos + self._size]
 
     def data_view(self, dtype: Any = np.uint8, shape: Any = -1) -> np.ndarray:
         raise NotImplementedError
@@ -222,7 +224,14 @@ class ReadSpan(SpanBase):
 
     def __init__(self, rseq: ReadSequence, seq: _Sequence, buf: np.ndarray, bufpos: int,
                  abs_offset: int, size: int, offset: int) -> None:
-        super().__init__(rseq._ring, buf, bufpos, abs_offset, size, seq.nringlet)
+        # SpanBase's fields set here, not through its __init__ (one call fewer per span)
+        self._ring = rseq._ring
+        self._buf = buf
+        self._bufpos = bufpos
+        self._abs = abs_offset
+        self._size = size
+        self._nringlet = seq.nringlet
+        self._open = True
         self._rseq = rseq
         self._seq = seq
         self._offset = offset
