@@ -15,7 +15,7 @@ both copy).
     python benchmarks/ring.py [--gib 4] [--ring-mib 64] [--span-mib 1] [--repeat 3]
 
 With ``--repeat N`` (default 3) the memcpy baseline and the ring are measured in turn N
-times and the medians printed: on the 16-core host one memcpy pass moved 12-19 GB/s from
+times and the medians printed: on the 16-core host one memcpy pass moved 11-20 GB/s from
 one run to the next, seconds apart, so one pass of each was a ratio of two draws.
 """
 from __future__ import annotations
@@ -49,17 +49,13 @@ def memcpy_gbps(total: int, ring: Ring, span: int, block: np.ndarray) -> float:
     16-core host a fresh 64 MiB buffer per measurement copied at 11-20 GB/s, round to
     round).  The ring's memory is written when it is allocated: copies, not page faults."""
     dst = ring._buf[0]
-    nslot = ring_bytes_of(ring) // span
+    nslot = ring.total_span // span
     n = total // span
     t0 = time.perf_counter()
     for i in range(n):
         j = (i % nslot) * span
         np.copyto(dst[j:j + span], block)
     return total / (time.perf_counter() - t0) / 1e9
-
-
-def ring_bytes_of(ring: Ring) -> int:
-    return ring.total_span
 
 
 def concurrent_copies_gbps(total: int, ring: Ring, span: int, block: np.ndarray) -> float:
@@ -70,7 +66,7 @@ def concurrent_copies_gbps(total: int, ring: Ring, span: int, block: np.ndarray)
     matters).  What any ring whose writer and reader each copy every byte can reach on
     this machine: its ceiling."""
     buf = ring._buf[0]
-    nslot = ring_bytes_of(ring) // span
+    nslot = ring.total_span // span
     n = total // span
     out = np.empty(span, dtype=np.uint8)
     took = [0.0, 0.0]

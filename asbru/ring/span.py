@@ -224,14 +224,7 @@ class ReadSpan(SpanBase):
 
     def __init__(self, rseq: ReadSequence, seq: _Sequence, buf: np.ndarray, bufpos: int,
                  abs_offset: int, size: int, offset: int) -> None:
-        # SpanBase's fields set here, not through its __init__ (one call fewer per span)
-        self._ring = rseq._ring
-        self._buf = buf
-        self._bufpos = bufpos
-        self._abs = abs_offset
-        self._size = size
-        self._nringlet = seq.nringlet
-        self._open = True
+        super().__init__(rseq._ring, buf, bufpos, abs_offset, size, seq.nringlet)
         self._rseq = rseq
         self._seq = seq
         self._offset = offset
