@@ -143,6 +143,58 @@ def test_resize_waits_for_open_spans():
     assert r.contiguous_span == 1 << 16
 
 
+def test_a_dropped_acquired_span_is_given_back():
+    r = Ring()
+    r.resize(4096)
+    w = r.begin_writing()
+    write_seq(w, [4096])
+    rseq = r.open_earliest_sequence()
+    span = rseq.acquire(0, 4096)
+    del span            # never released: the garbage collector gives it back
+    gc.collect()
+    t, box = run(r.resize, 8192)
+    joined(t, box)
+    assert r.contiguous_span == 8192
+
+
+def test_spans_of_an_abandoned_read_loop_are_given_back():
+    from asbru.ring import AcquiredSpan, ReadSpan
+    r = Ring()
+    r.resize(4096)
+    w = r.begin_writing()
+    write_seq(w, [4096, 4096])
+    rseq = r.open_earliest_sequence()
+    spans = rseq.read(4096)
+    first = next(spans)
+    # read()'s spans are given back by the loop itself (no finalizer per span);
+    # acquire()'s carry one, in case the caller drops them
+    assert type(first) is ReadSpan and not isinstance(first, AcquiredSpan)
+    assert isinstance(rseq.acquire(0, 10), AcquiredSpan)
+    gc.collect()
+    spans.close()       # a loop left early: its open span goes back with it
+    t, box = run(r.resize, 8192)
+    joined(t, box)
+    assert r.contiguous_span == 8192
+    assert not first._open
+
+
+def test_waits_that_time_out_leave_no_waiter_behind():
+    r = Ring()
+    r.resize(4096)
+    w = r.begin_writing()
+    s = w.begin_sequence()
+    rseq = r.open_earliest_sequence()
+    t, box = run(lambda: rseq.acquire(0, 4096).data[0].copy())
+    t.join(0.7)         # past two of the reader's timed waits (0.25 s each)
+    assert t.is_alive()
+    with s.reserve(4096) as span:
+        span.data[0][:] = pattern(0, 4096)
+    assert np.array_equal(joined(t, box), pattern(0, 4096))
+    assert r._data_waiters == [] and r._space_waiters == []
+    s.end()
+    w.end_writing()
+
+
 # ----------------------------------------------------------------------------- writing
 def test_one_writer_at_a_time_and_a_new_writer_after_end():
     r = Ring()

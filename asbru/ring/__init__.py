@@ -13,10 +13,11 @@ from .memory import register_space, spaces
 from .ring import Ring, RingWriter
 from .sequence import ReadSequence, WriteSequence
 from .gpu import SpaceUnavailable
-from .span import ReadSpan, SpanBase, WriteSpan
+from .span import AcquiredSpan, ReadSpan, SpanBase, WriteSpan
 from .transfer import copy
 
 __all__ = [
     "Ring", "RingWriter", "WriteSequence", "ReadSequence", "SpanBase", "WriteSpan", "ReadSpan",
+    "AcquiredSpan",
     "EndOfDataStop", "WouldBlock", "register_space", "spaces", "copy", "SpaceUnavailable",
 ]

@@ -30,6 +30,7 @@ import re
 import threading
 import time
 import uuid
+from _thread import allocate_lock as _allocate_lock
 from collections import deque
 from typing import Any, Iterator, Optional
 
@@ -39,7 +40,7 @@ from ..errors import ArgumentError, EndOfDataStop, WouldBlock
 from . import memory
 from .flags import FlagStore
 from .sequence import ReadSequence, WriteSequence, _Sequence, check_time_tag, header_bytes
-from .span import ReadSpan, WriteSpan
+from .span import AcquiredSpan, ReadSpan, WriteSpan
 
 PAGE = memory.PAGE
 _NAME_BAD = re.compile(r"[^-_.() A-Za-z0-9]")
@@ -47,6 +48,13 @@ _WHENCE = ("earliest", "latest")
 # Safety net for waits: a guarantee or span dropped by the garbage collector (which cannot
 # take the lock) is noticed within this many seconds even if nobody notifies.
 _POLL = 0.25
+
+
+def _wake_all(waiters: list[Any]) -> None:
+    """Release every waiting thread's lock (the ring's lock held)."""
+    for w in waiters:
+        w.release()
+    waiters.clear()
 
 
 def is_int(x: Any) -> bool:
@@ -124,8 +132,12 @@ class Ring:
         self._core = None if core is None else int(core)
 
         self._lock = threading.Lock()
-        self._data_cond = threading.Condition(self._lock)   # readers: commits, sequences, end
-        self._space_cond = threading.Condition(self._lock)  # writer/resize: pins, order, spans
+        # Threads waiting under self._lock, each on a lock of its own that a wake releases:
+        # readers for commits, sequences and the end; the writer and resize for pins, order
+        # and spans.  (threading.Condition does the same in several Python calls per wait and
+        # per wake: a reader caught up with its writer waits once per span.)
+        self._data_waiters: list[Any] = []
+        self._space_waiters: list[Any] = []
         self._nringlet = 1
         self._capacity = 0
         self._ghost = 0
@@ -153,8 +165,6 @@ class Ring:
         self._writing_begun = False
         self._writing_ended = False
         self._blocked = 0.0
-        self._nwait_space = 0   # threads waiting on _space_cond / _data_cond: notify only if any,
-        self._nwait_data = 0    # because Condition.notify_all costs microseconds even when idle
 
     # ------------------------------------------------------------------ properties
     @property
@@ -215,27 +225,36 @@ class Ring:
 
     # ------------------------------------------------------------------ internals
     # Wait/wake helpers (lock held).  Waits are timed only as a safety net (see _POLL).
-    def _wait_space(self) -> None:
-        self._nwait_space += 1
+    def _wait_on(self, waiters: list[Any]) -> None:
+        """Release the lock until a wake of ``waiters`` (or _POLL seconds), then retake it."""
+        me = _allocate_lock()
+        me.acquire()
+        waiters.append(me)
+        self._lock.release()
+        woken = False
         try:
-            self._space_cond.wait(_POLL)
+            woken = me.acquire(True, _POLL)
         finally:
-            self._nwait_space -= 1
+            self._lock.acquire()
+            if not woken:
+                try:
+                    waiters.remove(me)
+                except ValueError:
+                    pass                # woken between the timeout and retaking the lock
+
+    def _wait_space(self) -> None:
+        self._wait_on(self._space_waiters)
 
     def _wait_data(self) -> None:
-        self._nwait_data += 1
-        try:
-            self._data_cond.wait(_POLL)
-        finally:
-            self._nwait_data -= 1
+        self._wait_on(self._data_waiters)
 
     def _wake_space(self) -> None:
-        if self._nwait_space:
-            self._space_cond.notify_all()
+        if self._space_waiters:
+            _wake_all(self._space_waiters)
 
     def _wake_data(self) -> None:
-        if self._nwait_data:
-            self._data_cond.notify_all()
+        if self._data_waiters:
+            _wake_all(self._data_waiters)
 
     def _bury(self) -> None:
         """Apply guarantees/spans dropped by the garbage collector (lock held)."""
@@ -749,15 +768,22 @@ class Ring:
                 self._wake_space()
 
     def _acquire(self, rseq: ReadSequence, offset: Any, size: Any, hold: bool = False,
-                 release: Optional[ReadSpan] = None) -> ReadSpan:
+                 release: Optional[ReadSpan] = None, iterated: bool = False) -> ReadSpan:
         """``hold``: leave the guarantee where it is (a reader with several spans in flight,
         such as ``asbru.ring.copy``, moves it itself with ``_move_pin``).  ``release``: a span
         of the reader's to give back first, under the same hold of the lock
-        (``ReadSequence.read``: one lock round per span instead of two)."""
-        size = self._check_span_size("size", size)
-        if not (type(offset) is int or is_int(offset)) or offset < 0:
-            raise ArgumentError(f"offset must be a non-negative integer; got {offset!r}")
-        offset = int(offset)
+        (``ReadSequence.read``: one lock round per span instead of two).  ``iterated``: the
+        span is ``ReadSequence.read``'s, which gives it back itself (no finalizer needed).
+
+        A reader caught up with its writer runs this once per span, and on a many-core host
+        from caches the span copies have just flushed: the common case (a checked size, a
+        span already committed) is written out here rather than through helper calls."""
+        if type(size) is not int or not 0 <= size <= self._ghost:
+            size = self._check_span_size("size", size)
+        if type(offset) is not int or offset < 0:
+            if not is_int(offset) or offset < 0:
+                raise ArgumentError(f"offset must be a non-negative integer; got {offset!r}")
+            offset = int(offset)
         with self._lock:
             if release is not None:
                 self._let_go(release)
@@ -767,6 +793,8 @@ class Ring:
                 self._pin_at(rseq._key, start)
             while True:
                 if not self._resizing:
+                    if seq.end is None and self._head >= start + size:
+                        break
                     ready = self._readable(seq, start, offset, size)
                     if ready is not None:
                         size = ready
@@ -776,7 +804,8 @@ class Ring:
             bufpos = start % self._capacity if self._capacity else 0
             if bufpos + size > self._capacity:
                 self._fill_ghost(start, bufpos, size)
-            return ReadSpan(rseq, seq, self._rbuf, bufpos, start, size, offset)
+            return (ReadSpan if iterated else AcquiredSpan)(rseq, seq, self._rbuf, bufpos, start,
+                                                            size, offset)
 
     def _release_span(self) -> None:
         with self._lock:

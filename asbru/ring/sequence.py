@@ -203,7 +203,7 @@ class ReadSequence(_SequenceInfo):
                     raise ArgumentError("acquire: this ReadSequence is closed")
                 try:
                     # the span handed out before is given back inside the same call
-                    prev = ring._acquire(self, offset, span_size, release=prev)
+                    prev = ring._acquire(self, offset, span_size, release=prev, iterated=True)
                 except EndOfDataStop:
                     break
                 yield prev

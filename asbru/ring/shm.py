@@ -50,7 +50,7 @@ from ..errors import ArgumentError, AsbruError, EndOfDataStop
 from . import ipc
 from .ring import PAGE, Ring, is_int, resize_request
 from .sequence import ReadSequence, WriteSequence, check_time_tag, header_bytes
-from .span import ReadSpan
+from .span import AcquiredSpan, ReadSpan
 
 SHM_DIR = "/dev/shm"
 PREFIX = "asbru-ring."
@@ -777,7 +777,7 @@ class SharedRing(Ring):
                 self._pin_at(rseq._key, seq.begin)
 
     def _acquire(self, rseq: ReadSequence, offset: Any, size: Any, hold: bool = False,
-                 release: Optional[ReadSpan] = None) -> ReadSpan:
+                 release: Optional[ReadSpan] = None, iterated: bool = False) -> ReadSpan:
         size = self._check_span_size("size", size)
         if not (type(offset) is int or is_int(offset)) or offset < 0:
             raise ArgumentError(f"offset must be a non-negative integer; got {offset!r}")
@@ -806,7 +806,8 @@ class SharedRing(Ring):
             r[key, R_POS] = start + size
             r[key, R_NSPAN] += 1
             r[key, R_NBYTE] += size
-            return ReadSpan(rseq, seq, self._rbuf, bufpos, start, size, offset)  # type: ignore[arg-type]
+            return (ReadSpan if iterated else AcquiredSpan)(  # type: ignore[arg-type]
+                rseq, seq, self._rbuf, bufpos, start, size, offset)
 
     def _reserve(self, seq: Any, size: Any, nonblocking: bool) -> Any:
         if self._layout_gen != int(self._ctl[C_LAYOUT_GEN]):

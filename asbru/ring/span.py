@@ -155,9 +155,11 @@ class WriteSpan(SpanBase):
         """Record how many bytes to publish on close (default all; 0 cancels the reservation)."""
         if size is None:
             size = self._size
-        if not isinstance(size, (int, np.integer)) or not 0 <= size <= self._size:
-            raise ArgumentError(f"commit: size must be an integer in [0, {self._size}]; got {size!r}")
-        self._commit_size = int(size)
+        elif type(size) is not int or not 0 <= size <= self._size:
+            if not isinstance(size, (int, np.integer)) or not 0 <= size <= self._size:
+                raise ArgumentError(f"commit: size must be an integer in [0, {self._size}]; got {size!r}")
+            size = int(size)
+        self._commit_size = size
 
     def set_flags(self, flags: Any, frame_nbyte: int) -> None:
         """Attach per-frame flags (``(nframe, k)`` uint8) to this span; published on commit.
@@ -279,6 +281,19 @@ class ReadSpan(SpanBase):
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    def __repr__(self) -> str:
+        return f"<ReadSpan offset={self._offset} size={self._size} open={self._open}>"
+
+
+class AcquiredSpan(ReadSpan):
+    """A read span handed out by ``ReadSequence.acquire``: the caller gives it back, and one
+    that is dropped without a release is given back by the garbage collector.
+
+    (``ReadSequence.read`` gives its spans back itself, so they are plain ``ReadSpan``s: no
+    finalizer to run once per span.)"""
+
+    __slots__ = ()
+
     def __del__(self) -> None:
         if getattr(self, "_open", False):
             self._open = False
@@ -286,6 +301,3 @@ class ReadSpan(SpanBase):
                 self._ring._graveyard.append(("span", 0))
             except Exception:
                 pass
-
-    def __repr__(self) -> str:
-        return f"<ReadSpan offset={self._offset} size={self._size} open={self._open}>"
