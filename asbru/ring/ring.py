@@ -256,6 +256,13 @@ class Ring:
         if self._data_waiters:
             _wake_all(self._data_waiters)
 
+    def _wake_everyone(self) -> None:
+        """_wake_data and _wake_space in one call (a publish does both, once per span)."""
+        if self._data_waiters:
+            _wake_all(self._data_waiters)
+        if self._space_waiters:
+            _wake_all(self._space_waiters)
+
     def _bury(self) -> None:
         """Apply guarantees/spans dropped by the garbage collector (lock held)."""
         while self._graveyard:
@@ -338,8 +345,7 @@ class Ring:
                 self._regrow(new_ghost, new_cap, new_nr)
             finally:
                 self._resizing = False
-                self._wake_space()
-                self._wake_data()
+                self._wake_everyone()
 
     def _regrow(self, ghost: int, cap: int, nringlet: int) -> None:
         """Copy the live bytes into a bigger buffer (lock held, no span open)."""
@@ -385,8 +391,7 @@ class Ring:
             self._writing_ended = True
             if self._open_seq is not None:
                 self._end_locked(self._open_seq)
-            self._wake_data()
-            self._wake_space()
+            self._wake_everyone()
 
     def writing_ended(self) -> bool:
         return self._writing_ended
@@ -474,8 +479,9 @@ class Ring:
             return None
         self._reserve_head = end
         if floor > self._tail:
-            self._tail = floor          # published before the writer touches the memory
-            self._drop_old()
+            # published before the writer touches the memory.  (Sequences whose data has now
+            # left are forgotten by the next begin_sequence or open, which look them up.)
+            self._tail = floor
         self._open_spans += 1
         bufpos = begin % self._capacity
         if bufpos + size > self._capacity:
@@ -640,8 +646,7 @@ class Ring:
         over = span._bufpos + nbyte - self._capacity
         if over > 0:                     # the ghost holds this span's overhang
             self._ghost_base, self._ghost_valid = span._abs - span._bufpos + self._capacity, over
-        self._wake_data()
-        self._wake_space()
+        self._wake_everyone()
 
     def _store_flags(self, span: WriteSpan, nbyte: int) -> None:
         """Keep the flag rows of the frames a published span covers (lock held)."""
@@ -785,12 +790,18 @@ class Ring:
                 raise ArgumentError(f"offset must be a non-negative integer; got {offset!r}")
             offset = int(offset)
         with self._lock:
-            if release is not None:
-                self._let_go(release)
+            if release is not None and release._open:       # _let_go, written out
+                release._open = False
+                self._open_spans -= 1
+                if self._resizing:
+                    self._wake_space()
             seq = rseq._seq
             start = seq.begin + offset
-            if rseq._guarantee and not hold and rseq._key in self._pins:
-                self._pin_at(rseq._key, start)
+            pins = self._pins
+            if rseq._guarantee and not hold and rseq._key in pins:   # _pin_at, written out
+                pins[rseq._key] = start if start > self._tail else self._tail
+                if self._space_waiters:
+                    _wake_all(self._space_waiters)
             while True:
                 if not self._resizing:
                     if seq.end is None and self._head >= start + size:

@@ -354,8 +354,7 @@ class SharedRing(Ring):
                         os.unlink(self._path)
                     except FileNotFoundError:
                         pass
-                self._wake_space()
-                self._wake_data()
+                self._wake_everyone()
         finally:
             self._closed = True
             os.close(self._fd)
@@ -447,6 +446,10 @@ class SharedRing(Ring):
         if self._ctl[C_NWAIT_DATA] > 0:
             ipc.futex_wake(self._data_word)
 
+    def _wake_everyone(self) -> None:
+        self._wake_data()
+        self._wake_space()
+
     def _reap_readers(self) -> None:
         """Drop reader slots of processes that died (lock held)."""
         r = self._readers
@@ -473,8 +476,7 @@ class SharedRing(Ring):
                 rec[S_END] = max(int(c[C_HEAD]), int(rec[S_BEGIN]))
         c[C_OPEN_SEQ] = -1
         c[C_ENDED] = 1
-        self._wake_data()
-        self._wake_space()
+        self._wake_everyone()
 
     # ------------------------------------------------------------------ pins (reader slots)
     def _bury(self) -> None:
@@ -565,8 +567,7 @@ class SharedRing(Ring):
             c[C_GHOST_BASE], c[C_GHOST_VALID] = -1, 0
             c[C_LAYOUT_GEN] += 1
             self._map_meta()
-            self._wake_data()
-            self._wake_space()
+            self._wake_everyone()
 
     # ------------------------------------------------------------------ writing
     def begin_writing(self) -> Any:
@@ -593,8 +594,7 @@ class SharedRing(Ring):
                 if self._open_seq is not None:
                     self._end_locked(self._open_seq)
                 self._writer_here = False
-            self._wake_data()
-            self._wake_space()
+            self._wake_everyone()
 
     def _begin_sequence(self, name: Any, time_tag: Any, header: Any, nringlet: Any) -> WriteSequence:
         if isinstance(name, bytes):
