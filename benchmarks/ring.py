@@ -1,6 +1,6 @@
 """Ring throughput: one writer, one guaranteed reader, beside plain NumPy memcpy.
 
-Moves ``--gib`` GiB (default 4) through a ``--ring-mib`` MiB ring (default 64) in
+Moves ``--gib`` GiB per round (default 1) through a ``--ring-mib`` MiB ring (default 64) in
 ``--span-mib`` MiB spans (default 1).  The writer fills each span with ``np.copyto`` from a
 prepared block; the reader copies each span out (``np.copyto``) into a buffer of its own.
 The baseline ("memcpy") is one thread doing the writer's copies alone, with no ring calls,
@@ -12,11 +12,12 @@ two copies done by one thread without a ring, and another with the two copies do
 by two threads with no ring between them (the ceiling of any ring whose writer and reader
 both copy).
 
-    python benchmarks/ring.py [--gib 4] [--ring-mib 64] [--span-mib 1] [--repeat 3]
+    python benchmarks/ring.py [--gib 1] [--ring-mib 64] [--span-mib 1] [--repeat 9]
 
-With ``--repeat N`` (default 3) the memcpy baseline and the ring are measured in turn N
-times and the medians printed: on the 16-core host one memcpy pass moved 11-20 GB/s from
-one run to the next, seconds apart, so one pass of each was a ratio of two draws.
+With ``--repeat N`` (default 9) the memcpy baseline, the ring and its ceiling are measured
+in turn N times; each ratio is taken within one round and the median of the N printed.
+On the 16-core host one memcpy pass moved 7-20 GB/s from one start of the machine to the
+next and drifted within a run, so a ratio of two passes far apart was a ratio of two draws.
 """
 from __future__ import annotations
 
@@ -196,10 +197,11 @@ def writer_alone_gbps(total: int, ring_bytes: int, span: int, block: np.ndarray)
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--gib", type=float, default=4.0)
+    p.add_argument("--gib", type=float, default=1.0, help="GiB moved per round")
     p.add_argument("--ring-mib", type=int, default=64)
     p.add_argument("--span-mib", type=float, default=1.0)
-    p.add_argument("--repeat", type=int, default=3, help="rounds of memcpy and ring, in turn (medians)")
+    p.add_argument("--repeat", type=int, default=9,
+                   help="rounds of memcpy, ring and ceiling, in turn (medians of each round's ratios)")
     a = p.parse_args()
     print(describe(), flush=True)
     span = int(a.span_mib * MiB)
@@ -212,22 +214,28 @@ def main() -> None:
         bases.append(memcpy_gbps(total, ring, span, block))
         rings.append(ring_gbps(total, ring, span, block))
         ceilings.append(concurrent_copies_gbps(total, fresh_ring(span, ring_bytes), span, block))
-    base = statistics.median(bases)
-    ceiling = statistics.median(ceilings)
+    med = statistics.median
+    base, ceiling = med(bases), med(ceilings)
     ring, blocked, nbyte, _ = sorted(rings, key=lambda r: r[0])[len(rings) // 2]
+    # each ratio from one round (its memcpy measured just before its ring), then the median:
+    # the host's memory moved 7-18 GB/s from one start to the next and within a run
+    ratio = med(r[0] / b for r, b in zip(rings, bases))
+    ceiling_ratio = med(c / b for c, b in zip(ceilings, bases))
+    ring_to_ceiling = med(r[0] / c for r, c in zip(rings, ceilings))
     timed, tblocked, _, prof = ring_gbps(total, fresh_ring(span, ring_bytes), span, block, timed=True)
     both = two_copy_gbps(total, ring_bytes, span, block)
     alone = writer_alone_gbps(total, ring_bytes, span, block)
-    print(f"ring: {ring:.2f} GB/s (memcpy {base:.2f} GB/s, ratio {ring / base:.2f})"
-          f"  [{nbyte / (1 << 30):.2f} GiB, ring {a.ring_mib} MiB, span {span} B, "
+    print(f"ring: {ring:.2f} GB/s (memcpy {base:.2f} GB/s, ratio {ratio:.2f})"
+          f"  [{nbyte / (1 << 30):.2f} GiB x {len(rings)} rounds, ring {a.ring_mib} MiB, span {span} B, "
           f"writer blocked {blocked:.2f} s]")
     if len(rings) > 1:
         print(f"ring: each round: {' / '.join(f'{r[0]:.2f}' for r in rings)} GB/s "
-              f"(memcpy {' / '.join(f'{b:.2f}' for b in bases)})")
+              f"(memcpy {' / '.join(f'{b:.2f}' for b in bases)}; "
+              f"ratio {' / '.join(f'{r[0] / b:.2f}' for r, b in zip(rings, bases))})")
     print(f"ring: same copy-in + copy-out in one thread without a ring: {both:.2f} GB/s "
           f"(ring/that = {ring / both:.2f}; > 1 means writer and reader overlapped)")
     print(f"ring: the same two copies in two threads at once, no ring (its ceiling): {ceiling:.2f} GB/s "
-          f"(ratio to memcpy {ceiling / base:.2f}; ring/that = {ring / ceiling:.2f})")
+          f"(ratio to memcpy {ceiling_ratio:.2f}; ring/that = {ring_to_ceiling:.2f})")
     print(f"ring: the writer alone (no reader): {alone:.2f} GB/s (ratio to memcpy {alone / base:.2f})")
     nspan = total // span
     us = lambda sec: sec / nspan * 1e6  # noqa: E731
