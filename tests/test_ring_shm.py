@@ -151,6 +151,25 @@ def test_sigkill_of_a_reader_and_of_the_writer(name):
     assert not os.path.exists(shm.path_of(name))
 
 
+def test_the_listing_forgets_a_sequence_once_the_writer_has_overwritten_it(name):
+    ring = Ring(space="shm", name=name)
+    try:
+        ring.resize(4096, 16384)
+        w = ring.begin_writing()
+        with w.begin_sequence("old", 1) as s:
+            s.reserve(4096).close()
+        listed = lambda: [q["name"] for q in shm.inspect(name)["sequences"]]  # noqa: E731
+        with w.begin_sequence("new", 2) as s:
+            for _ in range(3):
+                s.reserve(4096).close()
+            assert listed() == ["old", "new"]       # "old"'s bytes are still in the ring
+            s.reserve(4096).close()                 # the tail passes them: `asbru rings` says so
+            assert listed() == ["new"]
+        w.end_writing()
+    finally:
+        ring.close()
+
+
 def test_stale_ring_is_listed_and_removed_by_the_cli(name):
     writer = peer("write", name, 1, 1000000, 4096, 0.001)
     expect(writer, "ready")

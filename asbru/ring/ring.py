@@ -110,6 +110,11 @@ class RingWriter:
 class Ring:
     """A circular byte buffer carrying sequences (Bifrost's ``bifrost.ring.Ring``)."""
 
+    # Forget sequences whose data has left as each reservation moves the tail?  Not here:
+    # the next begin_sequence or open, which look sequences up, forget them first (one
+    # call fewer per span).  A shared ring does, for the monitors that list its table.
+    _forget_on_reserve = False
+
     def __new__(cls, space: str = "system", name: Optional[str] = None, core: Optional[int] = None) -> "Ring":
         if cls is Ring and space in ("shm", b"shm"):
             from .shm import SharedRing      # a ring shared between processes
@@ -479,9 +484,9 @@ class Ring:
             return None
         self._reserve_head = end
         if floor > self._tail:
-            # published before the writer touches the memory.  (Sequences whose data has now
-            # left are forgotten by the next begin_sequence or open, which look them up.)
-            self._tail = floor
+            self._tail = floor          # published before the writer touches the memory
+            if self._forget_on_reserve:
+                self._drop_old()
         self._open_spans += 1
         bufpos = begin % self._capacity
         if bufpos + size > self._capacity:

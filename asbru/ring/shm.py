@@ -222,6 +222,8 @@ class _SharedSeq:
 class SharedRing(Ring):
     """A :class:`Ring` whose memory and state live in ``/dev/shm``, shared by processes."""
 
+    _forget_on_reserve = True    # `asbru rings` lists the sequence table from outside
+
     def __init__(self, space: str = "shm", name: Optional[str] = None, core: Optional[int] = None) -> None:
         if isinstance(space, bytes):
             space = space.decode("ascii", "replace")
