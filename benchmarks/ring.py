@@ -16,7 +16,7 @@ both copy).
 
 With ``--repeat N`` (default 9) the memcpy baseline, the ring and its ceiling are measured
 in turn N times; each ratio is taken within one round and the median of the N printed.
-On the 16-core host one memcpy pass moved 7-20 GB/s from one start of the machine to the
+On the 16-core host one memcpy pass moved 6-20 GB/s from one start of the machine to the
 next and drifted within a run, so a ratio of two passes far apart was a ratio of two draws.
 """
 from __future__ import annotations
@@ -218,7 +218,7 @@ def main() -> None:
     base, ceiling = med(bases), med(ceilings)
     ring, blocked, nbyte, _ = sorted(rings, key=lambda r: r[0])[len(rings) // 2]
     # each ratio from one round (its memcpy measured just before its ring), then the median:
-    # the host's memory moved 7-18 GB/s from one start to the next and within a run
+    # the host's memory moved 6-20 GB/s from one start to the next, and drifted within a run
     ratio = med(r[0] / b for r, b in zip(rings, bases))
     ceiling_ratio = med(c / b for c, b in zip(ceilings, bases))
     ring_to_ceiling = med(r[0] / c for r, c in zip(rings, ceilings))

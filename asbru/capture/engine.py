@@ -377,8 +377,9 @@ class CaptureEngine:
     def _loop_args(self) -> tuple:
         """What the compiled loop works on: this engine's arrays in the order of
         :class:`~asbru.capture.loop.state.LoopState`'s fields (the one place they are put
-        together; a test checks that each lands in the field of its name).  A plain tuple built here, not a ``LoopState``
-        turned into one: its 25 keywords cost microseconds once per gulp, from cold caches."""
+        together; a test checks that each lands in the field of its name).  A plain tuple
+        built here, not a ``LoopState`` turned into one: its 25 keywords cost microseconds
+        once per gulp, from cold caches."""
         g = self._gulps
         n = len(g)
         if n >= 2:

@@ -155,10 +155,10 @@ class WriteSpan(SpanBase):
         """Record how many bytes to publish on close (default all; 0 cancels the reservation)."""
         if size is None:
             size = self._size
-        elif type(size) is not int or not 0 <= size <= self._size:
-            if not isinstance(size, (int, np.integer)) or not 0 <= size <= self._size:
-                raise ArgumentError(f"commit: size must be an integer in [0, {self._size}]; got {size!r}")
+        elif type(size) is not int and isinstance(size, (int, np.integer)):
             size = int(size)
+        if type(size) is not int or not 0 <= size <= self._size:
+            raise ArgumentError(f"commit: size must be an integer in [0, {self._size}]; got {size!r}")
         self._commit_size = size
 
     def set_flags(self, flags: Any, frame_nbyte: int) -> None:
